@@ -1,0 +1,44 @@
+# The few commands a newcomer needs. Every target creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench soak docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP) ## Walk through the return-request lifecycle on a SQLite file (demo.sqlite3)
+	$(BIN)/python examples/demo.py
+
+test: lint typecheck unit ## ruff, mypy --strict, and pytest with branch coverage
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples docs
+	$(BIN)/ruff format --check src tests benchmarks examples docs
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
+
+soak: $(STAMP) ## long reliability runs
+	RETOURAANVRAAG_SOAK=1 $(BIN)/python -m pytest -m soak -p no:cacheprovider
+
+bench: $(STAMP) ## benchmarks: ratios against baselines run beside them
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/run.py
+
+docs: $(STAMP) ## regenerate the generated parts of docs/
+	$(BIN)/python -m retouraanvraag._docs
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache demo.sqlite3 demo-mail

@@ -1,0 +1,1 @@
+"""retouraanvraag: return requests for any web shop."""

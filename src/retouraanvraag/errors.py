@@ -1,0 +1,177 @@
+"""Every error the library raises, under one root: :class:`RetouraanvraagError`.
+
+Errors carry their data as attributes (request id, status, field, line, column) so that a host
+can act on them without parsing messages, and they pickle (they cross process boundaries in
+workers). Messages name ids and fields, never customer names, e-mail addresses or addresses.
+Each subclass also derives from the builtin that fits (``ValueError``, ``LookupError``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class RetouraanvraagError(Exception):
+    """The root of every error this library raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by state, so that subclasses with keyword-only constructors round-trip."""
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+class InvalidInput(RetouraanvraagError, ValueError):
+    """Input that the library refuses; nothing was stored.
+
+    Attributes:
+        field: where the problem is, as a dotted path (``items[1].quantity``), or ``None``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        """Build the error; the message is prefixed with the field when one is given."""
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class InvalidMoney(InvalidInput):
+    """An amount that cannot be read, is negative, or has too many decimals."""
+
+
+class CurrencyMismatch(InvalidInput):
+    """Two amounts in different currencies were combined or compared."""
+
+
+class UnknownCountry(InvalidInput, LookupError):
+    """A country name or code that is not known; ``suggestion`` holds the nearest name."""
+
+    def __init__(self, text: str, *, suggestion: str | None = None, field: str | None = None):
+        """Build the error for ``text``, with an optional "did you mean" suggestion."""
+        self.text = text
+        self.suggestion = suggestion
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        super().__init__(f"unknown country {text!r}{hint}", field=field)
+
+
+class UnknownReason(InvalidInput, LookupError):
+    """A return reason that is not in the shop's catalogue."""
+
+    def __init__(self, text: str, *, suggestion: str | None = None, field: str | None = None):
+        """Build the error for ``text``, with an optional "did you mean" suggestion."""
+        self.text = text
+        self.suggestion = suggestion
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        super().__init__(f"unknown return reason {text!r}{hint}", field=field)
+
+
+class InvalidPhoto(InvalidInput):
+    """A photo that is not a JPEG, PNG or WebP image, is too large, or one too many."""
+
+
+class ReturnWindowExpired(InvalidInput):
+    """The return window has closed; ``message_nl``/``message_en`` are for the customer.
+
+    Attributes:
+        deadline: the last day (merchant's time zone) on which a return could be asked.
+    """
+
+    def __init__(self, *, order_number: str, deadline: str, days: int) -> None:
+        """Build the error with customer-facing messages in Dutch and English."""
+        self.order_number = order_number
+        self.deadline = deadline
+        self.days = days
+        self.message_nl = (
+            f"De retourtermijn van {days} dagen voor bestelling {order_number} is verlopen "
+            f"op {deadline}."
+        )
+        self.message_en = (
+            f"The {days}-day return window for order {order_number} closed on {deadline}."
+        )
+        super().__init__(self.message_en)
+
+
+class ReturnRefused(InvalidInput):
+    """The shop's rules refuse this return (``Retour niet mogelijk``) or some of its items.
+
+    Attributes:
+        refused: ``(item index, customer-facing message)`` pairs; index ``None`` is the order.
+    """
+
+    def __init__(self, refused: tuple[tuple[int | None, str], ...]) -> None:
+        """Build the error from the refused items and their messages."""
+        self.refused = refused
+        parts = [f"item {i}: {m}" if i is not None else m for i, m in refused]
+        super().__init__("return refused: " + "; ".join(parts))
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+class TransitionNotAllowed(RetouraanvraagError):
+    """A command that the request's current status does not allow."""
+
+    def __init__(self, *, request_id: str, status: str, command: str) -> None:
+        """Build the error naming the request, its status and the refused command."""
+        self.request_id = request_id
+        self.status = status
+        self.command = command
+        super().__init__(f"request {request_id}: cannot {command} a request that is {status}")
+
+
+class IdempotencyConflict(RetouraanvraagError, ValueError):
+    """An idempotency key reused with different arguments."""
+
+    def __init__(self, *, key: str, command: str) -> None:
+        """Build the error naming the key and the command it was reused for."""
+        self.key = key
+        self.command = command
+        super().__init__(
+            f"idempotency key {key!r} was first used with other arguments; "
+            f"refusing to run {command} under it"
+        )
+
+
+# -- ports ----------------------------------------------------------------------------------
+
+
+class PortError(RetouraanvraagError):
+    """The root of errors that adapters translate their driver errors into."""
+
+
+class PortUnavailable(PortError):
+    """A transient failure (network, lock, timeout): the same call may succeed later."""
+
+
+class PortRejected(PortError):
+    """A permanent failure: retrying will not help; a person must look."""
+
+
+class ConcurrentModification(PortError):
+    """A compare-and-set save lost a race: the stored version is not the expected one."""
+
+    def __init__(self, *, request_id: str, expected: int | None, actual: int | None) -> None:
+        """Build the error naming the request and both versions."""
+        self.request_id = request_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"request {request_id}: expected version {expected}, stored version is {actual}"
+        )
+
+
+class NotFound(PortError, LookupError):
+    """No such request in this shop (another shop's id also lands here)."""
+
+    def __init__(self, *, shop_id: str, request_id: str) -> None:
+        """Build the error naming the shop and the id that was looked up."""
+        self.shop_id = shop_id
+        self.request_id = request_id
+        super().__init__(f"shop {shop_id}: no return request {request_id}")

@@ -1,0 +1,380 @@
+"""The ports: what a host (or a plugin author) implements to connect the library.
+
+Each port is a :class:`typing.Protocol`; implement the methods, inherit nothing. Ports take and
+return frozen attrs value objects. Every adapter translates its driver's errors into the one
+vocabulary of :mod:`retouraanvraag.errors`: :class:`~retouraanvraag.errors.PortUnavailable`
+(transient: the caller retries), :class:`~retouraanvraag.errors.PortRejected` (permanent: a person
+must look), :class:`~retouraanvraag.errors.ConcurrentModification` and
+:class:`~retouraanvraag.errors.NotFound`. The contract suites in :mod:`retouraanvraag.testing`
+check an adapter against these docstrings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from retouraanvraag.model import (
+    Effect,
+    Label,
+    MailKind,
+    Money,
+    PhotoRef,
+    ReturnRequest,
+    Status,
+)
+
+__all__ = [
+    "Attachment",
+    "Clock",
+    "Commit",
+    "EffectState",
+    "IdempotencyRecord",
+    "LabelService",
+    "Mail",
+    "MailTransport",
+    "OutboxEntry",
+    "Page",
+    "PaymentService",
+    "PhotoStore",
+    "Query",
+    "Settlement",
+    "Storage",
+    "Tab",
+]
+
+
+# -- value objects crossing the storage port -------------------------------------------------
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    """The first result of a command run under an idempotency key.
+
+    Attributes:
+        key: the caller's key, unique per shop.
+        fingerprint: a digest of the command and its arguments.
+        request_id: the request the command produced or changed.
+        result: the request as the command left it (what a retry returns).
+    """
+
+    shop_id: str
+    key: str
+    fingerprint: str
+    request_id: str
+    result: ReturnRequest
+
+
+class EffectState(enum.StrEnum):
+    """Where an outbox entry is."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+@attrs.frozen
+class OutboxEntry:
+    """An effect owed by a saved change, as the outbox holds it."""
+
+    shop_id: str
+    effect: Effect
+    state: EffectState = EffectState.PENDING
+    attempts: int = 0
+    available_at: dt.datetime | None = None
+    lease_owner: str | None = None
+    lease_until: dt.datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The effect's stable key."""
+        return self.effect.key
+
+
+@attrs.frozen
+class Settlement:
+    """How a claimed outbox entry ends: done, retried later, or dead (needs a person)."""
+
+    key: str
+    owner: str
+    state: EffectState
+    error: str | None = None
+    retry_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class Commit:
+    """One storage transaction: save a request, queue its effects, record the key, settle.
+
+    Attributes:
+        request: the request to save; its ``version`` is ignored (the store sets it).
+        expected_version: ``None`` to insert a new request, else the version it must still have.
+        effects: outbox entries to add; an effect whose key is already queued is not added again.
+        idempotency: the record to store with the change (key unique per shop).
+        settle: an outbox entry of this request's to settle in the same transaction.
+    """
+
+    request: ReturnRequest
+    expected_version: int | None
+    effects: tuple[Effect, ...] = ()
+    idempotency: IdempotencyRecord | None = None
+    settle: Settlement | None = None
+
+
+class Tab(enum.StrEnum):
+    """The merchant's tabs (DESIGN §2)."""
+
+    REQUESTS = "requests"
+    INCOMING = "incoming"
+    HISTORY = "history"
+
+    @property
+    def statuses(self) -> frozenset[Status]:
+        """The statuses listed in this tab."""
+        return _TAB_STATUSES[self]
+
+
+_TAB_STATUSES = {
+    Tab.REQUESTS: frozenset({Status.REQUESTED, Status.REJECTED}),
+    Tab.INCOMING: frozenset({Status.APPROVED, Status.RECEIVED}),
+    Tab.HISTORY: frozenset(
+        {Status.APPROVED_WITHOUT_RETURN, Status.CANCELLED, Status.COMPLETED}
+    ),
+}
+
+
+@attrs.frozen
+class Query:
+    """A listing of one shop's requests, oldest first, a page at a time.
+
+    Attributes:
+        statuses: only these statuses (``None``: any).
+        created_from: created at or after (aware).
+        created_before: created strictly before (aware).
+        needs_attention: only requests that do (``True``) or do not (``False``) need a person.
+        where: a predicate applied after the indexed filters (a rule condition, say).
+        limit: page size, 1 to 500.
+        cursor: the ``next_cursor`` of the previous page.
+    """
+
+    statuses: frozenset[Status] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset)
+    )
+    created_from: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    needs_attention: bool | None = None
+    where: Callable[[ReturnRequest], bool] | None = attrs.field(default=None, eq=False)
+    limit: int = attrs.field(default=50, validator=attrs.validators.and_(
+        attrs.validators.ge(1), attrs.validators.le(500)
+    ))
+    cursor: str | None = None
+
+
+@attrs.frozen
+class Page:
+    """One page of a listing; ``next_cursor`` is ``None`` on the last page."""
+
+    items: tuple[ReturnRequest, ...]
+    next_cursor: str | None
+
+
+# -- the ports -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Requests, their outbox and idempotency records, changed together in one transaction.
+
+    Every call is scoped to a shop: another shop's request id behaves as not found.
+    Implementations must be safe to call from several threads.
+    """
+
+    def get(self, shop_id: str, request_id: str) -> ReturnRequest:
+        """Load a request.
+
+        Raises:
+            NotFound: no such request in this shop.
+            PortUnavailable: the store cannot be reached now.
+        """
+        ...
+
+    def commit(self, commit: Commit) -> ReturnRequest:
+        """Apply ``commit`` atomically: all of it or none of it.
+
+        Saves the request with ``version = expected_version + 1`` (1 for a new request), adds
+        each effect whose key is not queued yet for this shop, stores the idempotency record,
+        and settles the named outbox entry. The total of the request's refunds must not exceed
+        its paid fee; the store enforces this itself.
+
+        Returns:
+            The request as saved, with its new version.
+
+        Raises:
+            ConcurrentModification: the stored version is not ``expected_version``, a new
+                request's id exists, the idempotency key is taken, or the settled entry is no
+                longer leased to ``settle.owner``.
+            NotFound: ``expected_version`` is set but the request does not exist in this shop.
+            PortRejected: the change breaks a stored invariant (a refund above the paid fee).
+            PortUnavailable: the store cannot be reached now; nothing was changed.
+        """
+        ...
+
+    def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
+        """The record stored under ``key`` in this shop, or ``None``.
+
+        Raises:
+            PortUnavailable: the store cannot be reached now.
+        """
+        ...
+
+    def query(self, shop_id: str, query: Query) -> Page:
+        """List requests of one shop, oldest first, by ``(created_at, id)``.
+
+        Raises:
+            InvalidInput: the cursor is not one this store handed out.
+            PortUnavailable: the store cannot be reached now.
+        """
+        ...
+
+    def claim(
+        self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
+    ) -> Sequence[OutboxEntry]:
+        """Lease up to ``limit`` pending entries that are due and not leased (or whose lease ran out).
+
+        Claimed entries carry ``lease_owner=owner`` and ``lease_until=now + lease``; no other
+        caller gets them until the lease runs out. Oldest first.
+
+        Raises:
+            PortUnavailable: the store cannot be reached now.
+        """
+        ...
+
+    def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
+        """Every outbox entry of one request, in the order they were queued.
+
+        Raises:
+            PortUnavailable: the store cannot be reached now.
+        """
+        ...
+
+
+@runtime_checkable
+class LabelService(Protocol):
+    """A carrier integration that creates and voids return labels."""
+
+    def create_label(self, key: str, request: ReturnRequest) -> Label:
+        """Create the return label for ``request``.
+
+        ``key`` is stable across retries: a second call with the same key returns the label
+        made by the first and creates nothing new.
+
+        Raises:
+            PortUnavailable: try again later.
+            PortRejected: the carrier refuses (an unsupported country, say).
+        """
+        ...
+
+    def void_label(self, key: str) -> None:
+        """Void the label created under ``key``; a no-op when there is none or it is void.
+
+        Raises:
+            PortUnavailable: try again later.
+            PortRejected: the carrier will not void it (already scanned, say).
+        """
+        ...
+
+
+@runtime_checkable
+class PaymentService(Protocol):
+    """The payment provider that took the return fee and refunds it."""
+
+    def refund(self, key: str, payment_reference: str, amount: Money) -> str:
+        """Refund ``amount`` of the payment ``payment_reference``; returns the refund's reference.
+
+        ``key`` is stable across retries: a second call with the same key returns the first
+        refund's reference and moves no money.
+
+        Raises:
+            PortUnavailable: try again later.
+            PortRejected: the provider refuses (more than was paid, unknown payment, …).
+        """
+        ...
+
+
+@attrs.frozen
+class Attachment:
+    """A file attached to a mail."""
+
+    filename: str
+    content_type: str
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+
+
+@attrs.frozen
+class Mail:
+    """A rendered message, ready to send; ``message_id`` derives from the effect key."""
+
+    to: str = attrs.field(repr=False)
+    subject: str
+    text: str
+    html: str
+    kind: MailKind
+    request_id: str
+    message_id: str
+    sender: str = "retouren@localhost"
+    language: str = "nl"
+    attachments: tuple[Attachment, ...] = ()
+
+
+@runtime_checkable
+class MailTransport(Protocol):
+    """Delivers rendered mail."""
+
+    def send(self, key: str, mail: Mail) -> None:
+        """Deliver ``mail``. ``key`` is stable across retries.
+
+        Plain SMTP cannot promise exactly once: a mail whose acceptance was lost in transit is
+        sent again on retry (same ``Message-ID``). Transports that can deduplicate by key do.
+
+        Raises:
+            PortUnavailable: try again later.
+            PortRejected: the address or the message is refused for good.
+        """
+        ...
+
+
+@runtime_checkable
+class PhotoStore(Protocol):
+    """Keeps validated customer photos under generated names."""
+
+    def put(self, shop_id: str, data: bytes, content_type: str) -> PhotoRef:
+        """Store a validated image; returns its reference with a generated key.
+
+        Raises:
+            PortUnavailable: try again later.
+        """
+        ...
+
+    def get(self, shop_id: str, key: str) -> bytes:
+        """Fetch a stored image of this shop.
+
+        Raises:
+            NotFound: no such photo in this shop.
+            PortUnavailable: try again later.
+        """
+        ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The current time."""
+
+    def now(self) -> dt.datetime:
+        """An aware datetime in UTC."""
+        ...
+
