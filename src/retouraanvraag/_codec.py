@@ -16,16 +16,20 @@ import cattrs
 from retouraanvraag.errors import InvalidInput
 from retouraanvraag.model import Effect, ReturnRequest
 
-__all__ = ["converter", "effect_from_json", "effect_to_json", "request_from_json", "request_to_json"]
+__all__ = [
+    "converter",
+    "effect_from_json",
+    "effect_to_json",
+    "request_from_json",
+    "request_to_json",
+]
 
 converter = cattrs.Converter(forbid_extra_keys=True)
 converter.register_unstructure_hook(dt.datetime, lambda d: d.isoformat())
 converter.register_structure_hook(dt.datetime, lambda v, _: _parse_datetime(v))
 converter.register_unstructure_hook(bytes, lambda b: base64.b64encode(b).decode("ascii"))
 converter.register_structure_hook(bytes, lambda v, _: base64.b64decode(v, validate=True))
-converter.register_unstructure_hook_func(
-    lambda t: getattr(t, "__origin__", t) is frozenset, lambda s: sorted(s)
-)
+converter.register_unstructure_hook_func(lambda t: getattr(t, "__origin__", t) is frozenset, sorted)
 
 
 def _parse_datetime(value: object) -> dt.datetime:

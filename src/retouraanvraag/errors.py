@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+def _rebuild(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+) -> BaseException:
     error = cls.__new__(cls)
     BaseException.__init__(error, *args)
     error.__dict__.update(state)
@@ -53,7 +55,9 @@ class CurrencyMismatch(InvalidInput):
 class UnknownCountry(InvalidInput, LookupError):
     """A country name or code that is not known; ``suggestion`` holds the nearest name."""
 
-    def __init__(self, text: str, *, suggestion: str | None = None, field: str | None = None):
+    def __init__(
+        self, text: str, *, suggestion: str | None = None, field: str | None = None
+    ) -> None:
         """Build the error for ``text``, with an optional "did you mean" suggestion."""
         self.text = text
         self.suggestion = suggestion
@@ -64,7 +68,9 @@ class UnknownCountry(InvalidInput, LookupError):
 class UnknownReason(InvalidInput, LookupError):
     """A return reason that is not in the shop's catalogue."""
 
-    def __init__(self, text: str, *, suggestion: str | None = None, field: str | None = None):
+    def __init__(
+        self, text: str, *, suggestion: str | None = None, field: str | None = None
+    ) -> None:
         """Build the error for ``text``, with an optional "did you mean" suggestion."""
         self.text = text
         self.suggestion = suggestion

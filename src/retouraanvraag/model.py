@@ -13,7 +13,7 @@ import difflib
 import enum
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache, total_ordering
 from typing import Any, Final
@@ -69,8 +69,13 @@ class Language(enum.StrEnum):
     EN = "en"
 
 
+def _reason_tuple(value: Iterable[Reason]) -> tuple[Reason, ...]:
+    return tuple(value)
+
+
 # -- money ----------------------------------------------------------------------------------
 
+_MAX_MONEY_TEXT: Final = 64
 _CURRENCY_SYMBOLS: Final = {"€": "EUR", "$": "USD", "£": "GBP"}
 _MONEY_RE: Final = re.compile(
     r"""^\s*
@@ -102,8 +107,8 @@ def _check_minor_units(_instance: object, _attribute: object, value: int) -> Non
 
 
 def _read_number(text: str, precision: int) -> Decimal:
-    """Read ``1.234,56``, ``1,234.56``, ``4,95``, ``4.95`` or ``1 234``; the last separator decides."""
-    digits = text.replace(" ", "").replace("'", "")
+    """Read ``1.234,56``, ``1,234.56``, ``4,95`` or ``1 234``; the last separator decides."""
+    digits = "".join(text.split()).replace("'", "")
     separators = [c for c in digits if c in ",."]
     if not separators:
         return Decimal(digits)
@@ -146,7 +151,7 @@ class Money:
         Raises:
             InvalidMoney: unreadable, negative, too many decimals, or two different currencies.
         """
-        if not isinstance(text, str) or len(text) > 64:
+        if not isinstance(text, str) or len(text) > _MAX_MONEY_TEXT:
             raise InvalidMoney(f"cannot read the amount {text!r}")
         match = _MONEY_RE.match(text)
         if match is None:
@@ -277,7 +282,7 @@ def resolve_country(text: str, *, field: str | None = None) -> str:
     """
     index, names = _country_index()
     key = _fold(text) if isinstance(text, str) else ""
-    code = index.get(key)
+    code = index.get(key) or index.get(key.removeprefix("the ").removeprefix("de "))
     if code is not None:
         return code
     candidates = {_fold(n): n for lang in names.values() for n in lang.values()}
@@ -332,7 +337,7 @@ DEFAULT_REASONS: Final = (
 class ReasonCatalogue:
     """The reasons a shop offers. Reasons match by code or by Dutch/English label."""
 
-    reasons: tuple[Reason, ...] = attrs.field(default=DEFAULT_REASONS, converter=tuple)
+    reasons: tuple[Reason, ...] = attrs.field(default=DEFAULT_REASONS, converter=_reason_tuple)
     _index: Mapping[str, Reason] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -349,7 +354,7 @@ class ReasonCatalogue:
 
     def with_reasons(self, *extra: Reason) -> ReasonCatalogue:
         """A catalogue with the merchant's own reasons added."""
-        return ReasonCatalogue((*self.reasons, *extra))
+        return ReasonCatalogue(self.reasons + extra)
 
     def resolve(self, text: str, *, field: str | None = None) -> Reason:
         """Find a reason by code or label, ignoring case, accents and surrounding space.
@@ -379,7 +384,7 @@ class ReasonCatalogue:
 _EMAIL_RE: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
-def _text(limit: int, *, empty: bool = False) -> Any:
+def _text(limit: int, *, empty: bool = False) -> Callable[[Any, attrs.Attribute[Any], str], None]:
     def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if not isinstance(value, str):
             raise InvalidInput(f"must be text, not {type(value).__name__}", field=attribute.name)
@@ -446,7 +451,7 @@ class ReturnItem:
     @reason_text.validator
     def _check_reason_text(self, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None:
-            _text(2000, empty=True)(self, attribute, value)
+            _text(2000, empty=True)(self, attribute, value)  # type: ignore[arg-type]
 
     @property
     def value(self) -> Money:
@@ -520,7 +525,7 @@ class Status(enum.StrEnum):
 
 @attrs.frozen
 class Transition:
-    """One row of the transition table: ``command`` moves a request from ``sources`` to ``target``."""
+    """A row of the transition table: ``command`` moves ``sources`` to ``target``."""
 
     command: str
     sources: frozenset[Status]
@@ -687,7 +692,9 @@ class Change:
     effects: tuple[Effect, ...]
 
 
-def _check_items(instance: ReturnRequest, _attribute: object, value: tuple[ReturnItem, ...]) -> None:
+def _check_items(
+    instance: ReturnRequest, _attribute: object, value: tuple[ReturnItem, ...]
+) -> None:
     if not value:
         raise InvalidInput("a return request needs at least one item", field="items")
     if len(value) > 500:  # noqa: PLR2004
@@ -720,7 +727,9 @@ class ReturnRequest:
     created_at: dt.datetime = attrs.field(validator=_aware)
     ordered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
     delivered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
-    refund_method: RefundMethod = attrs.field(default=RefundMethod.MONEY_BACK, converter=RefundMethod)
+    refund_method: RefundMethod = attrs.field(
+        default=RefundMethod.MONEY_BACK, converter=RefundMethod
+    )
     return_method: str | None = None
     channel: Channel = attrs.field(default=Channel.PORTAL, converter=Channel)
     tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
@@ -791,7 +800,7 @@ class ReturnRequest:
         at: dt.datetime,
         note: str | None = None,
         trace: tuple[str, ...] = (),
-        **changes: Any,
+        **changes: object,
     ) -> ReturnRequest:
         transition = _BY_COMMAND[command]
         if self.status not in transition.sources:
@@ -800,7 +809,10 @@ class ReturnRequest:
             )
         entry = HistoryEntry(at, actor, command, self.status, transition.target, note, trace)
         return attrs.evolve(
-            self, status=transition.target, history=(*self.history, entry), **changes
+            self,
+            status=transition.target,
+            history=(*self.history, entry),
+            **changes,  # type: ignore[arg-type]
         )
 
     def submitted(self, *, actor: str = "customer") -> Change:

@@ -142,9 +142,7 @@ class Tab(enum.StrEnum):
 _TAB_STATUSES = {
     Tab.REQUESTS: frozenset({Status.REQUESTED, Status.REJECTED}),
     Tab.INCOMING: frozenset({Status.APPROVED, Status.RECEIVED}),
-    Tab.HISTORY: frozenset(
-        {Status.APPROVED_WITHOUT_RETURN, Status.CANCELLED, Status.COMPLETED}
-    ),
+    Tab.HISTORY: frozenset({Status.APPROVED_WITHOUT_RETURN, Status.CANCELLED, Status.COMPLETED}),
 }
 
 
@@ -169,9 +167,10 @@ class Query:
     created_before: dt.datetime | None = None
     needs_attention: bool | None = None
     where: Callable[[ReturnRequest], bool] | None = attrs.field(default=None, eq=False)
-    limit: int = attrs.field(default=50, validator=attrs.validators.and_(
-        attrs.validators.ge(1), attrs.validators.le(500)
-    ))
+    limit: int = attrs.field(
+        default=50,
+        validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(500)),
+    )
     cursor: str | None = None
 
 
@@ -244,7 +243,7 @@ class Storage(Protocol):
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
     ) -> Sequence[OutboxEntry]:
-        """Lease up to ``limit`` pending entries that are due and not leased (or whose lease ran out).
+        """Lease up to ``limit`` due pending entries that nobody holds (or whose lease ran out).
 
         Claimed entries carry ``lease_owner=owner`` and ``lease_until=now + lease``; no other
         caller gets them until the lease runs out. Oldest first.
@@ -377,4 +376,3 @@ class Clock(Protocol):
     def now(self) -> dt.datetime:
         """An aware datetime in UTC."""
         ...
-

@@ -1,0 +1,894 @@
+"""The desk: the commands and queries a shop backend calls, and the effect dispatcher.
+
+Every command loads the request, asks the aggregate for a :class:`~retouraanvraag.model.Change`,
+and saves the new request together with the effects it owes in one storage transaction
+(compare-and-set on the version; a lost race is retried a bounded number of times). Effects run
+later, in :class:`Dispatcher`, each with a stable key so that retries never duplicate a label,
+a refund or a mail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import attrs
+from dateutil import tz
+
+from retouraanvraag import photos as _photos
+from retouraanvraag._codec import converter
+from retouraanvraag.adapters.clock import SystemClock
+from retouraanvraag.errors import (
+    ConcurrentModification,
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+    PortRejected,
+    ReturnRefused,
+    ReturnWindowExpired,
+)
+from retouraanvraag.model import (
+    TRANSITIONS,
+    Change,
+    Channel,
+    Customer,
+    Decision,
+    Effect,
+    EffectKind,
+    MailKind,
+    Money,
+    Outcome,
+    PaidFee,
+    ReasonCatalogue,
+    RefundMethod,
+    RefundRecord,
+    ReturnItem,
+    ReturnRequest,
+    Status,
+    resolve_country,
+)
+from retouraanvraag.ports import (
+    Clock,
+    Commit,
+    EffectState,
+    IdempotencyRecord,
+    LabelService,
+    Mail,
+    MailTransport,
+    OutboxEntry,
+    Page,
+    PaymentService,
+    PhotoStore,
+    Query,
+    Settlement,
+    Storage,
+    Tab,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "Desk",
+    "DispatchReport",
+    "Dispatcher",
+    "MailRendering",
+    "NewItem",
+    "NewRequest",
+    "Policy",
+    "RuleEvaluator",
+]
+
+log = logging.getLogger("retouraanvraag")
+
+#: How often a command is retried after losing a compare-and-set race.
+COMMAND_RETRIES: Final = 8
+
+
+class RuleEvaluator(Protocol):
+    """What the desk needs of a rule set: an outcome per request (see ``retouraanvraag.rules``)."""
+
+    def evaluate(self, request: ReturnRequest) -> Outcome:
+        """Decide ``request``; never raises for a valid request."""
+        ...
+
+
+def _check_zone(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or tz.gettz(value) is None:
+        raise InvalidInput(f"unknown IANA time zone {value!r}", field="timezone")
+
+
+@attrs.frozen
+class Policy:
+    """A shop's return policy.
+
+    Attributes:
+        manual_approval: with no rule deciding, ``True`` waits for review, ``False`` approves
+            with a label (Sendcloud's "Retouren handmatig goedkeuren en afwijzen").
+        return_window_days: days after delivery during which a return may be asked
+            (``None``: no window).
+        timezone: the merchant's IANA zone; the window counts calendar days there.
+        reasons: the return reasons the shop offers.
+        rules: the shop's rule set, consulted at submission.
+    """
+
+    manual_approval: bool = True
+    return_window_days: int | None = 30
+    timezone: str = attrs.field(default="Europe/Amsterdam", validator=_check_zone)
+    reasons: ReasonCatalogue = attrs.field(factory=ReasonCatalogue)
+    rules: RuleEvaluator | None = attrs.field(default=None, eq=False)
+
+    def deadline(self, delivered_at: dt.datetime) -> dt.date | None:
+        """The last local day on which a return may be asked, or ``None`` without a window."""
+        if self.return_window_days is None:
+            return None
+        local = delivered_at.astimezone(tz.gettz(self.timezone))
+        return local.date() + dt.timedelta(days=self.return_window_days)
+
+
+@attrs.frozen
+class NewItem:
+    """An item as the customer submits it; ``photos`` are raw uploads, validated on submit."""
+
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
+    reason: str
+    reason_text: str | None = None
+    photos: tuple[bytes, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class NewRequest:
+    """A return request as the portal or the API submits it.
+
+    ``from_country`` may be an ISO code or a Dutch/English name; ``reason`` of an item a code or
+    a label of the shop's catalogue.
+    """
+
+    shop_id: str
+    order_number: str
+    customer: Customer
+    from_country: str
+    order_value: Money
+    items: tuple[NewItem, ...] = attrs.field(converter=tuple)
+    ordered_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+    refund_method: RefundMethod = RefundMethod.MONEY_BACK
+    return_method: str | None = None
+    channel: Channel = Channel.PORTAL
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    return_fee: PaidFee | None = None
+
+
+class MailRendering(Protocol):
+    """Turns a request and a mail kind into a message (``retouraanvraag.mail.MailRenderer``)."""
+
+    def render(self, request: ReturnRequest, kind: MailKind, *, key: str) -> Mail:
+        """Render the mail owed under ``key``."""
+        ...
+
+
+def _fingerprint(command: str, arguments: Mapping[str, Any]) -> str:
+    def default(value: object) -> object:
+        if isinstance(value, bytes):
+            return hashlib.sha256(value).hexdigest()
+        return str(value)
+
+    payload = json.dumps(
+        {"command": command, "arguments": converter.unstructure(arguments)},
+        sort_keys=True,
+        default=default,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Desk:
+    """The service a shop backend calls: submit, decide, move along, list.
+
+    Args:
+        storage: where requests, their outbox and idempotency records live.
+        photos: where validated customer photos go.
+        policy: one policy for every shop, or a function from shop id to its policy.
+        clock: the time source (``SystemClock`` by default).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        photos: PhotoStore | None = None,
+        policy: Policy | Callable[[str], Policy] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Wire the desk to its ports."""
+        self._storage = storage
+        self._photos = photos
+        fixed = policy if isinstance(policy, Policy) else None
+        self._policy: Callable[[str], Policy]
+        if fixed is not None or policy is None:
+            default = fixed or Policy()
+            self._policy = lambda _shop: default
+        else:
+            self._policy = policy
+        self._clock = clock or SystemClock()
+
+    def policy(self, shop_id: str) -> Policy:
+        """The policy in force for ``shop_id``."""
+        return self._policy(shop_id)
+
+    # -- submission -------------------------------------------------------------------------
+
+    def _draft(self, new: NewRequest, policy: Policy, now: dt.datetime) -> ReturnRequest:
+        """Validate a submission into a request (no photos stored yet)."""
+        if not isinstance(new, NewRequest):
+            raise InvalidInput("expected a NewRequest", field="request")
+        country = resolve_country(new.from_country, field="from_country")
+        if not new.items:
+            raise InvalidInput("a return request needs at least one item", field="items")
+        items = []
+        for i, item in enumerate(new.items):
+            reason = policy.reasons.resolve(item.reason, field=f"items[{i}].reason")
+            text = item.reason_text.strip() if item.reason_text else None
+            if reason.needs_text and not text:
+                raise InvalidInput(
+                    f"reason {reason.code!r} needs the customer's own words",
+                    field=f"items[{i}].reason_text",
+                )
+            try:
+                items.append(
+                    ReturnItem(
+                        sku=item.sku,
+                        name=item.name,
+                        quantity=item.quantity,
+                        unit_price=item.unit_price,
+                        reason=reason.code,
+                        reason_text=text,
+                    )
+                )
+            except InvalidInput as exc:
+                raise type(exc)(
+                    str(exc).split(": ", 1)[-1], field=f"items[{i}].{exc.field}"
+                ) from exc
+        if new.delivered_at is not None and new.delivered_at.tzinfo is not None:
+            deadline = policy.deadline(new.delivered_at)
+            today = now.astimezone(tz.gettz(policy.timezone)).date()
+            if deadline is not None and today > deadline:
+                raise ReturnWindowExpired(
+                    order_number=new.order_number,
+                    deadline=deadline.isoformat(),
+                    days=policy.return_window_days or 0,
+                )
+        return ReturnRequest(
+            shop_id=new.shop_id,
+            id=uuid.uuid4().hex,
+            order_number=new.order_number,
+            customer=new.customer,
+            from_country=country,
+            order_value=new.order_value,
+            items=tuple(items),
+            created_at=now,
+            ordered_at=new.ordered_at,
+            delivered_at=new.delivered_at,
+            refund_method=new.refund_method,
+            return_method=new.return_method,
+            channel=new.channel,
+            tags=new.tags,
+            return_fee=new.return_fee,
+        )
+
+    def _outcome(self, request: ReturnRequest, policy: Policy) -> Outcome:
+        outcome = policy.rules.evaluate(request) if policy.rules is not None else Outcome(None)
+        if outcome.decision is None:
+            default = Decision.REVIEW if policy.manual_approval else Decision.APPROVE_WITH_LABEL
+            outcome = attrs.evolve(outcome, decision=default, rule=None)
+        return outcome
+
+    def preview(self, new: NewRequest) -> Outcome:
+        """What the shop's rules would decide for ``new``, without storing anything.
+
+        A portal uses ``Outcome.refused`` to grey out items that cannot be returned.
+
+        Raises:
+            InvalidInput: the submission is invalid (see :meth:`submit`).
+        """
+        policy = self.policy(new.shop_id)
+        request = self._draft(new, policy, self._clock.now())
+        return self._outcome(request, policy)
+
+    def submit(self, new: NewRequest, *, idempotency_key: str | None = None) -> ReturnRequest:
+        """Take a customer's return request; the shop's rules may decide it at once.
+
+        Args:
+            new: the submission.
+            idempotency_key: the same key with the same submission returns the first result.
+
+        Returns:
+            The stored request: ``requested``, or already decided by a rule.
+
+        Raises:
+            InvalidInput: an invalid submission (its subclasses name the problem:
+                ``UnknownCountry``, ``UnknownReason``, ``InvalidMoney``, ``InvalidPhoto``,
+                ``ReturnWindowExpired``); nothing is stored.
+            ReturnRefused: the rules refuse the return or some of its items.
+            IdempotencyConflict: the key was used with another submission.
+        """
+        fingerprint = _fingerprint("submit", attrs.asdict(new, recurse=False))
+        if idempotency_key is not None:
+            first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
+            if first is not None:
+                return first
+        policy = self.policy(new.shop_id)
+        now = self._clock.now()
+        request = self._draft(new, policy, now)
+        uploads = [(i, p) for i, item in enumerate(new.items) for p in item.photos]
+        validated = _photos.validate_photos([p for _, p in uploads])
+        outcome = self._outcome(request, policy)
+        if outcome.decision is Decision.NOT_RETURNABLE:
+            raise ReturnRefused(tuple((r.index, r.message) for r in outcome.refused))
+        if validated:
+            request = self._store_photos(request, [i for i, _ in uploads], validated)
+        change = request.submitted()
+        change = self._decide(change, outcome, now)
+        record = None
+        if idempotency_key is not None:
+            record = IdempotencyRecord(
+                new.shop_id, idempotency_key, fingerprint, request.id, change.request
+            )
+        try:
+            saved = self._storage.commit(
+                Commit(change.request, None, change.effects, idempotency=record)
+            )
+        except ConcurrentModification:
+            if idempotency_key is None:
+                raise
+            # Another call with this key won the race; return its result (or refuse).
+            first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
+            if first is None:
+                raise
+            return first
+        log.info(
+            "return request submitted",
+            extra={"shop_id": saved.shop_id, "request_id": saved.id, "status": saved.status},
+        )
+        return saved
+
+    def _store_photos(
+        self,
+        request: ReturnRequest,
+        owners: Sequence[int],
+        validated: Sequence[_photos.ValidatedPhoto],
+    ) -> ReturnRequest:
+        if self._photos is None:
+            raise InvalidInput("this desk takes no photos (no photo store)", field="photos")
+        refs: dict[int, list[Any]] = {}
+        for owner, photo in zip(owners, validated, strict=True):
+            ref = self._photos.put(request.shop_id, photo.data, photo.content_type)
+            refs.setdefault(owner, []).append(ref)
+        items = tuple(
+            attrs.evolve(item, photos=tuple(refs.get(i, ())))
+            for i, item in enumerate(request.items)
+        )
+        return attrs.evolve(request, items=items)
+
+    def _decide(self, change: Change, outcome: Outcome, now: dt.datetime) -> Change:
+        """Apply a rule set's (or the policy's) decision at submission."""
+        request = change.request
+        actor = f"rule:{outcome.rule}" if outcome.rule else "policy"
+        trace = outcome.trace
+        decided: Change
+        match outcome.decision:
+            case Decision.APPROVE_WITH_LABEL | Decision.APPROVE_WITHOUT_LABEL:
+                decided = request.approve(
+                    with_label=outcome.decision is Decision.APPROVE_WITH_LABEL,
+                    refund_return_fee=outcome.refund_return_fee,
+                    actor=actor,
+                    at=now,
+                    carrier=outcome.carrier,
+                    trace=trace,
+                )
+            case Decision.REJECT:
+                decided = request.reject(
+                    reason=outcome.reason or "Afgewezen", actor=actor, at=now, trace=trace
+                )
+            case _:
+                if trace:
+                    entry = attrs.evolve(request.history[-1], trace=trace)
+                    request = attrs.evolve(request, history=(*request.history[:-1], entry))
+                return Change(request, change.effects)
+        return Change(decided.request, change.effects + decided.effects)
+
+    # -- commands on a stored request -------------------------------------------------------
+
+    def _replay(
+        self, shop_id: str, key: str, fingerprint: str, command: str
+    ) -> ReturnRequest | None:
+        record = self._storage.idempotency_record(shop_id, key)
+        if record is None:
+            return None
+        if record.fingerprint != fingerprint:
+            raise IdempotencyConflict(key=key, command=command)
+        return record.result
+
+    def _run(
+        self,
+        *,
+        shop_id: str,
+        request_id: str,
+        command: str,
+        arguments: Mapping[str, Any],
+        step: Callable[[ReturnRequest, dt.datetime], Change],
+        idempotency_key: str | None,
+    ) -> ReturnRequest:
+        fingerprint = _fingerprint(command, {"request_id": request_id, **arguments})
+        for attempt in range(COMMAND_RETRIES):
+            if idempotency_key is not None:
+                first = self._replay(shop_id, idempotency_key, fingerprint, command)
+                if first is not None:
+                    return first
+            request = self._storage.get(shop_id, request_id)
+            change = step(request, self._clock.now())
+            record = None
+            if idempotency_key is not None:
+                record = IdempotencyRecord(
+                    shop_id, idempotency_key, fingerprint, request_id, change.request
+                )
+            try:
+                saved = self._storage.commit(
+                    Commit(change.request, request.version, change.effects, idempotency=record)
+                )
+            except ConcurrentModification:
+                log.debug(
+                    "lost a race, retrying",
+                    extra={"request_id": request_id, "command": command, "attempt": attempt},
+                )
+                continue
+            log.info(
+                "command applied",
+                extra={"shop_id": shop_id, "request_id": request_id, "command": command},
+            )
+            return saved
+        raise ConcurrentModification(request_id=request_id, expected=None, actual=None)
+
+    def approve(
+        self,
+        shop_id: str,
+        request_id: str,
+        *,
+        with_label: bool = True,
+        refund_return_fee: bool = False,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> ReturnRequest:
+        """Approve a request, with a return label (a parcel is expected) or without.
+
+        Args:
+            shop_id: the shop.
+            request_id: the request.
+            with_label: create a label and mail it; ``False`` lets the customer keep the product.
+            refund_return_fee: refund the fee the customer paid, if any.
+            actor: who decides (a staff id).
+            idempotency_key: the same key with the same arguments returns the first result.
+
+        Raises:
+            NotFound: no such request in this shop.
+            TransitionNotAllowed: the request is no longer ``requested``.
+            IdempotencyConflict: the key was used with other arguments.
+        """
+        return self._run(
+            shop_id=shop_id,
+            request_id=request_id,
+            command="approve",
+            arguments={
+                "with_label": with_label,
+                "refund_return_fee": refund_return_fee,
+                "actor": actor,
+            },
+            step=lambda r, now: r.approve(
+                with_label=with_label, refund_return_fee=refund_return_fee, actor=actor, at=now
+            ),
+            idempotency_key=idempotency_key,
+        )
+
+    def reject(
+        self,
+        shop_id: str,
+        request_id: str,
+        *,
+        reason: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> ReturnRequest:
+        """Reject a request with a reason the customer reads; a paid fee is refunded.
+
+        Raises:
+            InvalidInput: the reason is empty.
+            NotFound: no such request in this shop.
+            TransitionNotAllowed: the request is no longer ``requested``.
+            IdempotencyConflict: the key was used with other arguments.
+        """
+        return self._run(
+            shop_id=shop_id,
+            request_id=request_id,
+            command="reject",
+            arguments={"reason": reason, "actor": actor},
+            step=lambda r, now: r.reject(reason=reason, actor=actor, at=now),
+            idempotency_key=idempotency_key,
+        )
+
+    def cancel(
+        self,
+        shop_id: str,
+        request_id: str,
+        *,
+        actor: str = "customer",
+        idempotency_key: str | None = None,
+    ) -> ReturnRequest:
+        """Withdraw a request before its parcel arrived; voids the label, refunds a paid fee.
+
+        Raises:
+            NotFound: no such request in this shop.
+            TransitionNotAllowed: the request is neither ``requested`` nor ``approved``.
+        """
+        return self._run(
+            shop_id=shop_id,
+            request_id=request_id,
+            command="cancel",
+            arguments={"actor": actor},
+            step=lambda r, now: r.cancel(actor=actor, at=now),
+            idempotency_key=idempotency_key,
+        )
+
+    def mark_received(
+        self, shop_id: str, request_id: str, *, actor: str, idempotency_key: str | None = None
+    ) -> ReturnRequest:
+        """Record that the parcel arrived.
+
+        Raises:
+            NotFound: no such request in this shop.
+            TransitionNotAllowed: the request is not ``approved``.
+        """
+        return self._run(
+            shop_id=shop_id,
+            request_id=request_id,
+            command="mark_received",
+            arguments={"actor": actor},
+            step=lambda r, now: r.mark_received(actor=actor, at=now),
+            idempotency_key=idempotency_key,
+        )
+
+    def complete(
+        self, shop_id: str, request_id: str, *, actor: str, idempotency_key: str | None = None
+    ) -> ReturnRequest:
+        """Close a received return.
+
+        Raises:
+            NotFound: no such request in this shop.
+            TransitionNotAllowed: the request is not ``received``.
+        """
+        return self._run(
+            shop_id=shop_id,
+            request_id=request_id,
+            command="complete",
+            arguments={"actor": actor},
+            step=lambda r, now: r.complete(actor=actor, at=now),
+            idempotency_key=idempotency_key,
+        )
+
+    def resolve_attention(self, shop_id: str, request_id: str, *, actor: str) -> ReturnRequest:
+        """Clear a request's "needs attention" flags once a person has dealt with them.
+
+        Raises:
+            NotFound: no such request in this shop.
+        """
+        for _ in range(COMMAND_RETRIES):
+            request = self._storage.get(shop_id, request_id)
+            log.info(
+                "attention resolved",
+                extra={"shop_id": shop_id, "request_id": request_id, "actor": actor},
+            )
+            try:
+                return self._storage.commit(Commit(request.resolve_attention(), request.version))
+            except ConcurrentModification:
+                continue
+        raise ConcurrentModification(request_id=request_id, expected=None, actual=None)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get(self, shop_id: str, request_id: str) -> ReturnRequest:
+        """One request of this shop.
+
+        Raises:
+            NotFound: no such request in this shop (another shop's id included).
+        """
+        return self._storage.get(shop_id, request_id)
+
+    def list(self, shop_id: str, query: Query | None = None) -> Page:
+        """Any listing: by status, creation date range, attention, predicate; a page at a time."""
+        return self._storage.query(shop_id, query or Query())
+
+    def _where(self, shop_id: str, rule: str | None) -> Callable[[ReturnRequest], bool] | None:
+        if rule is None:
+            return None
+        from retouraanvraag.rules import compile_condition  # noqa: PLC0415 - optional part
+
+        policy = self.policy(shop_id)
+        return compile_condition(rule, reasons=policy.reasons, timezone=policy.timezone)
+
+    def requests_tab(
+        self,
+        shop_id: str,
+        *,
+        rejected: bool | None = None,
+        rule: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """The requests tab: requests waiting for a decision and rejected ones.
+
+        Args:
+            shop_id: the shop.
+            rejected: ``True`` only rejected ones (the "rejected" filter), ``False`` only
+                waiting ones, ``None`` both.
+            rule: a rule condition to filter by, in the rule language
+                (``'Van land IS Nederland'``).
+            limit: page size.
+            cursor: the previous page's ``next_cursor``.
+        """
+        statuses = {
+            None: Tab.REQUESTS.statuses,
+            True: frozenset({Status.REJECTED}),
+            False: frozenset({Status.REQUESTED}),
+        }[rejected]
+        query = Query(
+            statuses=statuses, where=self._where(shop_id, rule), limit=limit, cursor=cursor
+        )
+        return self._storage.query(shop_id, query)
+
+    def incoming_returns(
+        self, shop_id: str, *, rule: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """Approved returns whose parcel is expected or has arrived."""
+        query = Query(
+            statuses=Tab.INCOMING.statuses,
+            where=self._where(shop_id, rule),
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._storage.query(shop_id, query)
+
+    def history_tab(self, shop_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """Finished returns: approved without return, cancelled, completed."""
+        return self._storage.query(
+            shop_id, Query(statuses=Tab.HISTORY.statuses, limit=limit, cursor=cursor)
+        )
+
+    def needing_attention(
+        self, shop_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """Requests with an effect that failed for good: a person must look."""
+        return self._storage.query(shop_id, Query(needs_attention=True, limit=limit, cursor=cursor))
+
+
+# -- the dispatcher ------------------------------------------------------------------------
+
+
+@attrs.define
+class DispatchReport:
+    """What one dispatcher run did, counted by outcome."""
+
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    @property
+    def handled(self) -> int:
+        """Entries handled in the run."""
+        return self.done + self.retried + self.dead
+
+    def add(self, other: DispatchReport) -> None:
+        """Add another run's counts to this one."""
+        self.done += other.done
+        self.retried += other.retried
+        self.dead += other.dead
+
+
+_Handled = tuple[ReturnRequest | None, tuple[Effect, ...]]
+
+
+class Dispatcher:
+    """Runs the effects the outbox holds: labels, refunds, mails.
+
+    Several dispatchers (threads or processes) may run against one store: each claims entries
+    under a lease, so an entry is worked on by one of them at a time; an entry whose worker died
+    is claimed again once its lease runs out (that is the reconciler). A transient failure is
+    retried with exponential backoff and jitter; a permanent one, or one that keeps failing for
+    ``max_attempts`` tries, marks the request as needing attention. Nothing is dropped.
+
+    Args:
+        storage: the store the desk writes to.
+        labels: the carrier.
+        payments: the payment provider.
+        mail: the mail transport.
+        renderer: renders mails (``retouraanvraag.mail.MailRenderer``).
+        clock: the time source.
+        owner: this worker's name in leases (random by default).
+        lease: how long a claimed entry stays this worker's.
+        max_attempts: tries before a failing effect is given up and flagged.
+        backoff: the first retry's delay; it doubles per try, with jitter, up to ``backoff_cap``.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        labels: LabelService,
+        payments: PaymentService,
+        mail: MailTransport,
+        renderer: MailRendering,
+        clock: Clock | None = None,
+        owner: str | None = None,
+        lease: dt.timedelta = dt.timedelta(minutes=5),
+        max_attempts: int = 8,
+        backoff: dt.timedelta = dt.timedelta(seconds=30),
+        backoff_cap: dt.timedelta = dt.timedelta(hours=6),
+        seed: int | None = None,
+    ) -> None:
+        """Wire the dispatcher to the ports."""
+        if max_attempts < 1:
+            raise InvalidInput("must be at least 1", field="max_attempts")
+        self._storage = storage
+        self._labels = labels
+        self._payments = payments
+        self._mail = mail
+        self._renderer = renderer
+        self._clock = clock or SystemClock()
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
+        self._lease = lease
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._backoff_cap = backoff_cap
+        self._random = random.Random(seed)  # noqa: S311 - jitter, not cryptography
+
+    def run_once(self, limit: int = 100) -> DispatchReport:
+        """Claim up to ``limit`` due entries and run each once."""
+        report = DispatchReport()
+        now = self._clock.now()
+        for entry in self._storage.claim(owner=self.owner, now=now, lease=self._lease, limit=limit):
+            report.add(self._run_entry(entry))
+        return report
+
+    def run_until_idle(self, *, max_rounds: int = 1000, limit: int = 100) -> DispatchReport:
+        """Run rounds until no entry is due now (follow-up mails included)."""
+        total = DispatchReport()
+        for _ in range(max_rounds):
+            report = self.run_once(limit)
+            total.add(report)
+            if report.handled == 0:
+                break
+        return total
+
+    def backoff(self, attempts: int) -> dt.timedelta:
+        """The delay before try ``attempts + 1``: doubling, capped, with full jitter on half."""
+        base = min(self._backoff * (2 ** max(attempts - 1, 0)), self._backoff_cap)
+        return base / 2 + base / 2 * self._random.random()
+
+    def _run_entry(self, entry: OutboxEntry) -> DispatchReport:
+        shop_id, effect = entry.shop_id, entry.effect
+        for _ in range(COMMAND_RETRIES):
+            try:
+                request = self._storage.get(shop_id, effect.request_id)
+            except NotFound:
+                return self._give_up(entry, None, "request no longer exists")
+            try:
+                changed, follow_ups = self._perform(effect, request)
+            except PortRejected as exc:
+                return self._give_up(entry, request, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a port's bug must not stop the worker
+                return self._retry_later(entry, request, f"{type(exc).__name__}: {exc}")
+            settle = Settlement(effect.key, self.owner, EffectState.DONE)
+            try:
+                self._storage.commit(
+                    Commit(changed or request, request.version, follow_ups, settle=settle)
+                )
+            except ConcurrentModification:
+                # The request moved on (or our lease ran out); the port call is idempotent by
+                # key, so doing it again against the fresh request is safe.
+                continue
+            log.info(
+                "effect done",
+                extra={"shop_id": shop_id, "request_id": request.id, "effect": effect.key},
+            )
+            return DispatchReport(done=1)
+        return DispatchReport()
+
+    def _perform(self, effect: Effect, request: ReturnRequest) -> _Handled:  # noqa: PLR0911
+        match effect.kind:
+            case EffectKind.CREATE_LABEL:
+                if request.status is Status.CANCELLED:
+                    # Cancelled before (or while) the label was made: make sure none is left.
+                    self._labels.void_label(effect.key)
+                    return None, ()
+                follow = (Effect.send_mail(request.id, MailKind.LABEL_CREATED),)
+                if request.label is not None:
+                    return None, follow
+                label = self._labels.create_label(effect.key, request)
+                return request.with_label(label), follow
+            case EffectKind.VOID_LABEL:
+                self._labels.void_label(Effect.create_label(request.id).key)
+                return None, ()
+            case EffectKind.REFUND:
+                due = request.refund_due
+                if request.return_fee is None or due.amount == 0:
+                    return None, ()
+                reference = self._payments.refund(
+                    effect.key, request.return_fee.payment_reference, due
+                )
+                record = RefundRecord(effect.key, due, reference, self._clock.now())
+                return request.with_refund(record), ()
+            case EffectKind.MAIL:
+                if effect.mail is None:
+                    raise PortRejected(f"{effect.key}: mail effect without a kind")
+                mail = self._renderer.render(request, effect.mail, key=effect.key)
+                self._mail.send(effect.key, mail)
+                return None, ()
+        raise PortRejected(f"{effect.key}: unknown effect kind")  # pragma: no cover
+
+    def _retry_later(
+        self, entry: OutboxEntry, request: ReturnRequest, error: str
+    ) -> DispatchReport:
+        attempts = entry.attempts + 1
+        if attempts >= self._max_attempts:
+            return self._give_up(entry, request, f"gave up after {attempts} tries: {error}")
+        retry_at = self._clock.now() + self.backoff(attempts)
+        settle = Settlement(
+            entry.key, self.owner, EffectState.PENDING, error=error, retry_at=retry_at
+        )
+        log.warning(
+            "effect failed, will retry",
+            extra={"request_id": request.id, "effect": entry.key, "attempts": attempts},
+        )
+        self._settle_only(entry.shop_id, request.id, settle)
+        return DispatchReport(retried=1)
+
+    def _give_up(
+        self, entry: OutboxEntry, request: ReturnRequest | None, error: str
+    ) -> DispatchReport:
+        settle = Settlement(entry.key, self.owner, EffectState.DEAD, error=error)
+        log.error(
+            "effect failed for good; request needs attention",
+            extra={"request_id": entry.effect.request_id, "effect": entry.key},
+        )
+        if request is None:
+            return DispatchReport(dead=1)
+        for _ in range(COMMAND_RETRIES):
+            try:
+                self._storage.commit(
+                    Commit(
+                        request.with_attention(f"{entry.key}: {error}"),
+                        request.version,
+                        settle=settle,
+                    )
+                )
+            except ConcurrentModification:
+                try:
+                    request = self._storage.get(entry.shop_id, request.id)
+                except NotFound:  # pragma: no cover - requests are never deleted
+                    break
+                continue
+            return DispatchReport(dead=1)
+        return DispatchReport()
+
+    def _settle_only(self, shop_id: str, request_id: str, settle: Settlement) -> None:
+        for _ in range(COMMAND_RETRIES):
+            request = self._storage.get(shop_id, request_id)
+            try:
+                self._storage.commit(Commit(request, request.version, settle=settle))
+            except ConcurrentModification:
+                continue
+            return
