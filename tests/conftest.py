@@ -1,0 +1,97 @@
+"""Shared fixtures: a whole desk wired to in-memory fakes, over each storage adapter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from retouraanvraag.mail import MailRenderer
+from retouraanvraag.model import Customer, Money, PaidFee
+from retouraanvraag.ports import Storage
+from retouraanvraag.testing import (
+    FakeLabels,
+    FakePayments,
+    FixedClock,
+    MailRecorder,
+    MemoryPhotoStore,
+    MemoryStorage,
+)
+from retouraanvraag.workflow import Desk, Dispatcher, NewItem, NewRequest, Policy
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+SHOP = "shop-1"
+
+
+def make_storage(kind: str, tmp_path: Path) -> Storage:
+    if kind == "memory":
+        return MemoryStorage()
+    from retouraanvraag.adapters.sqlite import SqliteStorage
+
+    return SqliteStorage(tmp_path / "returns.sqlite3")
+
+
+@attrs.define
+class World:
+    storage: Storage
+    clock: FixedClock
+    labels: FakeLabels
+    payments: FakePayments
+    mail: MailRecorder
+    photos: MemoryPhotoStore
+    desk: Desk
+    dispatcher: Dispatcher
+    policy: Policy
+    serial: int = 0
+
+    def new_request(self, **changes: object) -> NewRequest:
+        """A Dutch customer's request with one shirt and a paid €4,95 fee."""
+        self.serial += 1
+        fee = changes.pop("return_fee", PaidFee(Money(495), f"pay_{self.serial}"))
+        if isinstance(fee, PaidFee):
+            self.payments.charge(fee.payment_reference, fee.amount)
+        base = NewRequest(
+            shop_id=SHOP,
+            order_number="1001",
+            customer=Customer("jan@example.nl", "Jan Jansen", "nl"),
+            from_country="Nederland",
+            order_value=Money(5995),
+            items=(NewItem("TS-1", "T-shirt", 1, Money(1995), "Te klein"),),
+            ordered_at=NOW - dt.timedelta(days=10),
+            delivered_at=NOW - dt.timedelta(days=5),
+            return_fee=fee,  # type: ignore[arg-type]
+        )
+        return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+
+    def use_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        self.desk = Desk(self.storage, photos=self.photos, policy=policy, clock=self.clock)
+
+
+def build_world(storage: Storage, policy: Policy | None = None) -> World:
+    clock = FixedClock(NOW)
+    labels, payments, mail, photos = FakeLabels(), FakePayments(), MailRecorder(), MemoryPhotoStore()
+    policy = policy or Policy()
+    desk = Desk(storage, photos=photos, policy=policy, clock=clock)
+    dispatcher = Dispatcher(
+        storage,
+        labels=labels,
+        payments=payments,
+        mail=mail,
+        renderer=MailRenderer(sender="retouren@shop.example", shop_name="Voorbeeldshop"),
+        clock=clock,
+        seed=1,
+    )
+    return World(storage, clock, labels, payments, mail, photos, desk, dispatcher, policy)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    storage = make_storage(request.param, tmp_path)
+    yield build_world(storage)
+    close = getattr(storage, "close", None)
+    if close is not None:
+        close()

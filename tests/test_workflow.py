@@ -1,0 +1,561 @@
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import attrs
+import pytest
+
+from retouraanvraag import errors
+from retouraanvraag.model import (
+    Customer,
+    Decision,
+    MailKind,
+    Money,
+    Outcome,
+    PaidFee,
+    RefusedItem,
+    ReturnRequest,
+    Status,
+)
+from retouraanvraag.ports import EffectState, Query
+from retouraanvraag.testing.faults import Fault, fail_nth, inject_faults
+from retouraanvraag.workflow import Desk, Dispatcher, NewItem, Policy
+
+from .conftest import NOW, SHOP, World, build_world
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+    b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def mail_kinds(world: World, request_id: str) -> list[MailKind]:
+    return [m.kind for m in world.mail.to(request_id)]
+
+
+# -- submit --------------------------------------------------------------------------------
+
+
+def test_submit_stores_a_requested_return_and_owes_a_confirmation(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    assert request.status is Status.REQUESTED
+    assert request.version == 1
+    assert request.from_country == "NL"
+    assert request.items[0].reason == "too_small"
+    assert [(h.actor, h.command) for h in request.history] == [("customer", "submit")]
+    assert world.desk.get(SHOP, request.id) == request
+    report = world.dispatcher.run_until_idle()
+    assert report.done == 1
+    assert mail_kinds(world, request.id) == [MailKind.REQUEST_RECEIVED]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "field"),
+    [
+        ({"items": ()}, errors.InvalidInput, "items"),
+        ({"from_country": "Nederlnd"}, errors.UnknownCountry, "from_country"),
+        (
+            {"items": (NewItem("A", "B", 0, Money(100), "damaged"),)},
+            errors.InvalidInput,
+            "items[0].quantity",
+        ),
+        (
+            {"items": (NewItem("A", "B", 1, Money(100), "kapot gegaan"),)},
+            errors.UnknownReason,
+            "items[0].reason",
+        ),
+        (
+            {"items": (NewItem("A", "B", 1, Money(100), "other"),)},
+            errors.InvalidInput,
+            "items[0].reason_text",
+        ),
+        (
+            {"items": (NewItem("A", "B", 1, Money(100, "USD"), "damaged"),)},
+            errors.CurrencyMismatch,
+            "items[0].unit_price",
+        ),
+        (
+            {"return_fee": PaidFee(Money(100, "USD"), "pay_usd")},
+            errors.CurrencyMismatch,
+            "return_fee",
+        ),
+    ],
+)
+def test_bad_submissions_name_the_problem_and_store_nothing(
+    world: World, changes: dict[str, object], error: type[Exception], field: str
+) -> None:
+    with pytest.raises(error) as info:
+        world.desk.submit(world.new_request(**changes))
+    assert getattr(info.value, "field", None) == field
+    assert world.desk.list(SHOP).items == ()
+
+
+def test_negative_money_cannot_even_be_built() -> None:
+    with pytest.raises(errors.InvalidMoney, match="negative"):
+        Money.parse("-€4,95")
+
+
+def test_submission_past_the_return_window_is_refused_for_the_customer(world: World) -> None:
+    late = world.new_request(delivered_at=NOW - dt.timedelta(days=31))
+    with pytest.raises(errors.ReturnWindowExpired) as info:
+        world.desk.submit(late)
+    assert "retourtermijn van 30 dagen" in info.value.message_nl
+    assert "1001" in info.value.message_en
+    assert info.value.deadline == "2026-11-25"
+    assert world.desk.list(SHOP).items == ()
+
+
+def test_return_window_counts_days_in_the_merchants_time_zone(world: World) -> None:
+    # Delivered 23:30 in Amsterdam on 27 October = 22:30 UTC: day 30 ends 26 November, local.
+    delivered = dt.datetime(2026, 10, 27, 22, 30, tzinfo=dt.UTC)
+    world.clock.advance(dt.timedelta(hours=10, minutes=59))  # 22:59 UTC = 23:59 local
+    request = world.desk.submit(world.new_request(delivered_at=delivered))
+    assert request.status is Status.REQUESTED
+    world.clock.advance(dt.timedelta(minutes=2))  # past local midnight
+    with pytest.raises(errors.ReturnWindowExpired):
+        world.desk.submit(world.new_request(delivered_at=delivered))
+
+
+def test_no_window_without_a_delivery_date_or_a_policy_window(world: World) -> None:
+    assert world.desk.submit(world.new_request(delivered_at=None)).status is Status.REQUESTED
+    world.use_policy(Policy(return_window_days=None))
+    old = world.new_request(delivered_at=NOW - dt.timedelta(days=900))
+    assert world.desk.submit(old).status is Status.REQUESTED
+
+
+def test_unknown_time_zone_is_a_clear_error() -> None:
+    with pytest.raises(errors.InvalidInput, match="Europe/Amsterdm"):
+        Policy(timezone="Europe/Amsterdm")
+
+
+def test_photos_are_validated_stored_and_referenced(world: World) -> None:
+    item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(PNG,))
+    request = world.desk.submit(world.new_request(items=(item,)))
+    (photo,) = request.items[0].photos
+    assert photo.content_type == "image/png"
+    assert world.photos.get(SHOP, photo.key).startswith(b"\x89PNG")
+
+
+def test_bad_photos_are_refused_and_nothing_is_stored(world: World) -> None:
+    not_an_image = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(b"GIF89a....",))
+    with pytest.raises(errors.InvalidPhoto):
+        world.desk.submit(world.new_request(items=(not_an_image,)))
+    too_many = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(PNG,) * 11)
+    with pytest.raises(errors.InvalidPhoto):
+        world.desk.submit(world.new_request(items=(too_many,)))
+    assert len(world.photos) == 0
+    assert world.desk.list(SHOP).items == ()
+
+
+def test_a_desk_without_photo_store_refuses_photos(world: World) -> None:
+    desk = Desk(world.storage, clock=world.clock)
+    item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(PNG,))
+    with pytest.raises(errors.InvalidInput, match="no photo store"):
+        desk.submit(world.new_request(items=(item,)))
+
+
+# -- deciding ------------------------------------------------------------------------------
+
+
+def test_approve_with_label_creates_it_mails_it_and_refunds(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    approved = world.desk.approve(
+        SHOP, request.id, with_label=True, refund_return_fee=True, actor="staff-7"
+    )
+    assert approved.status is Status.APPROVED
+    assert approved.history[-1].actor == "staff-7"
+    world.dispatcher.run_until_idle()
+    stored = world.desk.get(SHOP, request.id)
+    assert stored.label is not None
+    assert stored.refunded == Money(495)
+    assert list(world.labels.created) == [f"label:{request.id}"]
+    assert mail_kinds(world, request.id) == [MailKind.REQUEST_RECEIVED, MailKind.LABEL_CREATED]
+    label_mail = world.mail.to(request.id)[-1]
+    assert [a.filename for a in label_mail.attachments] == ["retourlabel.pdf"]
+    assert label_mail.attachments[0].data == stored.label.document
+    assert [e.state for e in world.storage.outbox(SHOP, request.id)] == [EffectState.DONE] * 4
+
+
+def test_approve_without_label_tells_the_customer_to_keep_it(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, with_label=False, actor="staff-7")
+    world.dispatcher.run_until_idle()
+    stored = world.desk.get(SHOP, request.id)
+    assert stored.status is Status.APPROVED_WITHOUT_RETURN
+    assert stored.label is None
+    assert stored.refunded == Money(0)
+    assert world.labels.calls == []
+    assert MailKind.APPROVED_WITHOUT_RETURN in mail_kinds(world, request.id)
+
+
+def test_reject_mails_the_reason_and_refunds_the_paid_fee(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    rejected = world.desk.reject(SHOP, request.id, reason="Buiten de termijn", actor="staff-7")
+    assert rejected.status is Status.REJECTED
+    assert rejected.reject_reason == "Buiten de termijn"
+    world.dispatcher.run_until_idle()
+    assert world.desk.get(SHOP, request.id).refunded == Money(495)
+    assert world.payments.refunded(request.return_fee.payment_reference) == Money(495)  # type: ignore[union-attr]
+    mail = world.mail.to(request.id)[-1]
+    assert mail.kind is MailKind.REJECTED
+    assert "Buiten de termijn" in mail.text
+
+
+def test_an_empty_reject_reason_is_refused(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    with pytest.raises(errors.InvalidInput, match="reason"):
+        world.desk.reject(SHOP, request.id, reason="  ", actor="staff-7")
+    assert world.desk.get(SHOP, request.id).status is Status.REQUESTED
+
+
+def test_deciding_twice_is_not_allowed(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, actor="staff-7")
+    with pytest.raises(errors.TransitionNotAllowed) as info:
+        world.desk.reject(SHOP, request.id, reason="Nee", actor="staff-8")
+    assert info.value.status == "approved"
+    assert info.value.request_id == request.id
+
+
+def test_cancel_voids_the_label_and_refunds(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, actor="staff-7")
+    world.dispatcher.run_until_idle()
+    world.desk.cancel(SHOP, request.id)
+    world.dispatcher.run_until_idle()
+    assert world.labels.voided == {f"label:{request.id}"}
+    assert world.labels.active == {}
+    assert world.desk.get(SHOP, request.id).refunded == Money(495)
+    assert mail_kinds(world, request.id)[-1] is MailKind.CANCELLED
+
+
+def test_cancel_before_the_label_was_made_leaves_no_label(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, actor="staff-7")
+    world.desk.cancel(SHOP, request.id)
+    world.dispatcher.run_until_idle()
+    assert world.labels.active == {}
+    assert world.desk.get(SHOP, request.id).label is None
+
+
+def test_a_return_travels_to_completed_through_the_tabs(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    assert [r.id for r in world.desk.requests_tab(SHOP).items] == [request.id]
+    world.desk.approve(SHOP, request.id, actor="staff-7")
+    assert world.desk.requests_tab(SHOP).items == ()
+    assert [r.id for r in world.desk.incoming_returns(SHOP).items] == [request.id]
+    world.desk.mark_received(SHOP, request.id, actor="warehouse")
+    assert [r.status for r in world.desk.incoming_returns(SHOP).items] == [Status.RECEIVED]
+    done = world.desk.complete(SHOP, request.id, actor="warehouse")
+    assert done.status is Status.COMPLETED
+    assert [r.id for r in world.desk.history_tab(SHOP).items] == [request.id]
+    assert [h.command for h in done.history] == [
+        "submit",
+        "approve_with_label",
+        "mark_received",
+        "complete",
+    ]
+
+
+def test_requests_tab_keeps_rejected_ones_behind_a_filter(world: World) -> None:
+    waiting = world.desk.submit(world.new_request())
+    rejected = world.desk.submit(world.new_request())
+    world.desk.reject(SHOP, rejected.id, reason="Nee", actor="staff")
+    assert {r.id for r in world.desk.requests_tab(SHOP).items} == {waiting.id, rejected.id}
+    assert [r.id for r in world.desk.requests_tab(SHOP, rejected=True).items] == [rejected.id]
+    assert [r.id for r in world.desk.requests_tab(SHOP, rejected=False).items] == [waiting.id]
+
+
+def test_listing_pages_through_every_request_once(world: World) -> None:
+    ids = []
+    for _ in range(7):
+        ids.append(world.desk.submit(world.new_request()).id)
+        world.clock.advance(dt.timedelta(minutes=1))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = world.desk.requests_tab(SHOP, limit=3, cursor=cursor)
+        seen += [r.id for r in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ids
+
+
+def test_another_shops_request_is_not_found(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    other = "shop-2"
+    with pytest.raises(errors.NotFound):
+        world.desk.get(other, request.id)
+    for command in (
+        lambda: world.desk.approve(other, request.id, actor="x"),
+        lambda: world.desk.reject(other, request.id, reason="x", actor="x"),
+        lambda: world.desk.cancel(other, request.id),
+        lambda: world.desk.mark_received(other, request.id, actor="x"),
+        lambda: world.desk.complete(other, request.id, actor="x"),
+    ):
+        with pytest.raises(errors.NotFound):
+            command()
+    assert world.desk.requests_tab(other).items == ()
+    assert world.desk.get(SHOP, request.id).version == 1
+
+
+# -- idempotency and races -----------------------------------------------------------------
+
+
+def test_the_same_key_returns_the_first_result(world: World) -> None:
+    new = world.new_request()
+    first = world.desk.submit(new, idempotency_key="k-submit")
+    again = world.desk.submit(new, idempotency_key="k-submit")
+    assert again == first
+    assert len(world.desk.list(SHOP).items) == 1
+    approved = world.desk.approve(SHOP, first.id, actor="s", idempotency_key="k-approve")
+    assert world.desk.approve(SHOP, first.id, actor="s", idempotency_key="k-approve") == approved
+    with pytest.raises(errors.IdempotencyConflict):
+        world.desk.approve(
+            SHOP, first.id, actor="s", refund_return_fee=True, idempotency_key="k-approve"
+        )
+    with pytest.raises(errors.IdempotencyConflict):
+        world.desk.submit(world.new_request(order_number="2002"), idempotency_key="k-submit")
+
+
+def test_two_people_deciding_at_once_one_wins(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def decide(name: str) -> None:
+        barrier.wait()
+        try:
+            if name == "approve":
+                results[name] = world.desk.approve(SHOP, request.id, actor="a")
+            else:
+                results[name] = world.desk.reject(SHOP, request.id, reason="Nee", actor="b")
+        except errors.TransitionNotAllowed as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=decide, args=(n,)) for n in ("approve", "reject")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results.values() if isinstance(r, ReturnRequest)]
+    losers = [r for r in results.values() if isinstance(r, errors.TransitionNotAllowed)]
+    assert len(winners) == 1
+    assert len(losers) == 1
+    assert losers[0].status == winners[0].status.value
+    assert len(world.desk.get(SHOP, request.id).history) == 2
+
+
+# -- effects failing -----------------------------------------------------------------------
+
+
+def test_a_transient_failure_is_retried_with_backoff(world: World) -> None:
+    world.dispatcher = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=inject_faults(world.mail, fail_nth(1, Fault.BEFORE)),
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+        backoff=dt.timedelta(seconds=30),
+        seed=3,
+    )
+    request = world.desk.submit(world.new_request())
+    report = world.dispatcher.run_until_idle()
+    assert (report.done, report.retried) == (0, 1)
+    (entry,) = world.storage.outbox(SHOP, request.id)
+    assert entry.attempts == 1
+    assert entry.last_error is not None
+    assert "injected failure" in entry.last_error
+    assert world.dispatcher.run_until_idle().handled == 0  # not due yet
+    world.clock.advance(dt.timedelta(seconds=31))
+    assert world.dispatcher.run_until_idle().done == 1
+    assert world.mail.deliveries() == {f"mail:{request.id}:request_received": 1}
+
+
+def test_a_permanent_failure_flags_the_request_and_drops_nothing(world: World) -> None:
+    world.labels = type(world.labels)(refuse_countries=frozenset({"NL"}))
+    world.dispatcher = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+    )
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, actor="staff")
+    report = world.dispatcher.run_until_idle()
+    assert report.dead == 1
+    flagged = world.desk.get(SHOP, request.id)
+    assert flagged.needs_attention
+    assert f"label:{request.id}" in flagged.attention[0]
+    assert [r.id for r in world.desk.needing_attention(SHOP).items] == [request.id]
+    states = {e.key: e.state for e in world.storage.outbox(SHOP, request.id)}
+    assert states[f"label:{request.id}"] is EffectState.DEAD
+    cleared = world.desk.resolve_attention(SHOP, request.id, actor="staff")
+    assert not cleared.needs_attention
+    assert world.desk.needing_attention(SHOP).items == ()
+
+
+def test_an_effect_that_keeps_failing_is_given_up_after_max_attempts(world: World) -> None:
+    world.dispatcher = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=inject_faults(world.mail, lambda _n, _m: Fault.BEFORE),
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+        max_attempts=3,
+        backoff=dt.timedelta(seconds=1),
+        backoff_cap=dt.timedelta(seconds=2),
+    )
+    request = world.desk.submit(world.new_request())
+    for _ in range(3):
+        world.dispatcher.run_until_idle()
+        world.clock.advance(dt.timedelta(seconds=5))
+    assert world.desk.get(SHOP, request.id).needs_attention
+    (entry,) = world.storage.outbox(SHOP, request.id)
+    assert entry.state is EffectState.DEAD
+    assert entry.attempts == 3
+
+
+def test_failure_after_the_provider_acted_does_not_duplicate(world: World) -> None:
+    labels = inject_faults(world.labels, fail_nth(1, Fault.AFTER))
+    payments = inject_faults(world.payments, fail_nth(1, Fault.AFTER))
+    world.dispatcher = Dispatcher(
+        world.storage,
+        labels=labels,
+        payments=payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+        backoff=dt.timedelta(seconds=1),
+    )
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, refund_return_fee=True, actor="staff")
+    for _ in range(3):
+        world.dispatcher.run_until_idle()
+        world.clock.advance(dt.timedelta(minutes=5))
+    stored = world.desk.get(SHOP, request.id)
+    assert stored.label is not None
+    assert len(world.labels.created) == 1
+    assert len(world.payments.refunds) == 1
+    assert stored.refunded == Money(495)
+
+
+def test_a_dead_workers_lease_runs_out_and_another_worker_takes_over(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    claimed = world.storage.claim(
+        owner="dead-worker", now=world.clock.now(), lease=dt.timedelta(minutes=5), limit=10
+    )
+    assert [e.key for e in claimed] == [f"mail:{request.id}:request_received"]
+    assert world.dispatcher.run_until_idle().handled == 0
+    world.clock.advance(dt.timedelta(minutes=6))
+    assert world.dispatcher.run_until_idle().done == 1
+    assert world.mail.deliveries()[f"mail:{request.id}:request_received"] == 1
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap(world: World) -> None:
+    delays = [world.dispatcher.backoff(n) for n in range(1, 12)]
+    assert dt.timedelta(seconds=15) <= delays[0] <= dt.timedelta(seconds=30)
+    assert dt.timedelta(seconds=30) <= delays[1] <= dt.timedelta(seconds=60)
+    assert all(d <= dt.timedelta(hours=6) for d in delays)
+    with pytest.raises(errors.InvalidInput):
+        Dispatcher(
+            world.storage,
+            labels=world.labels,
+            payments=world.payments,
+            mail=world.mail,
+            renderer=world.dispatcher._renderer,
+            max_attempts=0,
+        )
+
+
+# -- policy and rules ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class StaticRules:
+    outcome: Outcome
+
+    def evaluate(self, request: ReturnRequest) -> Outcome:
+        assert request.status is Status.REQUESTED
+        return self.outcome
+
+
+def test_without_manual_approval_requests_are_approved_with_a_label(world: World) -> None:
+    world.use_policy(Policy(manual_approval=False))
+    request = world.desk.submit(world.new_request())
+    assert request.status is Status.APPROVED
+    assert request.history[-1].actor == "policy"
+    world.dispatcher.run_until_idle()
+    assert mail_kinds(world, request.id) == [MailKind.REQUEST_RECEIVED, MailKind.LABEL_CREATED]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (Outcome(Decision.APPROVE_WITH_LABEL, rule="Binnenland"), Status.APPROVED),
+        (Outcome(Decision.APPROVE_WITHOUT_LABEL, rule="Goedkoop"), Status.APPROVED_WITHOUT_RETURN),
+        (Outcome(Decision.REJECT, reason="Sale-artikel", rule="Sale"), Status.REJECTED),
+        (Outcome(Decision.REVIEW, rule="Duur", trace=("Duur: matched",)), Status.REQUESTED),
+        (Outcome(None), Status.REQUESTED),
+    ],
+)
+def test_a_rules_decision_is_applied_and_recorded(
+    world: World, outcome: Outcome, status: Status
+) -> None:
+    world.use_policy(Policy(rules=StaticRules(outcome)))
+    request = world.desk.submit(world.new_request())
+    assert request.status is status
+    last = request.history[-1]
+    if outcome.rule and status is not Status.REQUESTED:
+        assert last.actor == f"rule:{outcome.rule}"
+    assert last.trace == outcome.trace
+    if status is Status.REJECTED:
+        assert request.reject_reason == "Sale-artikel"
+
+
+def test_rules_refusing_the_return_store_nothing(world: World) -> None:
+    refusal = Outcome(
+        Decision.NOT_RETURNABLE, refused=(RefusedItem(0, "Hygiëneartikel: niet retour"),)
+    )
+    world.use_policy(Policy(rules=StaticRules(refusal)))
+    new = world.new_request()
+    assert world.desk.preview(new).refused == refusal.refused
+    with pytest.raises(errors.ReturnRefused) as info:
+        world.desk.submit(new)
+    assert info.value.refused == ((0, "Hygiëneartikel: niet retour"),)
+    assert world.desk.list(SHOP).items == ()
+
+
+def test_policy_per_shop(world: World) -> None:
+    policies = {"auto": Policy(manual_approval=False), SHOP: Policy()}
+    desk = Desk(world.storage, policy=policies.__getitem__, clock=world.clock)
+    assert desk.submit(world.new_request()).status is Status.REQUESTED
+    assert desk.submit(world.new_request(shop_id="auto")).status is Status.APPROVED
+
+
+def test_queries_by_status_and_date(world: World) -> None:
+    first = world.desk.submit(world.new_request())
+    world.clock.advance(dt.timedelta(days=1))
+    second = world.desk.submit(world.new_request(customer=Customer("a@b.nl", "Piet", "en")))
+    page = world.desk.list(SHOP, Query(created_from=NOW + dt.timedelta(hours=1)))
+    assert [r.id for r in page.items] == [second.id]
+    page = world.desk.list(SHOP, Query(created_before=NOW + dt.timedelta(hours=1)))
+    assert [r.id for r in page.items] == [first.id]
+    page = world.desk.list(SHOP, Query(statuses={Status.APPROVED}))
+    assert page.items == ()
+    english = world.desk.list(SHOP, Query(where=lambda r: r.customer.language == "en"))
+    assert [r.id for r in english.items] == [second.id]
+
+
+def test_build_world_over_a_given_storage() -> None:
+    from retouraanvraag.testing import MemoryStorage
+
+    world = build_world(MemoryStorage())
+    assert world.desk.submit(world.new_request()).status is Status.REQUESTED
