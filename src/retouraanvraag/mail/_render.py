@@ -1,0 +1,384 @@
+"""Rendering customer mails from templates: :class:`MailRenderer` and :class:`MailTemplate`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Mapping
+from email.utils import formataddr, parseaddr
+from importlib import resources
+from typing import Final
+
+import attrs
+from babel.dates import format_date
+from dateutil import tz
+
+from retouraanvraag.errors import InvalidInput, UnknownReason
+from retouraanvraag.model import Language, MailKind, ReasonCatalogue, ReturnRequest
+from retouraanvraag.ports import Attachment, Mail
+
+__all__ = [
+    "PLACEHOLDERS",
+    "MailNotRenderable",
+    "MailRenderer",
+    "MailTemplate",
+    "TemplateError",
+    "default_template",
+    "message_id_for",
+]
+
+
+class TemplateError(InvalidInput):
+    """A mail template that cannot be used: a syntax error or a placeholder the kind lacks."""
+
+
+class MailNotRenderable(InvalidInput):
+    """The request lacks what the mail must show (a label-created mail without a label)."""
+
+
+_COMMON: Final = frozenset(
+    {
+        "shop_name",
+        "customer_name",
+        "order_number",
+        "request_id",
+        "request_date",
+        "return_value",
+        "items",
+        "refund",
+    }
+)
+_EXTRA: Final = {
+    MailKind.REQUEST_RECEIVED: frozenset[str](),
+    MailKind.LABEL_CREATED: frozenset({"carrier", "tracking_number", "label_filename"}),
+    MailKind.APPROVED_WITHOUT_RETURN: frozenset[str](),
+    MailKind.REJECTED: frozenset({"reject_reason"}),
+    MailKind.CANCELLED: frozenset({"label_void"}),
+}
+#: Placeholders that render to several lines (or HTML blocks): not allowed in a subject.
+_BLOCKS: Final = frozenset({"items", "refund", "label_void"})
+
+#: The placeholders each kind of mail offers its templates (subjects: all but the blocks).
+PLACEHOLDERS: Final[Mapping[MailKind, frozenset[str]]] = {
+    kind: _COMMON | extra for kind, extra in _EXTRA.items()
+}
+
+_PHRASES: Final = {
+    Language.NL: {
+        "refunded": "We hebben de retourkosten van {amount} aan je terugbetaald.",
+        "will_refund": "De retourkosten van {amount} die je hebt betaald, betalen we aan je terug.",
+        "fee_paid": (
+            "Je hebt {amount} aan retourkosten betaald. Wijzen we je aanvraag af, dan betalen "
+            "we dit bedrag automatisch terug."
+        ),
+        "label_void": (
+            "Je retourlabel met trackingnummer {tracking} is ongeldig gemaakt; gebruik het "
+            "niet meer."
+        ),
+    },
+    Language.EN: {
+        "refunded": "We have refunded the return fee of {amount} to you.",
+        "will_refund": "We will refund the return fee of {amount} you paid.",
+        "fee_paid": (
+            "You paid a return fee of {amount}. Should we decline your request, we will "
+            "refund it automatically."
+        ),
+        "label_void": (
+            "Your return label with tracking number {tracking} has been voided; please do not "
+            "use it any more."
+        ),
+    },
+}
+
+
+@attrs.frozen
+class MailTemplate:
+    """The three parts of one mail, as :class:`string.Template` text (``$order_number``).
+
+    Write ``$$`` for a literal dollar sign. In ``html`` every value arrives HTML-escaped and the
+    blocks (``$items``, ``$refund``, ``$label_void``) arrive as HTML; in ``text`` and
+    ``subject`` values arrive as plain text. :data:`PLACEHOLDERS` lists what each kind offers.
+    """
+
+    subject: str
+    text: str
+    html: str
+
+    def check(self, kind: MailKind, *, where: str = "template") -> None:
+        """Check the syntax and that every placeholder is one ``kind`` offers.
+
+        Raises:
+            TemplateError: naming the part and the unknown or malformed placeholder.
+        """
+        allowed = PLACEHOLDERS[kind]
+        for part, allowed_here in (
+            ("subject", allowed - _BLOCKS),
+            ("text", allowed),
+            ("html", allowed),
+        ):
+            template = string.Template(getattr(self, part))
+            field = f"{where}.{part}"
+            if not template.is_valid():
+                raise TemplateError(
+                    "has a malformed placeholder (write $$ for a dollar sign)", field=field
+                )
+            unknown = sorted(set(template.get_identifiers()) - allowed_here)
+            if unknown:
+                raise TemplateError(
+                    f"uses unknown placeholder(s) {', '.join('$' + u for u in unknown)}; "
+                    f"a {kind.value} {part} may use {', '.join(sorted(allowed_here))}",
+                    field=field,
+                )
+
+
+def default_template(language: Language | str, kind: MailKind) -> MailTemplate:
+    """The template the library ships for ``language`` and ``kind`` (a start for your own).
+
+    Raises:
+        ValueError: ``language`` is not ``nl`` or ``en``.
+    """
+    folder = resources.files("retouraanvraag.mail") / "templates" / Language(language).value
+    name = MailKind(kind).value
+    return MailTemplate(
+        subject=(folder / f"{name}.subject.txt").read_text(encoding="utf-8").strip(),
+        text=(folder / f"{name}.txt").read_text(encoding="utf-8"),
+        html=(folder / f"{name}.html").read_text(encoding="utf-8"),
+    )
+
+
+def message_id_for(shop_id: str, key: str, domain: str) -> str:
+    """The ``Message-ID`` of the mail sent under an effect ``key``: the same on every retry."""
+    digest = hashlib.sha256(f"{shop_id}\x00{key}".encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+_DOMAIN_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: control characters (CR, LF, …) become spaces, runs of space one."""
+    cleaned = "".join(" " if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in text)
+    return " ".join(cleaned.split())
+
+
+class MailRenderer:
+    """Renders the customer mails of the return lifecycle in Dutch or English.
+
+    The customer's language picks the templates; amounts are formatted with
+    :meth:`~retouraanvraag.model.Money.format` and dates with Babel, both per locale. The
+    host may replace the template of any ``(language, kind)``; replacements are checked here,
+    so that a typo in a placeholder fails at start-up rather than when a mail is due.
+
+    Args:
+        sender: the From address (``retouren@shop.example``), optionally with a name.
+        shop_name: the shop's name, shown in the mails and as the From name.
+        reasons: the shop's reason catalogue, to show reasons by their label.
+        templates: replacements keyed by ``(language, kind)``.
+        timezone: the IANA zone dates are shown in.
+
+    Raises:
+        InvalidInput: the sender is not one address, the shop name has control characters or
+            the time zone is unknown.
+        TemplateError: a replacement template is malformed or uses an unknown placeholder.
+    """
+
+    def __init__(
+        self,
+        *,
+        sender: str,
+        shop_name: str,
+        reasons: ReasonCatalogue | None = None,
+        templates: Mapping[tuple[Language | str, MailKind], MailTemplate] | None = None,
+        timezone: str = "Europe/Amsterdam",
+    ) -> None:
+        """Check the configuration and every template once."""
+        _name, address = parseaddr(sender)
+        local, _, domain = address.rpartition("@")
+        if one_line(sender) != sender or not local or not _DOMAIN_RE.match(domain):
+            raise InvalidInput("is not a single e-mail address", field="sender")
+        if not shop_name.strip() or one_line(shop_name) != shop_name.strip():
+            raise InvalidInput("must be one line of text", field="shop_name")
+        zone = tz.gettz(timezone)
+        if zone is None:
+            raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone")
+        self._zone: dt.tzinfo = zone
+        self._address = address
+        self._domain = domain.lower()
+        self._shop_name = shop_name.strip()
+        self._reasons = reasons or ReasonCatalogue()
+        self._templates: dict[tuple[Language, MailKind], MailTemplate] = {}
+        for language in Language:
+            for kind in MailKind:
+                self._templates[language, kind] = default_template(language, kind)
+        for (language_key, kind), template in (templates or {}).items():
+            where = f"templates[{language_key},{kind}]"
+            try:
+                key = (Language(language_key), MailKind(kind))
+            except ValueError:
+                raise TemplateError(
+                    "is keyed by an unknown language or mail kind", field=where
+                ) from None
+            if not isinstance(template, MailTemplate):
+                raise TemplateError("must be a MailTemplate", field=where)
+            self._templates[key] = template
+        for (language, kind), template in self._templates.items():
+            template.check(kind, where=f"templates[{language.value},{kind.value}]")
+
+    @property
+    def sender(self) -> str:
+        """The From header: the shop's name and the sender address."""
+        return formataddr((self._shop_name, self._address))
+
+    def render(self, request: ReturnRequest, kind: MailKind, *, key: str) -> Mail:
+        """Render the ``kind`` mail about ``request``, sent under the effect ``key``.
+
+        Returns:
+            The mail, in the customer's language; its ``message_id`` derives from the shop and
+            ``key`` alone, so a retry carries the same ``Message-ID``. A label-created mail has
+            the label attached.
+
+        Raises:
+            MailNotRenderable: a label-created mail for a request without a label, or a
+                rejected mail without a reason.
+        """
+        kind = MailKind(kind)
+        language = request.customer.language
+        values = self._values(request, kind, language)
+        attachments: tuple[Attachment, ...] = ()
+        if kind is MailKind.LABEL_CREATED and request.label is not None:
+            label = request.label
+            attachments = (Attachment(label.filename, label.content_type, label.document),)
+        template = self._templates[language, kind]
+        text = _fill(template.text, values, lambda v: v)
+        html_body = _fill(template.html, values, _html_value)
+        return Mail(
+            to=request.customer.email,
+            subject=one_line(_fill(template.subject, values, one_line)),
+            text=re.sub(r"\n{3,}", "\n\n", text).strip() + "\n",
+            html=re.sub(r"\n{2,}", "\n", html_body).strip() + "\n",
+            kind=kind,
+            request_id=request.id,
+            message_id=message_id_for(request.shop_id, key, self._domain),
+            sender=self.sender,
+            language=language.value,
+            attachments=attachments,
+        )
+
+    # -- values -------------------------------------------------------------------------------
+
+    def _values(
+        self, request: ReturnRequest, kind: MailKind, language: Language
+    ) -> dict[str, _Value]:
+        phrases = _PHRASES[language]
+        created = request.created_at.astimezone(self._zone)
+        values: dict[str, _Value] = {
+            "shop_name": self._shop_name,
+            "customer_name": request.customer.name,
+            "order_number": request.order_number,
+            "request_id": request.id,
+            "request_date": format_date(created.date(), format="long", locale=_LOCALES[language]),
+            "return_value": request.return_value.format(language),
+            "items": self._items(request, language),
+            "refund": _Block.paragraph(self._refund_note(request, kind, language)),
+        }
+        if kind is MailKind.LABEL_CREATED:
+            if request.label is None:
+                raise MailNotRenderable(
+                    f"request {request.id}: a label-created mail needs the request's label, "
+                    "and it has none",
+                    field="label",
+                )
+            values["carrier"] = request.label.carrier
+            values["tracking_number"] = request.label.tracking_number
+            values["label_filename"] = request.label.filename
+        elif kind is MailKind.REJECTED:
+            if not request.reject_reason:
+                raise MailNotRenderable(
+                    f"request {request.id}: a rejected mail needs the reject reason, and it has "
+                    "none",
+                    field="reject_reason",
+                )
+            values["reject_reason"] = request.reject_reason
+        elif kind is MailKind.CANCELLED:
+            note = None
+            if request.label is not None:
+                note = phrases["label_void"].format(tracking=request.label.tracking_number)
+            values["label_void"] = _Block.paragraph(note)
+        return values
+
+    def _items(self, request: ReturnRequest, language: Language) -> _Block:
+        lines: list[str] = []
+        rows: list[str] = []
+        for item in request.items:
+            try:
+                reason = self._reasons.resolve(item.reason).label(language)
+            except UnknownReason:
+                reason = item.reason
+            if item.reason_text and item.reason_text.strip():
+                reason = f"{reason}: {one_line(item.reason_text)}"
+            amount = item.value.format(language)
+            lines.append(f"- {item.quantity} {_TIMES} {one_line(item.name)} — {reason} — {amount}")
+            rows.append(
+                "<tr>"
+                f"<td>{item.quantity} {_TIMES}</td><td>{html.escape(one_line(item.name))}</td>"
+                f"<td>{html.escape(reason)}</td>"
+                f'<td style="text-align:right">{html.escape(amount)}</td>'
+                "</tr>"
+            )
+        table = '<table cellpadding="4">\n' + "\n".join(rows) + "\n</table>"
+        return _Block("\n".join(lines), table)
+
+    @staticmethod
+    def _refund_note(request: ReturnRequest, kind: MailKind, language: Language) -> str | None:
+        phrases = _PHRASES[language]
+        if request.refunds:
+            return phrases["refunded"].format(amount=request.refunded.format(language))
+        due = request.refund_due
+        if not due.amount:
+            return None
+        if kind is MailKind.REQUEST_RECEIVED:
+            return phrases["fee_paid"].format(amount=due.format(language))
+        if kind in {MailKind.REJECTED, MailKind.CANCELLED}:
+            return phrases["will_refund"].format(amount=due.format(language))
+        return None
+
+
+_TIMES: Final = "\N{MULTIPLICATION SIGN}"
+_LOCALES: Final = {Language.NL: "nl_NL", Language.EN: "en_GB"}
+
+
+@attrs.frozen
+class _Block:
+    """A value rendered differently in text and in HTML (already safe HTML)."""
+
+    text: str
+    html: str
+
+    @classmethod
+    def paragraph(cls, sentence: str | None) -> _Block:
+        if sentence is None:
+            return cls("", "")
+        return cls(sentence, f"<p>{html.escape(sentence)}</p>")
+
+
+_Value = str | _Block
+
+
+def _html_value(value: str) -> str:
+    return html.escape(value).replace("\n", "<br>\n")
+
+
+def _fill(template: str, values: Mapping[str, _Value], plain: Callable[[str], str]) -> str:
+    """Substitute ``values``; plain text goes through ``plain``, blocks pick their form."""
+    html_form = plain is _html_value
+    prepared = {
+        name: (value.html if html_form else value.text)
+        if isinstance(value, _Block)
+        else plain(value)
+        for name, value in values.items()
+    }
+    return string.Template(template).substitute(prepared)
