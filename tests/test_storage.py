@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import multiprocessing
+import os
+import pickle
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
-from retouraanvraag.adapters.memory import MemoryStorage
-from retouraanvraag.adapters.sqlite import SqliteStorage
-from retouraanvraag.ports import Storage
-from retouraanvraag.testing.storage_contract import StorageContract
+from retouraanvraag.adapters import MemoryStorage, SqliteStorage
+from retouraanvraag.adapters import sqlite as sqlite_adapter
+from retouraanvraag.errors import (
+    ConcurrentModification,
+    InvalidInput,
+    PortRejected,
+    PortUnavailable,
+)
+from retouraanvraag.model import Effect, Money, RefundRecord, ReturnRequest, Status
+from retouraanvraag.ports import (
+    Commit,
+    EffectState,
+    IdempotencyRecord,
+    Query,
+    Settlement,
+    Storage,
+    Tab,
+)
+from retouraanvraag.testing.storage_contract import SHOP, T0, StorageContract, sample_request
+
+LEASE = dt.timedelta(seconds=30)
 
 
 class TestMemoryStorage(StorageContract):
@@ -29,3 +55,439 @@ class TestSqliteStorageOnFile(StorageContract):
 
     def make_storage(self) -> Storage:
         return SqliteStorage(self.directory / "returns.sqlite3")
+
+
+def submit(storage: Storage, request: ReturnRequest) -> ReturnRequest:
+    change = request.submitted()
+    return storage.commit(Commit(change.request, None, change.effects))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "memory":
+        yield MemoryStorage()
+        return
+    with SqliteStorage(tmp_path / "returns.sqlite3") as opened:
+        yield opened
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "returns.sqlite3"
+
+
+# -- both adapters: input that means nothing -----------------------------------------------
+
+
+FAR_FUTURE = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=5)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"owner": ""}, "owner"),
+        ({"now": T0.replace(tzinfo=None)}, "now"),
+        ({"now": FAR_FUTURE}, "now"),
+        ({"lease": dt.timedelta(0)}, "lease"),
+        ({"limit": -1}, "limit"),
+    ],
+)
+def test_claim_refuses_arguments_that_mean_nothing(
+    storage: Storage, changes: dict[str, object], field: str
+) -> None:
+    arguments: dict[str, object] = {"owner": "w", "now": T0, "lease": LEASE, "limit": 1}
+    arguments.update(changes)
+    with pytest.raises(InvalidInput) as caught:
+        storage.claim(**arguments)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+def test_commit_refuses_an_effect_of_another_request(storage: Storage) -> None:
+    request = sample_request().submitted().request
+    with pytest.raises(InvalidInput, match="belongs to request other"):
+        storage.commit(Commit(request, None, (Effect.refund("other"),)))
+    assert storage.outbox(SHOP, "other") == ()
+
+
+@pytest.mark.parametrize(("shop", "request_id"), [("shop-b", None), (SHOP, "other")])
+def test_commit_refuses_an_idempotency_record_of_another_request(
+    storage: Storage, shop: str, request_id: str | None
+) -> None:
+    request = sample_request().submitted().request
+    record = IdempotencyRecord(shop, "k", "fp", request_id or request.id, request)
+    with pytest.raises(InvalidInput) as caught:
+        storage.commit(Commit(request, None, idempotency=record))
+    assert caught.value.field == "idempotency"
+
+
+def test_commit_refuses_an_expected_version_below_1(storage: Storage) -> None:
+    with pytest.raises(InvalidInput):
+        storage.commit(Commit(sample_request().submitted().request, 0))
+
+
+def test_query_refuses_naive_bounds(storage: Storage) -> None:
+    with pytest.raises(InvalidInput):
+        storage.query(SHOP, Query(created_from=T0.replace(tzinfo=None)))
+    with pytest.raises(InvalidInput):
+        storage.query(SHOP, Query(created_before=T0.replace(tzinfo=None)))
+
+
+def test_query_refuses_a_non_ascii_cursor(storage: Storage) -> None:
+    with pytest.raises(InvalidInput):
+        storage.query(SHOP, Query(cursor="é"))
+
+
+def test_a_request_whose_creation_moves_is_listed_at_its_new_place(storage: Storage) -> None:
+    first = submit(storage, sample_request("first", created_at=T0))
+    submit(storage, sample_request("second", created_at=T0 + LEASE))
+    storage.commit(Commit(attrs.evolve(first, created_at=T0 + 2 * LEASE), first.version))
+    assert [r.id for r in storage.query(SHOP, Query()).items] == ["second", "first"]
+
+
+def test_refund_in_another_currency_than_the_fee_is_rejected(storage: Storage) -> None:
+    saved = submit(storage, sample_request(fee=495))
+    refund = RefundRecord("refund:x", Money(100, "USD"), "re_1", T0)
+    with pytest.raises(PortRejected, match="USD"):
+        storage.commit(Commit(attrs.evolve(saved, refunds=(refund,)), saved.version))
+
+
+def test_conflict_errors_name_the_key_or_lease_and_pickle(storage: Storage) -> None:
+    saved = submit(storage, sample_request())
+    record = IdempotencyRecord(SHOP, "k-1", "fp", saved.id, saved)
+    storage.commit(Commit(saved, saved.version, idempotency=record))
+    with pytest.raises(ConcurrentModification) as taken:
+        storage.commit(Commit(saved, 2, idempotency=record))
+    with pytest.raises(ConcurrentModification) as lost:
+        storage.commit(Commit(saved, 2, settle=Settlement("mail:x", "w9", EffectState.DONE)))
+    for caught, words in ((taken, "'k-1'"), (lost, "not leased to 'w9'")):
+        assert words in str(caught.value)
+        copy = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own bytes
+        assert (str(copy), copy.request_id) == (str(caught.value), saved.id)
+
+
+# -- SQLite: schema, file, errors ----------------------------------------------------------
+
+
+def test_a_file_keeps_its_requests_across_opens(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        assert storage.path == str(database)
+    with SqliteStorage(database) as storage:
+        assert storage.get(SHOP, "r-1") == saved
+        assert [e.key for e in storage.outbox(SHOP, "r-1")] == ["mail:r-1:request_received"]
+    raw = sqlite3.connect(database)
+    assert raw.execute("PRAGMA user_version").fetchone() == (sqlite_adapter.SCHEMA_VERSION,)
+    assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    raw.close()
+
+
+def test_a_schema_newer_than_the_code_is_refused_clearly(database: Path) -> None:
+    SqliteStorage(database).close()
+    raw = sqlite3.connect(database)
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    with pytest.raises(PortRejected, match=r"schema version 99, newer than the 1"):
+        SqliteStorage(database)
+
+
+def test_a_file_that_is_not_a_database_is_refused(database: Path) -> None:
+    database.write_bytes(b"these are not the pages you are looking for" * 100)
+    with pytest.raises(PortRejected, match="not a database"):
+        SqliteStorage(database)
+
+
+def test_a_database_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(PortUnavailable, match="unable to open"):
+        SqliteStorage(tmp_path / "missing" / "returns.sqlite3")
+
+
+def test_the_money_cap_is_a_constraint_of_the_database_itself(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request(fee=495))
+    raw = sqlite3.connect(database)
+    with pytest.raises(sqlite3.IntegrityError, match="money_cap"):
+        raw.execute("UPDATE requests SET refunded_minor = 496 WHERE id = ?", (saved.id,))
+    raw.close()
+
+
+def test_an_integrity_error_from_the_database_is_rejected(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request())
+        raw = sqlite3.connect(database)
+        raw.execute(
+            "CREATE TRIGGER no_updates BEFORE UPDATE ON requests "
+            "BEGIN SELECT RAISE(ABORT, 'frozen by the host'); END"
+        )
+        raw.commit()
+        raw.close()
+        with pytest.raises(PortRejected, match="frozen by the host"):
+            storage.commit(Commit(saved, saved.version))
+        assert storage.get(SHOP, saved.id) == saved
+
+
+def test_a_corrupt_row_is_rejected_not_returned(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        raw = sqlite3.connect(database)
+        raw.execute("UPDATE requests SET body = '{\"id\": 1}' WHERE id = 'r-1'")
+        raw.commit()
+        raw.close()
+        with pytest.raises(PortRejected, match="r-1"):
+            storage.get(SHOP, saved.id)
+
+
+def test_creation_times_are_stored_as_sortable_utc_text(database: Path) -> None:
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    with SqliteStorage(database) as storage:
+        submit(
+            storage, sample_request("r-1", created_at=dt.datetime(2026, 3, 1, 1, tzinfo=plus_two))
+        )
+        assert storage.get(SHOP, "r-1").created_at.utcoffset() == dt.timedelta(hours=2)
+    raw = sqlite3.connect(database)
+    assert raw.execute("SELECT created_at FROM requests").fetchone() == (
+        "2026-02-28T23:00:00.000000Z",
+    )
+    raw.close()
+
+
+def test_a_busy_database_is_reported_unavailable_and_changes_nothing(database: Path) -> None:
+    with SqliteStorage(database, timeout=0.05) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        blocker = sqlite3.connect(database, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(PortUnavailable, match="busy"):
+            storage.commit(Commit(attrs.evolve(saved, carrier="DHL"), saved.version))
+        # Readers are not blocked by a writer in WAL mode.
+        assert storage.get(SHOP, "r-1") == saved
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert storage.commit(Commit(saved, saved.version)).version == 2
+
+
+def test_busy_errors_are_retried_until_they_pass(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        failures = [sqlite3.OperationalError("database is locked") for _ in range(3)]
+        for failure in failures:
+            failure.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        calls: list[int] = []
+
+        def flaky() -> str:
+            calls.append(1)
+            if failures:
+                raise failures.pop()
+            return "done"
+
+        assert storage._retrying(flaky) == "done"
+        assert len(calls) == 4
+
+
+def test_other_operational_errors_are_unavailable_at_once(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        calls: list[int] = []
+
+        def broken() -> None:
+            calls.append(1)
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(PortUnavailable, match="disk I/O"):
+            storage._retrying(broken)
+        assert calls == [1]
+
+
+def test_a_closed_storage_refuses_every_call(database: Path) -> None:
+    storage = SqliteStorage(database)
+    submit(storage, sample_request("r-1"))
+    storage.close()
+    storage.close()
+    with pytest.raises(PortRejected, match="closed"):
+        storage.get(SHOP, "r-1")
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            storage.get(SHOP, "r-1")
+        except PortRejected as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1
+
+
+def test_a_connection_opened_while_closing_is_closed_again(database: Path) -> None:
+    storage = SqliteStorage(database)
+    storage._closed = True
+    with pytest.raises(PortRejected, match="closed"):
+        storage._open()
+    storage.close()
+
+
+def test_in_memory_database_is_shared_by_the_instances_threads() -> None:
+    with SqliteStorage() as storage:
+        seen: list[ReturnRequest] = []
+        saved = submit(storage, sample_request("r-1"))
+        thread = threading.Thread(target=lambda: seen.append(storage.get(SHOP, "r-1")))
+        thread.start()
+        thread.join()
+        assert seen == [saved]
+        assert storage.path == ":memory:"
+
+
+def test_listing_a_tab_uses_the_status_index_and_no_offset(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        for n in range(5):
+            submit(storage, sample_request(f"r{n}", created_at=T0 + n * LEASE))
+        statements: list[str] = []
+        storage._connection().set_trace_callback(statements.append)
+        first = storage.query(
+            SHOP,
+            Query(statuses=Tab.INCOMING.statuses | Tab.REQUESTS.statuses, limit=2),  # type: ignore[arg-type, unused-ignore]
+        )
+        storage.query(
+            SHOP,
+            Query(statuses=Tab.REQUESTS.statuses, limit=2, cursor=first.next_cursor),  # type: ignore[arg-type, unused-ignore]
+        )
+        storage.query(SHOP, Query(needs_attention=True, created_from=T0, created_before=T0 + LEASE))
+        storage._connection().set_trace_callback(None)
+        selects = [s for s in statements if s.lstrip().startswith("SELECT")]
+        assert len(selects) == 3
+        raw = sqlite3.connect(database)
+        for select in selects:
+            assert "OFFSET" not in select.upper()
+            plan = " | ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + select))
+            assert "SCAN requests" not in plan, plan
+            assert "USING INDEX requests_" in plan, plan
+        raw.close()
+
+
+def test_a_picky_predicate_yields_short_pages_that_still_cover_everything(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_adapter, "_SCAN_BUDGET", 4)
+    monkeypatch.setattr(sqlite_adapter, "_BATCH", 2)
+    with SqliteStorage(database) as storage:
+        for n in range(9):
+            submit(storage, sample_request(f"r{n}", created_at=T0 + n * LEASE))
+        query = Query(where=lambda r: r.id in {"r6", "r8"}, limit=1)
+        pages = []
+        while True:
+            page = storage.query(SHOP, query)
+            pages.append([r.id for r in page.items])
+            if page.next_cursor is None:
+                break
+            query = attrs.evolve(query, cursor=page.next_cursor)
+        assert pages == [[], ["r6"], ["r8"]]
+
+
+# -- SQLite: many threads and processes on one file ----------------------------------------
+
+
+def _hammer(storage: Storage, worker: int, shared: list[str], rounds: int) -> list[str]:
+    """Submit own requests, race to decide shared ones, claim and settle; return decided ids."""
+    decided = []
+    for i in range(rounds):
+        submit(storage, sample_request(f"w{worker}-{os.getpid()}-{i}", created_at=T0 + i * LEASE))
+        current = storage.get(SHOP, shared[i % len(shared)])
+        if current.status is Status.REQUESTED:
+            if worker % 2:
+                change = current.reject(reason="Te laat", actor=f"staff-{worker}", at=T0)
+            else:
+                change = current.approve(
+                    with_label=True, refund_return_fee=True, actor=f"staff-{worker}", at=T0
+                )
+            try:
+                storage.commit(Commit(change.request, current.version, change.effects))
+                decided.append(current.id)
+            except ConcurrentModification:
+                pass
+        storage.query(SHOP, Query(statuses=Tab.REQUESTS.statuses, limit=5))  # type: ignore[arg-type, unused-ignore]
+        owner = f"w{worker}-{os.getpid()}"
+        for entry in storage.claim(owner=owner, now=T0, lease=LEASE, limit=2):
+            request = storage.get(entry.shop_id, entry.effect.request_id)
+            settle = Settlement(entry.key, owner, EffectState.DONE)
+            # A lost race: the request moved on and the entry stays leased until it runs out.
+            with contextlib.suppress(ConcurrentModification):
+                storage.commit(Commit(request, request.version, settle=settle))
+    return decided
+
+
+def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait()
+            target(n)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def _decisions(storage: Storage, request_id: str) -> list[str]:
+    request = storage.get(SHOP, request_id)
+    return [h.command for h in request.history if h.command != "submit"]
+
+
+def test_eight_threads_hammering_one_file_decide_each_request_once(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        shared = [submit(storage, sample_request(f"s{n}")).id for n in range(6)]
+        decided: list[str] = []
+        errors = _run_threads(8, lambda n: decided.extend(_hammer(storage, n, shared, 12)))
+        assert errors == []
+        assert sorted(decided) == sorted(shared)
+        for request_id in shared:
+            assert len(_decisions(storage, request_id)) == 1
+        assert len(storage.query(SHOP, Query(limit=500)).items) == 6 + 8 * 12
+
+
+def _process(
+    path: str, worker: int, shared: list[str], start: multiprocessing.synchronize.Event
+) -> None:
+    start.wait()
+    with SqliteStorage(path, timeout=30) as storage:
+        _hammer(storage, worker, shared, 25)
+
+
+def test_four_processes_on_one_file_decide_each_request_once(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        shared = [submit(storage, sample_request(f"s{n}")).id for n in range(10)]
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    workers = [
+        context.Process(target=_process, args=(str(database), n, shared, start)) for n in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    with SqliteStorage(database) as storage:
+        for request_id in shared:
+            assert len(_decisions(storage, request_id)) == 1
+        assert len(storage.query(SHOP, Query(limit=500)).items) == 10 + 4 * 25
+
+
+def _use_inherited(storage: SqliteStorage, request_id: str) -> None:
+    request = storage.get(SHOP, request_id)
+    storage.commit(Commit(attrs.evolve(request, carrier="child"), request.version))
+
+
+def test_a_forked_child_opens_its_own_connection(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        child = multiprocessing.get_context("fork").Process(
+            target=_use_inherited, args=(storage, saved.id)
+        )
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        assert storage.get(SHOP, "r-1").carrier == "child"
