@@ -1,0 +1,156 @@
+"""A mail transport that delivers into a local Maildir, exactly once per effect key.
+
+Useful for development (point a mail reader at the folder), for hosts whose MTA picks mail up
+from a Maildir, and in tests. Delivery follows the Maildir protocol: the message is written to
+``tmp/``, flushed to disk, then linked into ``new/`` in one atomic step.
+
+**Exactly once.** The file name in ``new/`` is derived from the key, and a marker file per key
+(``<maildir>/retouraanvraag-keys/<sha256 of the key>``) is created atomically after the
+delivery. A second :meth:`MaildirTransport.send` with the same key finds the marker (or, after a
+crash between delivery and marker, the message itself in ``new/`` or ``cur/``) and delivers
+nothing. The one window left: a crash after the delivery and before the marker, *and* the
+reader moving the message out of ``new/`` and ``cur/`` (to another folder, or deleting it)
+before the retry; then the retry delivers a second copy. Sends of one key are expected one
+at a time (the outbox leases an effect to one worker); within one process they are serialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mailbox
+import os
+import secrets
+import socket
+import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Final
+
+from retouraanvraag.errors import InvalidInput, PortRejected, PortUnavailable
+from retouraanvraag.mail import to_email_message
+from retouraanvraag.ports import Mail
+
+__all__ = ["MaildirTransport"]
+
+_INDEX: Final = "retouraanvraag-keys"
+
+
+class MaildirTransport:
+    """Delivers mail into the Maildir at ``path`` (created on first use), once per key.
+
+    Args:
+        path: the Maildir folder (with ``tmp``, ``new`` and ``cur``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Remember the folder; nothing touches the disk before the first send."""
+        self._path = Path(path)
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The Maildir folder."""
+        return self._path
+
+    def send(self, key: str, mail: Mail) -> None:
+        """Deliver ``mail`` unless a mail was already delivered under ``key``.
+
+        Raises:
+            PortRejected: the mail cannot be built (an invalid recipient or sender).
+            PortUnavailable: the folder cannot be written (disk full, permissions, …).
+        """
+        try:
+            message = to_email_message(mail)
+        except InvalidInput as exc:
+            raise PortRejected(f"{key}: {exc}") from exc
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        name = f"{digest[:40]}.retouraanvraag"
+        with self._lock:
+            try:
+                self._deliver_once(digest, name, message)
+            except OSError as exc:
+                raise PortUnavailable(
+                    f"{key}: maildir {self._path} cannot be written ({type(exc).__name__})"
+                ) from exc
+
+    def messages(self) -> list[EmailMessage]:
+        """Every message in the Maildir (``new/`` and ``cur/``), parsed; for tests and tools.
+
+        Raises:
+            PortUnavailable: the folder cannot be read.
+        """
+        try:
+            box = mailbox.Maildir(self._path, factory=None, create=False)
+            files = sorted(box.iterkeys())
+            parsed = []
+            for key in files:
+                with box.get_file(key) as handle:
+                    data = handle.read()
+                parsed.append(_parse(data))
+        except (OSError, mailbox.Error) as exc:
+            raise PortUnavailable(f"maildir {self._path} cannot be read") from exc
+        return parsed
+
+    def _deliver_once(self, digest: str, name: str, message: EmailMessage) -> None:
+        for folder in ("tmp", "new", "cur", _INDEX):
+            (self._path / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        index = self._path / _INDEX
+        marker = index / digest
+        if marker.exists():
+            return
+        if not self._present(name):
+            self._deliver(name, message)
+        _write_atomically(marker, name.encode())
+
+    def _present(self, name: str) -> bool:
+        if (self._path / "new" / name).exists():
+            return True
+        # A reader moves new/<name> to cur/<name>:2,<flags>.
+        return any(entry.name.split(":", 1)[0] == name for entry in os.scandir(self._path / "cur"))
+
+    def _deliver(self, name: str, message: EmailMessage) -> None:
+        data = _serialise(message)
+        tmp = self._path / "tmp" / f"{name}.{secrets.token_hex(8)}.{_hostname()}"
+        try:
+            with tmp.open("xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            # FileExistsError: delivered by an earlier try that died before its marker.
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self._path / "new" / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _serialise(message: EmailMessage) -> bytes:
+    try:
+        return message.as_bytes(policy=policy.default.clone(linesep="\n"))
+    except UnicodeEncodeError:  # a non-ASCII address needs the UTF-8 form (RFC 6532)
+        return message.as_bytes(policy=policy.default.clone(linesep="\n", utf8=True))
+
+
+def _parse(data: bytes) -> EmailMessage:
+    parsed = message_from_bytes(data, policy=policy.default)
+    if not isinstance(parsed, EmailMessage):  # pragma: no cover - policy.default makes one
+        msg = "the parser did not return an EmailMessage"
+        raise TypeError(msg)
+    return parsed
+
+
+def _hostname() -> str:
+    return socket.gethostname().replace("/", "_").replace(":", "_") or "localhost"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with tmp.open("xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,165 @@
+"""A mail transport over SMTP (stdlib :mod:`smtplib`).
+
+**At least once, not exactly once.** SMTP has no way to ask a server whether it already took a
+message. When the server accepted the message but its answer was lost (the connection dropped
+after the data was sent, a timeout while waiting for ``250``), :meth:`SmtpTransport.send` cannot
+tell that from a failure: it raises :class:`~retouraanvraag.errors.PortUnavailable`, the
+dispatcher retries, and the customer may get the mail twice. Both copies carry the same
+``Message-ID`` (it derives from the effect key), so mail clients that deduplicate by it show
+one. If you need exactly once, deliver into a Maildir (:mod:`retouraanvraag.adapters.maildir`)
+and let a local MTA send from there.
+
+Errors map to the port vocabulary: a ``4xx`` reply, a refused or dropped connection and a
+timeout are transient (:class:`~retouraanvraag.errors.PortUnavailable`); a ``5xx`` reply, a
+refused recipient, failed authentication or a server lacking STARTTLS or AUTH are permanent
+(:class:`~retouraanvraag.errors.PortRejected`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import ssl
+from email import policy
+from email.message import EmailMessage
+from typing import Final
+
+from retouraanvraag.errors import InvalidInput, PortRejected, PortUnavailable
+from retouraanvraag.mail import envelope_sender, to_email_message
+from retouraanvraag.ports import Mail
+
+__all__ = ["SmtpTransport"]
+
+_TRANSIENT: Final = range(400, 500)
+
+
+class SmtpTransport:
+    """Delivers each mail over a fresh SMTP connection.
+
+    Args:
+        host: the SMTP server.
+        port: its port (25; 587 for submission with ``starttls=True``).
+        username: log in with this user (and ``password``) after STARTTLS, if given.
+        password: the password for ``username``.
+        starttls: upgrade the connection with STARTTLS before anything else is sent.
+        timeout: seconds to wait for the server at each step.
+        local_hostname: the name sent in EHLO (default: this machine's FQDN).
+        ssl_context: the TLS settings for STARTTLS (default: verify the server's certificate).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 10.0,
+        local_hostname: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Keep the settings; nothing connects before the first send."""
+        if (username is None) != (password is None):
+            raise InvalidInput("give both a username and a password, or neither", field="username")
+        if timeout <= 0:
+            raise InvalidInput("must be positive", field="timeout")
+        self.host = host
+        self.port = port
+        self.starttls = starttls
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self._username = username
+        self._password = password
+        self._ssl_context = ssl_context
+
+    def __repr__(self) -> str:
+        """Show where mail goes, never the password."""
+        return f"SmtpTransport(host={self.host!r}, port={self.port}, starttls={self.starttls})"
+
+    def send(self, key: str, mail: Mail) -> None:
+        """Deliver ``mail`` to its recipient. Retries of ``key`` may deliver it again.
+
+        Raises:
+            PortUnavailable: a 4xx reply, no connection, a dropped connection or a timeout.
+            PortRejected: a 5xx reply, the recipient refused, the login refused, a missing
+                STARTTLS or AUTH, or a mail that cannot be built (an invalid address).
+        """
+        try:
+            message = to_email_message(mail)
+            sender = envelope_sender(mail)
+        except InvalidInput as exc:
+            raise PortRejected(f"{key}: {exc}") from exc
+        try:
+            client = smtplib.SMTP(
+                self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+            )
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _translate(key, exc) from exc
+        try:
+            self._hello(client)
+            self._transmit(client, message, sender, mail.to.strip())
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _translate(key, exc) from exc
+        finally:
+            # The message is in (or not): a failing goodbye must not turn success into a retry.
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                client.quit()
+            client.close()
+
+    @staticmethod
+    def _transmit(client: smtplib.SMTP, message: EmailMessage, sender: str, to: str) -> None:
+        # Serialised here rather than by send_message, whose generator turns a body line
+        # "From …" into ">From …" (mbox quoting has no place in SMTP).
+        international = not (sender.isascii() and to.isascii())
+        options: list[str] = []
+        if international:
+            if not client.has_extn("smtputf8"):
+                msg = "a non-ASCII address needs SMTPUTF8, which the server lacks"
+                raise smtplib.SMTPNotSupportedError(msg)
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        data = message.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
+        client.sendmail(sender, [to], data, mail_options=options)
+
+    def _hello(self, client: smtplib.SMTP) -> None:
+        client.ehlo_or_helo_if_needed()
+        if self.starttls:
+            client.starttls(context=self._ssl_context or ssl.create_default_context())
+            client.ehlo()
+        if self._username is not None and self._password is not None:
+            client.login(self._username, self._password)
+
+
+def _translate(key: str, exc: Exception) -> PortUnavailable | PortRejected:
+    """Map an smtplib or socket error to the port vocabulary; messages name no address."""
+    transient = True
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _ in exc.recipients.values()}) or [550]
+        transient = all(code in _TRANSIENT for code in codes)
+        problem = f"the server refused the recipient ({codes[-1]})"
+    elif isinstance(exc, smtplib.SMTPNotSupportedError):
+        transient = False
+        problem = f"the server does not support what is asked ({exc})"
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        transient = exc.smtp_code in _TRANSIENT or exc.smtp_code < 0
+        problem = f"the server answered {exc.smtp_code} {_text(exc.smtp_error)}".strip()
+    elif isinstance(exc, smtplib.SMTPServerDisconnected) or not isinstance(
+        exc, smtplib.SMTPException
+    ):
+        problem = f"connection lost or refused ({type(exc).__name__})"
+    else:  # smtplib's own refusals: no usable login method, say
+        transient = False
+        problem = f"{type(exc).__name__}: {_text(str(exc))}"
+    error = PortUnavailable if transient else PortRejected
+    return error(f"{key}: {problem}")
+
+
+_ADDRESS_IN_REPLY: Final = re.compile(r"\S+@\S+")
+
+
+def _text(value: bytes | str) -> str:
+    """The server's reply text, short, on one line, with any address in it blanked out."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return _ADDRESS_IN_REPLY.sub("<address>", " ".join(value.split()))[:200]

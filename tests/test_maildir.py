@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from retouraanvraag.adapters.maildir import MaildirTransport
+from retouraanvraag.errors import PortRejected, PortUnavailable
+from retouraanvraag.mail import to_email_message
+from retouraanvraag.ports import MailTransport
+from retouraanvraag.testing import MailRecorder
+from retouraanvraag.testing.mail_contract import MailTransportContract, sample_mail
+
+
+class TestMaildirContract(MailTransportContract):
+    exactly_once = True
+    path: Path
+
+    @pytest.fixture(autouse=True)
+    def _maildir(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "Maildir"
+
+    def make_transport(self) -> MailTransport:
+        return MaildirTransport(self.path)
+
+    def delivered(self, transport: MailTransport) -> Sequence[EmailMessage]:
+        assert isinstance(transport, MaildirTransport)
+        return transport.messages()
+
+
+class TestMailRecorderContract(MailTransportContract):
+    """The in-memory recorder keeps every send, repeats included: at least once."""
+
+    def make_transport(self) -> MailTransport:
+        return MailRecorder()
+
+    def delivered(self, transport: MailTransport) -> Sequence[EmailMessage]:
+        assert isinstance(transport, MailRecorder)
+        return [to_email_message(mail) for _, mail in transport.sent]
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def files_in(path: Path) -> list[str]:
+    return sorted(p.name for p in (path / "new").iterdir()) + sorted(
+        p.name for p in (path / "cur").iterdir()
+    )
+
+
+def test_the_maildir_is_created_on_first_send(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "Maildir"
+    transport = MaildirTransport(path)
+    assert not path.exists()
+    transport.send("mail:r1:cancelled", sample_mail())
+    assert {p.name for p in path.iterdir()} >= {"tmp", "new", "cur"}
+    assert transport.path == path
+    assert len(files_in(path)) == 1
+    assert list((path / "tmp").iterdir()) == []
+
+
+def test_a_second_send_with_the_same_key_delivers_nothing_even_after_the_reader_moved_it(
+    tmp_path: Path,
+) -> None:
+    transport = MaildirTransport(tmp_path)
+    transport.send("mail:r1:cancelled", sample_mail())
+    (name,) = names(tmp_path / "new")
+    (tmp_path / "new" / name).rename(tmp_path / "cur" / f"{name}:2,S")
+    transport.send("mail:r1:cancelled", sample_mail())
+    (tmp_path / "cur" / f"{name}:2,S").unlink()  # the customer... er, the reader deleted it
+    transport.send("mail:r1:cancelled", sample_mail())
+    assert files_in(tmp_path) == []
+
+
+def test_a_crash_between_delivery_and_marker_is_healed_without_a_second_copy(
+    tmp_path: Path,
+) -> None:
+    transport = MaildirTransport(tmp_path)
+    transport.send("mail:r1:cancelled", sample_mail())
+    digest = hashlib.sha256(b"mail:r1:cancelled").hexdigest()
+    marker = tmp_path / "retouraanvraag-keys" / digest
+    assert marker.exists()
+    marker.unlink()  # as if the process died right after linking into new/
+    transport.send("mail:r1:cancelled", sample_mail())
+    assert len(files_in(tmp_path)) == 1
+    assert marker.exists()
+    marker.unlink()
+    (name,) = names(tmp_path / "new")
+    (tmp_path / "new" / name).rename(tmp_path / "cur" / f"{name}:2,S")
+    transport.send("mail:r1:cancelled", sample_mail())
+    assert files_in(tmp_path) == [f"{name}:2,S"]
+
+
+def test_a_new_file_left_by_a_crashed_try_is_not_duplicated(tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path)
+    transport.send("mail:r1:cancelled", sample_mail())
+    (name,) = names(tmp_path / "new")
+    digest = hashlib.sha256(b"mail:r1:cancelled").hexdigest()
+    (tmp_path / "retouraanvraag-keys" / digest).unlink()
+    # new/<name> exists: the next try must see it rather than link a second copy.
+    transport._deliver(name, to_email_message(sample_mail()))
+    assert files_in(tmp_path) == [name]
+
+
+def test_messages_are_stored_with_unix_line_endings(tmp_path: Path) -> None:
+    MaildirTransport(tmp_path).send("k", sample_mail())
+    (name,) = names(tmp_path / "new")
+    data = (tmp_path / "new" / name).read_bytes()
+    assert b"\r\n" not in data.split(b"\n\n", 1)[0]
+    assert b"Message-ID: <contract-1@shop.example>" in data
+
+
+def test_a_non_ascii_recipient_is_stored_in_utf8(tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path)
+    transport.send("k", sample_mail(to="anaïs@example.nl"))
+    (message,) = transport.messages()
+    assert message["To"] == "anaïs@example.nl"
+
+
+def test_an_invalid_recipient_is_rejected_for_good(tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path)
+    with pytest.raises(PortRejected, match="to: is not a single valid e-mail address"):
+        transport.send("k", sample_mail(to="a@b.nl, c@d.nl"))
+    assert not (tmp_path / "new").exists() or files_in(tmp_path) == []
+
+
+def test_an_unwritable_maildir_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    transport = MaildirTransport(blocker / "Maildir")
+    with pytest.raises(PortUnavailable, match="cannot be written") as caught:
+        transport.send("mail:r1:cancelled", sample_mail())
+    assert "klant@example.nl" not in str(caught.value)
+    with pytest.raises(PortUnavailable, match="cannot be read"):
+        transport.messages()
