@@ -125,6 +125,17 @@ def test_commit_refuses_an_expected_version_below_1(storage: Storage) -> None:
         storage.commit(Commit(sample_request().submitted().request, 0))
 
 
+def test_commit_refuses_a_naive_retry_time(storage: Storage) -> None:
+    saved = submit(storage, sample_request())
+    (entry,) = storage.claim(owner="w", now=T0, lease=LEASE, limit=1)
+    naive = T0.replace(tzinfo=None)
+    settle = Settlement(entry.key, "w", EffectState.PENDING, "timeout", naive)
+    with pytest.raises(InvalidInput) as caught:
+        storage.commit(Commit(saved, saved.version, settle=settle))
+    assert caught.value.field == "retry_at"
+    assert storage.outbox(SHOP, saved.id) == (entry,)
+
+
 def test_query_refuses_naive_bounds(storage: Storage) -> None:
     with pytest.raises(InvalidInput):
         storage.query(SHOP, Query(created_from=T0.replace(tzinfo=None)))

@@ -15,10 +15,12 @@ import base64
 import binascii
 import bisect
 import datetime as dt
+import heapq
+import itertools
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 import attrs
@@ -29,7 +31,7 @@ from retouraanvraag.errors import (
     NotFound,
     PortRejected,
 )
-from retouraanvraag.model import ReturnRequest
+from retouraanvraag.model import ReturnRequest, Status
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -70,8 +72,10 @@ class MemoryStorage:
         """Start empty."""
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str], ReturnRequest] = {}
-        # Per shop, every request's position, kept sorted: listings bisect into it.
+        # Per shop, and per shop and status, the requests' positions, kept sorted: listings
+        # bisect into them as a database would into an index.
         self._order: dict[str, list[_Position]] = {}
+        self._by_status: dict[tuple[str, Status], list[_Position]] = {}
         self._outbox: dict[tuple[str, str], _Queued] = {}
         self._by_request: dict[tuple[str, str], list[str]] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
@@ -105,6 +109,9 @@ class MemoryStorage:
     def query(self, shop_id: str, query: Query) -> Page:
         """List requests of one shop, oldest first, by ``(created_at, id)``.
 
+        Like a database index, each status keeps its requests sorted: a tab is a merge of a
+        few sorted runs from the cursor on, so a page costs the same whatever the history.
+
         Raises:
             InvalidInput: the cursor is not one this store handed out, or a bound is naive.
         """
@@ -115,26 +122,38 @@ class MemoryStorage:
             if query.created_before
             else None
         )
-        with self._lock:
-            order = self._order.get(shop_id, [])
-            start = bisect.bisect_right(order, after) if after is not None else 0
-            if lower is not None:
-                start = max(start, bisect.bisect_left(order, (lower, "")))
-            candidates: list[tuple[_Position, ReturnRequest]] = []
-            for position in order[start:]:
-                if upper is not None and position[0] >= upper:
-                    break
-                request = self._requests[(shop_id, position[1])]
-                if query.statuses is not None and request.status not in query.statuses:
-                    continue
-                if (
-                    query.needs_attention is not None
-                    and request.needs_attention is not query.needs_attention
-                ):
-                    continue
-                candidates.append((position, request))
-        # The host's predicate runs outside the lock: it may be slow, or call the store.
-        return page_of(candidates, query.where, query.limit)
+        if lower is not None and (after is None or (lower, "") > after):
+            after = (lower, "")
+        batch = query.limit + 1
+        found: list[tuple[_Position, ReturnRequest]] = []
+        while True:
+            with self._lock:
+                candidates = list(
+                    itertools.islice(self._listing(shop_id, query, after, upper), batch)
+                )
+            # The host's predicate runs outside the lock: it may be slow, or call the store.
+            for position, request in candidates:
+                if query.where is None or query.where(request):
+                    found.append((position, request))
+            if len(found) > query.limit or len(candidates) < batch:
+                return page_of(found, None, query.limit)
+            after = candidates[-1][0]
+
+    def _listing(
+        self, shop_id: str, query: Query, after: _Position | None, upper: str | None
+    ) -> Iterator[tuple[_Position, ReturnRequest]]:
+        """The shop's requests after ``after`` that pass the indexed filters, in order."""
+        if query.statuses is None:
+            runs = [self._order.get(shop_id, [])]
+        else:
+            runs = [self._by_status.get((shop_id, s), []) for s in sorted(query.statuses)]
+        merged = heapq.merge(*(_run_after(run, after) for run in runs))
+        for position in merged:
+            if upper is not None and position[0] >= upper:
+                return
+            request = self._requests[(shop_id, position[1])]
+            if query.needs_attention is None or request.needs_attention is query.needs_attention:
+                yield position, request
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -173,14 +192,12 @@ class MemoryStorage:
             check_money_cap(saved)
 
             self._requests[(shop, saved.id)] = saved
-            order = self._order.setdefault(shop, [])
             if current is not None:
                 old = (timestamp(current.created_at, field="created_at"), current.id)
-                if old != position:
-                    del order[bisect.bisect_left(order, old)]
-                    bisect.insort(order, position)
-            else:
-                bisect.insort(order, position)
+                _remove(self._order[shop], old)
+                _remove(self._by_status[(shop, current.status)], old)
+            bisect.insort(self._order.setdefault(shop, []), position)
+            bisect.insort(self._by_status.setdefault((shop, saved.status), []), position)
             for effect in commit.effects:
                 if (shop, effect.key) in self._outbox:
                     continue
@@ -216,6 +233,15 @@ class MemoryStorage:
                     self._outbox[key] = attrs.evolve(queued, entry=entry)
                     claimed.append(entry)
         return tuple(claimed)
+
+
+def _run_after(run: list[_Position], after: _Position | None) -> Iterator[_Position]:
+    start = 0 if after is None else bisect.bisect_right(run, after)
+    return (run[i] for i in range(start, len(run)))
+
+
+def _remove(run: list[_Position], position: _Position) -> None:
+    del run[bisect.bisect_left(run, position)]
 
 
 # -- shared with the SQLite adapter ---------------------------------------------------------
@@ -294,7 +320,8 @@ def check_commit(commit: Commit) -> None:
     """Refuse a commit whose parts do not belong to its request.
 
     Raises:
-        InvalidInput: an effect of another request, or a record of another shop or request.
+        InvalidInput: an effect of another request, a record of another shop or request, a
+            naive ``retry_at``, or an expected version below 1.
     """
     request = commit.request
     for effect in commit.effects:
@@ -311,6 +338,8 @@ def check_commit(commit: Commit) -> None:
             f"shop {record.shop_id}, not for request {request.id} of shop {request.shop_id}",
             field="idempotency",
         )
+    if commit.settle is not None and commit.settle.retry_at is not None:
+        timestamp(commit.settle.retry_at, field="retry_at")
     if commit.expected_version is not None and commit.expected_version < 1:
         raise InvalidInput(
             f"a stored request's version is at least 1, not {commit.expected_version}",
