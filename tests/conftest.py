@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from retouraanvraag.adapters.sqlite import SqliteStorage
 from retouraanvraag.mail import MailRenderer
 from retouraanvraag.model import Customer, Money, PaidFee
 from retouraanvraag.ports import Storage
@@ -29,8 +30,6 @@ SHOP = "shop-1"
 def make_storage(kind: str, tmp_path: Path) -> Storage:
     if kind == "memory":
         return MemoryStorage()
-    from retouraanvraag.adapters.sqlite import SqliteStorage
-
     return SqliteStorage(tmp_path / "returns.sqlite3")
 
 
@@ -73,7 +72,12 @@ class World:
 
 def build_world(storage: Storage, policy: Policy | None = None) -> World:
     clock = FixedClock(NOW)
-    labels, payments, mail, photos = FakeLabels(), FakePayments(), MailRecorder(), MemoryPhotoStore()
+    labels, payments, mail, photos = (
+        FakeLabels(),
+        FakePayments(),
+        MailRecorder(),
+        MemoryPhotoStore(),
+    )
     policy = policy or Policy()
     desk = Desk(storage, photos=photos, policy=policy, clock=clock)
     dispatcher = Dispatcher(

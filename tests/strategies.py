@@ -30,8 +30,8 @@ safe_text = st.text(
 euros = st.builds(Money, st.integers(min_value=0, max_value=10_000_000))
 
 aware_datetimes = st.datetimes(
-    min_value=dt.datetime(2020, 1, 1),
-    max_value=dt.datetime(2030, 12, 31),
+    min_value=dt.datetime(2020, 1, 1),  # noqa: DTZ001 - hypothesis wants naive bounds
+    max_value=dt.datetime(2030, 12, 31),  # noqa: DTZ001
     timezones=st.just(dt.UTC),
 )
 
@@ -57,7 +57,9 @@ items = st.builds(
 def requests(draw: st.DrawFn, *, shop_id: str | None = None) -> ReturnRequest:
     """A valid, freshly submitted request (status requested, version 0)."""
     created = draw(aware_datetimes)
-    fee = draw(st.none() | st.builds(PaidFee, euros, st.from_regex(r"pay_[a-z0-9]{6}", fullmatch=True)))
+    fee = draw(
+        st.none() | st.builds(PaidFee, euros, st.from_regex(r"pay_[a-z0-9]{6}", fullmatch=True))
+    )
     request = ReturnRequest(
         shop_id=shop_id or draw(st.sampled_from(("shop-a", "shop-b"))),
         id=draw(st.uuids()).hex,

@@ -66,7 +66,7 @@ class DeskMachine(RuleBasedStateMachine):
         def plan(_n: int, _method: str, *, after: bool) -> Fault | None:
             if not self.faults_on or self.rng.random() >= self.failure:
                 return None
-            return Fault.AFTER if after and self.rng.random() < 0.5 else Fault.BEFORE  # noqa: PLR2004
+            return Fault.AFTER if after and self.rng.random() < 0.5 else Fault.BEFORE
 
         w = self.world
         w.dispatcher = Dispatcher(
@@ -96,7 +96,9 @@ class DeskMachine(RuleBasedStateMachine):
     def submit(self, paid: bool, quantity: int) -> str:
         w = self.world
         new = w.new_request() if paid else w.new_request(return_fee=None)
-        new = attrs.evolve(new, items=(NewItem("SKU-1", "Trui", quantity, Money(2995), "Te groot"),))
+        new = attrs.evolve(
+            new, items=(NewItem("SKU-1", "Trui", quantity, Money(2995), "Te groot"),)
+        )
         request = w.desk.submit(new)
         self.accepted[request.id] += 1
         return request.id
@@ -107,8 +109,9 @@ class DeskMachine(RuleBasedStateMachine):
         try:
             after = run()  # type: ignore[operator]
         except errors.TransitionNotAllowed as exc:
+            refused_from = exc.status
             assert expected is None, f"{command} refused from {before.status}"
-            assert exc.status == before.status.value
+            assert refused_from == before.status.value
             assert self.world.desk.get(SHOP, request_id).history == before.history
             return
         assert expected is not None, f"{command} accepted from {before.status}"
@@ -186,7 +189,7 @@ class DeskMachine(RuleBasedStateMachine):
     @precondition(lambda self: hasattr(self, "world"))
     @invariant()
     def at_most_one_label_per_request(self) -> None:
-        keys = [k for k, _ in self.world.labels.calls if _ == "create_label"]
+        keys = [key for method, key in self.world.labels.calls if method == "create_label"]
         made = Counter(k for k in self.world.labels.created)
         assert all(n == 1 for n in made.values())
         assert set(made) <= set(keys)
@@ -230,5 +233,7 @@ _settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestDeskInMemory = _settings(DeskMachine).TestCase
-TestDeskOnSqlite = _settings(SqliteDeskMachine).TestCase
+TestDeskInMemory = DeskMachine.TestCase
+TestDeskInMemory.settings = _settings
+TestDeskOnSqlite = SqliteDeskMachine.TestCase
+TestDeskOnSqlite.settings = _settings

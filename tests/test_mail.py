@@ -51,7 +51,7 @@ def make_request(language: str = "nl", /, **changes: object) -> ReturnRequest:
         customer=Customer("jan@example.nl", "Jan Jansen", language),
         from_country="NL",
         order_value=Money(9995),
-        items=(  # type: ignore[arg-type]
+        items=(
             ReturnItem("TS-1", "T-shirt", 2, Money(1995), "too_small"),
             ReturnItem(
                 "BK-1", "Bank", 1, Money(4995), "other", reason_text="Past niet\nin de kamer"

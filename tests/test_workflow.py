@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 
 import attrs
 import pytest
@@ -19,16 +20,14 @@ from retouraanvraag.model import (
     Status,
 )
 from retouraanvraag.ports import EffectState, Query
+from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, fail_nth, inject_faults
+from retouraanvraag.testing.photo_contract import sample_png
 from retouraanvraag.workflow import Desk, Dispatcher, NewItem, Policy
 
 from .conftest import NOW, SHOP, World, build_world
 
-PNG = (
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
-    b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84"
-    b"\x00\x00\x00\x00IEND\xaeB`\x82"
-)
+PNG = sample_png()
 
 
 def mail_kinds(world: World, request_id: str) -> list[MailKind]:
@@ -289,13 +288,14 @@ def test_another_shops_request_is_not_found(world: World) -> None:
     other = "shop-2"
     with pytest.raises(errors.NotFound):
         world.desk.get(other, request.id)
-    for command in (
+    commands: list[Callable[[], object]] = [
         lambda: world.desk.approve(other, request.id, actor="x"),
         lambda: world.desk.reject(other, request.id, reason="x", actor="x"),
         lambda: world.desk.cancel(other, request.id),
         lambda: world.desk.mark_received(other, request.id, actor="x"),
         lambda: world.desk.complete(other, request.id, actor="x"),
-    ):
+    ]
+    for command in commands:
         with pytest.raises(errors.NotFound):
             command()
     assert world.desk.requests_tab(other).items == ()
@@ -555,7 +555,5 @@ def test_queries_by_status_and_date(world: World) -> None:
 
 
 def test_build_world_over_a_given_storage() -> None:
-    from retouraanvraag.testing import MemoryStorage
-
     world = build_world(MemoryStorage())
     assert world.desk.submit(world.new_request()).status is Status.REQUESTED

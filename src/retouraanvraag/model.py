@@ -69,8 +69,21 @@ class Language(enum.StrEnum):
     EN = "en"
 
 
+# Typed converters: mypy's attrs plugin cannot see through ``converter=tuple``.
 def _reason_tuple(value: Iterable[Reason]) -> tuple[Reason, ...]:
     return tuple(value)
+
+
+def _photo_tuple(value: Iterable[PhotoRef]) -> tuple[PhotoRef, ...]:
+    return tuple(value)
+
+
+def _item_tuple(value: Iterable[ReturnItem]) -> tuple[ReturnItem, ...]:
+    return tuple(value)
+
+
+def _tag_set(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
 
 
 # -- money ----------------------------------------------------------------------------------
@@ -439,7 +452,7 @@ class ReturnItem:
     unit_price: Money
     reason: str = attrs.field(validator=_text(64))
     reason_text: str | None = attrs.field(default=None)
-    photos: tuple[PhotoRef, ...] = attrs.field(default=(), converter=tuple)
+    photos: tuple[PhotoRef, ...] = attrs.field(default=(), converter=_photo_tuple)
 
     @quantity.validator
     def _check_quantity(self, _attribute: object, value: object) -> None:
@@ -723,7 +736,7 @@ class ReturnRequest:
     customer: Customer
     from_country: str = attrs.field(validator=_check_country)
     order_value: Money
-    items: tuple[ReturnItem, ...] = attrs.field(converter=tuple, validator=_check_items)
+    items: tuple[ReturnItem, ...] = attrs.field(converter=_item_tuple, validator=_check_items)
     created_at: dt.datetime = attrs.field(validator=_aware)
     ordered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
     delivered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
@@ -732,7 +745,7 @@ class ReturnRequest:
     )
     return_method: str | None = None
     channel: Channel = attrs.field(default=Channel.PORTAL, converter=Channel)
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tag_set)
     return_fee: PaidFee | None = attrs.field(default=None)
     status: Status = Status.REQUESTED
     reject_reason: str | None = None

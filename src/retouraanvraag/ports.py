@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -126,6 +126,10 @@ class Commit:
     settle: Settlement | None = None
 
 
+def _status_set(value: Iterable[Status] | None) -> frozenset[Status] | None:
+    return None if value is None else frozenset(value)
+
+
 class Tab(enum.StrEnum):
     """The merchant's tabs (DESIGN §2)."""
 
@@ -160,9 +164,7 @@ class Query:
         cursor: the ``next_cursor`` of the previous page.
     """
 
-    statuses: frozenset[Status] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(frozenset)
-    )
+    statuses: frozenset[Status] | None = attrs.field(default=None, converter=_status_set)
     created_from: dt.datetime | None = None
     created_before: dt.datetime | None = None
     needs_attention: bool | None = None

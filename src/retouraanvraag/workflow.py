@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import attrs
@@ -130,6 +130,18 @@ class Policy:
         return local.date() + dt.timedelta(days=self.return_window_days)
 
 
+def _uploads(value: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(value)
+
+
+def _new_items(value: Iterable[NewItem]) -> tuple[NewItem, ...]:
+    return tuple(value)
+
+
+def _tag_set(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen
 class NewItem:
     """An item as the customer submits it; ``photos`` are raw uploads, validated on submit."""
@@ -140,7 +152,7 @@ class NewItem:
     unit_price: Money
     reason: str
     reason_text: str | None = None
-    photos: tuple[bytes, ...] = attrs.field(default=(), converter=tuple)
+    photos: tuple[bytes, ...] = attrs.field(default=(), converter=_uploads)
 
 
 @attrs.frozen
@@ -156,13 +168,13 @@ class NewRequest:
     customer: Customer
     from_country: str
     order_value: Money
-    items: tuple[NewItem, ...] = attrs.field(converter=tuple)
+    items: tuple[NewItem, ...] = attrs.field(converter=_new_items)
     ordered_at: dt.datetime | None = None
     delivered_at: dt.datetime | None = None
     refund_method: RefundMethod = RefundMethod.MONEY_BACK
     return_method: str | None = None
     channel: Channel = Channel.PORTAL
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tag_set)
     return_fee: PaidFee | None = None
 
 
@@ -209,10 +221,9 @@ class Desk:
         """Wire the desk to its ports."""
         self._storage = storage
         self._photos = photos
-        fixed = policy if isinstance(policy, Policy) else None
         self._policy: Callable[[str], Policy]
-        if fixed is not None or policy is None:
-            default = fixed or Policy()
+        if isinstance(policy, Policy) or policy is None:
+            default = policy or Policy()
             self._policy = lambda _shop: default
         else:
             self._policy = policy
@@ -337,8 +348,9 @@ class Desk:
         change = self._decide(change, outcome, now)
         record = None
         if idempotency_key is not None:
+            result = attrs.evolve(change.request, version=1)
             record = IdempotencyRecord(
-                new.shop_id, idempotency_key, fingerprint, request.id, change.request
+                new.shop_id, idempotency_key, fingerprint, request.id, result
             )
         try:
             saved = self._storage.commit(
@@ -435,8 +447,9 @@ class Desk:
             change = step(request, self._clock.now())
             record = None
             if idempotency_key is not None:
+                result = attrs.evolve(change.request, version=request.version + 1)
                 record = IdempotencyRecord(
-                    shop_id, idempotency_key, fingerprint, request_id, change.request
+                    shop_id, idempotency_key, fingerprint, request_id, result
                 )
             try:
                 saved = self._storage.commit(
@@ -775,8 +788,9 @@ class Dispatcher:
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """The delay before try ``attempts + 1``: doubling, capped, with full jitter on half."""
-        base = min(self._backoff * (2 ** max(attempts - 1, 0)), self._backoff_cap)
-        return base / 2 + base / 2 * self._random.random()
+        base: dt.timedelta = min(self._backoff * (2 ** max(attempts - 1, 0)), self._backoff_cap)
+        jitter: float = self._random.random()
+        return base / 2 + base / 2 * jitter
 
     def _run_entry(self, entry: OutboxEntry) -> DispatchReport:
         shop_id, effect = entry.shop_id, entry.effect
@@ -787,7 +801,8 @@ class Dispatcher:
                 return self._give_up(entry, None, "request no longer exists")
             try:
                 changed, follow_ups = self._perform(effect, request)
-            except PortRejected as exc:
+            except (PortRejected, InvalidInput) as exc:
+                # Refused for good, or a message that cannot be rendered: retrying won't help.
                 return self._give_up(entry, request, f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # noqa: BLE001 - a port's bug must not stop the worker
                 return self._retry_later(entry, request, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,47 @@
+"""Everything a test suite needs: in-memory adapters of every port, and contract suites.
+
+The fakes are real implementations (thread-safe, idempotent by key, raising the port errors).
+The contract suites (``StorageContract``, ``MailTransportContract``, ``PhotoStoreContract``) are
+pytest base classes: subclass one, implement its factory method, and every promise of the port
+is checked against your adapter. They import pytest, so they load only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from retouraanvraag.adapters.memory import MemoryStorage
+from retouraanvraag.testing.fakes import (
+    FakeLabels,
+    FakePayments,
+    FixedClock,
+    MailRecorder,
+    MemoryPhotoStore,
+)
+
+__all__ = [
+    "FakeLabels",
+    "FakePayments",
+    "FixedClock",
+    "MailRecorder",
+    "MailTransportContract",
+    "MemoryPhotoStore",
+    "MemoryStorage",
+    "PhotoStoreContract",
+    "StorageContract",
+]
+
+_LAZY = {
+    "StorageContract": "retouraanvraag.testing.storage_contract",
+    "MailTransportContract": "retouraanvraag.testing.mail_contract",
+    "PhotoStoreContract": "retouraanvraag.testing.photo_contract",
+}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - module-level lazy attribute
+    """Load the contract suites on first use (they need pytest)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
