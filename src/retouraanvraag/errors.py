@@ -181,3 +181,24 @@ class NotFound(PortError, LookupError):
         self.shop_id = shop_id
         self.request_id = request_id
         super().__init__(f"shop {shop_id}: no return request {request_id}")
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+class RuleError(RetouraanvraagError, ValueError):
+    """A rule file (or a lone condition) that cannot be loaded; every problem is listed.
+
+    Attributes:
+        diagnostics: every problem found, errors and warnings, in source order
+            (``retouraanvraag.rules.Diagnostic``: line, column, message, source line, hint).
+        source_name: the file name the rules came from.
+    """
+
+    def __init__(self, diagnostics: tuple[Any, ...], *, source_name: str = "<rules>") -> None:
+        """Build the error; the message lists every diagnostic, compiler style."""
+        self.diagnostics = diagnostics
+        self.source_name = source_name
+        errors = sum(1 for d in diagnostics if str(getattr(d, "severity", "error")) == "error")
+        listing = "\n".join(str(d) for d in diagnostics)
+        super().__init__(f"{source_name}: {errors} error(s) in the rules\n{listing}")

@@ -1,0 +1,634 @@
+"""Give the syntax tree its meaning: resolve fields, values and actions; report every problem.
+
+Every problem of a file is collected (never the first only), each at its line and column, in the
+file's language, with what was expected or a "bedoelde u …?" suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Final
+
+import attrs
+
+from retouraanvraag.errors import InvalidMoney, UnknownCountry, UnknownReason
+from retouraanvraag.model import Money, ReasonCatalogue, _fold, resolve_country
+from retouraanvraag.rules._messages import (
+    OPERATOR_WORDS,
+    TOKEN_WORDS,
+    TYPE_WORDS,
+    message,
+    word,
+)
+from retouraanvraag.rules._parser import (
+    SynAction,
+    SynAnd,
+    SynCompare,
+    SynCondition,
+    SynNot,
+    SynRule,
+    SyntaxProblem,
+    SynValue,
+)
+from retouraanvraag.rules.diagnostics import Diagnostic, Position, Severity
+from retouraanvraag.rules.fields import (
+    ACTIONS,
+    ActionKind,
+    ActionSpec,
+    Argument,
+    Field,
+    FieldRegistry,
+    FieldType,
+    Scope,
+)
+from retouraanvraag.rules.tree import (
+    Action,
+    And,
+    Compare,
+    Condition,
+    Not,
+    Operator,
+    Or,
+    Rule,
+    Value,
+    fields_of,
+)
+
+__all__ = ["Checker"]
+
+#: The longest reject reason, carrier or refusal message.
+MAX_TEXT: Final = 2000
+#: How many comparisons one rule may hold.
+MAX_COMPARISONS: Final = 1000
+
+_ALLOWED: Final[dict[FieldType, tuple[Operator, ...]]] = {
+    FieldType.COUNTRY: (Operator.IS, Operator.IS_NOT),
+    FieldType.REASON: (Operator.IS, Operator.IS_NOT),
+    FieldType.CHOICE: (Operator.IS, Operator.IS_NOT),
+    FieldType.YES_NO: (Operator.IS, Operator.IS_NOT),
+    FieldType.MONEY: (
+        Operator.IS, Operator.IS_NOT, Operator.GT, Operator.GE, Operator.LT, Operator.LE,
+    ),
+    FieldType.NUMBER: (
+        Operator.IS, Operator.IS_NOT, Operator.GT, Operator.GE, Operator.LT, Operator.LE,
+    ),
+    FieldType.TEXT: (
+        Operator.IS, Operator.IS_NOT, Operator.CONTAINS, Operator.NOT_CONTAINS,
+        Operator.STARTS_WITH,
+    ),
+    FieldType.TAGS: (Operator.CONTAINS, Operator.NOT_CONTAINS),
+}  # fmt: skip
+_YES: Final = frozenset({"ja", "yes", "waar", "true", "wel"})
+_NO: Final = frozenset({"nee", "no", "onwaar", "false", "geen"})
+_VALUE_TOKENS: Final = frozenset({"STRING", "NUMBER", "MONEY", "WORD"})
+_OPERATOR_TOKENS: Final = frozenset(o.value for o in Operator)
+
+
+class _Invalid(Exception):
+    """A value or action that could not be resolved; the diagnostic is already recorded."""
+
+
+def read_number(text: str) -> int | Decimal:
+    """``4,5`` or ``4.5`` → ``Decimal('4.5')``; ``1.234,5`` → ``Decimal('1234.5')``; ``3`` → 3."""
+    digits = text.replace(" ", "")
+    separators = [c for c in digits if c in ",."]
+    if separators:
+        last = separators[-1]
+        whole, _, fraction = digits.rpartition(last)
+        digits = whole.replace(",", "").replace(".", "") + "." + fraction
+    number = Decimal(digits)
+    return int(number) if number == number.to_integral_value() else number.normalize()
+
+
+@attrs.define
+class Checker:
+    """Checks one file's rules (or one lone condition) and collects diagnostics."""
+
+    language: str
+    fields: FieldRegistry
+    reasons: ReasonCatalogue
+    currency: str
+    source_name: str
+    lines: Sequence[str]
+    diagnostics: list[Diagnostic] = attrs.field(factory=list)
+    _failed: bool = False
+
+    # -- diagnostics ------------------------------------------------------------------------
+
+    def report(
+        self,
+        position: Position,
+        code: str,
+        *,
+        hint: str | None = None,
+        severity: Severity = Severity.ERROR,
+        **values: object,
+    ) -> None:
+        """Record a diagnostic at ``position`` with the message ``code`` in the file's language."""
+        line = position.line
+        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        self.diagnostics.append(
+            Diagnostic(
+                line,
+                position.column,
+                severity,
+                message(code, self.language, **values),
+                source.rstrip("\n"),
+                hint,
+                code,
+                self.source_name,
+            )
+        )
+        if severity is Severity.ERROR:
+            self._failed = True
+
+    def _suggest(self, text: str, candidates: Iterable[str], fallback_key: str) -> str:
+        names = list(dict.fromkeys(candidates))
+        by_fold = {_fold(n): n for n in names}
+        close = difflib.get_close_matches(_fold(text), list(by_fold), n=1, cutoff=0.6)
+        if close:
+            return message("did-you-mean", self.language, suggestion=by_fold[close[0]])
+        return message(fallback_key, self.language, names=", ".join(names))
+
+    def syntax_problem(self, problem: SyntaxProblem) -> None:
+        """Report a parse failure in words: what was found, what would have fitted."""
+        if problem.code == "too-deep":
+            from retouraanvraag.rules._parser import MAX_DEPTH  # noqa: PLC0415
+
+            self.report(problem.position, "too-deep", limit=MAX_DEPTH)
+            return
+        found = problem.text
+        if problem.found in {"$END", "NUMBER", "MONEY", "STRING"}:
+            found = word(TOKEN_WORDS, problem.found, self.language)
+        if problem.found in _OPERATOR_TOKENS:
+            found = word(OPERATOR_WORDS, problem.found, self.language)
+        if problem.found not in {"$END", "NUMBER", "MONEY", "STRING"}:
+            found = f'"{found}"'
+        expected = self._expected(problem.expected, problem.context)
+        self.report(
+            problem.position,
+            "syntax",
+            hint=message("expected", self.language, expected=expected),
+            found=found,
+        )
+
+    def _expected(self, expected: frozenset[str], context: str) -> str:
+        remaining = set(expected)
+        if (
+            "WORD" in remaining
+            and context in {"field", "action"}
+            and not remaining & _VALUE_TOKENS - {"WORD"}
+        ):
+            remaining.discard("WORD")
+            remaining.add("FIELD" if context == "field" else "ACTION")
+        parts: list[str] = []
+        if remaining & _OPERATOR_TOKENS:
+            remaining -= _OPERATOR_TOKENS
+            parts.append(word(TOKEN_WORDS, "OPERATOR", self.language))
+        if remaining >= _VALUE_TOKENS:
+            remaining -= _VALUE_TOKENS
+            parts.append(word(TOKEN_WORDS, "VALUE", self.language))
+        if "VALUE_OR" in remaining and "OR" in remaining:
+            remaining.discard("VALUE_OR")
+        order = list(TOKEN_WORDS)
+        parts.extend(
+            word(TOKEN_WORDS, name, self.language) if name in TOKEN_WORDS else name
+            for name in sorted(remaining, key=lambda n: order.index(n) if n in order else 99)
+        )
+        joiner = " of " if self.language == "nl" else " or "
+        return joiner.join(parts) if len(parts) > 1 else (parts[0] if parts else "?")
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def rule(self, syntax: SynRule, number: int) -> Rule | None:
+        """Check one rule; ``None`` when it has errors (they are reported)."""
+        self._failed = False
+        condition = self.condition(syntax.condition)
+        count = len(fields_of(condition)) if condition is not None else 0
+        if count > MAX_COMPARISONS:
+            self.report(syntax.position, "too-many-comparisons", count=count, limit=MAX_COMPARISONS)
+        actions = []
+        for syn_action in syntax.actions:
+            try:
+                actions.append(self.action(syn_action))
+            except _Invalid:
+                continue
+        self._check_actions(self._syntax_fields(syntax.condition), actions)
+        if self._failed or condition is None:
+            return None
+        return Rule(
+            number, syntax.name, condition, tuple(actions), syntax.position, syntax.comments
+        )
+
+    def _syntax_fields(self, syntax: SynCondition) -> list[Field]:
+        """The known fields a condition names, even when other parts of it have errors."""
+        found: list[Field] = []
+        stack: list[SynCondition] = [syntax]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, SynCompare):
+                field = self.fields.lookup(node.field)
+                if field is not None:
+                    found.append(field)
+            elif isinstance(node, SynNot):
+                stack.append(node.part)
+            else:
+                stack.extend(node.parts)
+        return found
+
+    def _check_actions(self, fields: list[Field], actions: list[Action]) -> None:
+        decision: Action | None = None
+        seen: dict[ActionKind, Action] = {}
+        for action in actions:
+            spec = _spec(action.kind)
+            if action.kind in seen:
+                self.report(action.position, "duplicate-action", action=spec.name(self.language))
+                continue
+            seen[action.kind] = action
+            if action.kind.group == "decision":
+                if decision is not None:
+                    self.report(
+                        action.position,
+                        "contradiction",
+                        hint=message("contradiction-hint", self.language),
+                        first=_spec(decision.kind).name(self.language),
+                        second=spec.name(self.language),
+                    )
+                decision = action
+            if action.kind.group in {"fee", "carrier"}:
+                item_field = next((f for f in fields if f.scope is Scope.ITEM), None)
+                if item_field is not None:
+                    name = spec.name(self.language)
+                    self.report(
+                        action.position,
+                        "request-action-in-item-rule",
+                        hint=message("request-action-hint", self.language, action=name),
+                        action=name,
+                        field=item_field.name(self.language),
+                    )
+
+    # -- conditions -------------------------------------------------------------------------
+
+    def condition(self, syntax: SynCondition) -> Condition | None:
+        """Resolve a condition; ``None`` when a part of it has errors (they are reported)."""
+        if isinstance(syntax, SynCompare):
+            return self.compare(syntax)
+        if isinstance(syntax, SynNot):
+            part = self.condition(syntax.part)
+            return None if part is None else Not(part)
+        parts = [self.condition(p) for p in syntax.parts]
+        if any(p is None for p in parts):
+            return None
+        kind = And if isinstance(syntax, SynAnd) else Or
+        flat: list[Condition] = []
+        for part in parts:
+            assert part is not None  # noqa: S101 - checked above
+            flat.extend(part.parts if isinstance(part, kind) else (part,))
+        return kind(tuple(flat))
+
+    def compare(self, syntax: SynCompare) -> Compare | None:
+        """Resolve ``field operator values``, checking that operator and values fit the field."""
+        field = self.fields.lookup(syntax.field)
+        if field is None:
+            self.report(
+                syntax.position,
+                "unknown-field",
+                hint=self._suggest(syntax.field, self.fields.names(self.language), "known-fields"),
+                text=syntax.field,
+            )
+            return None
+        operator = Operator(syntax.operator)
+        allowed = _ALLOWED[field.type]
+        ok = True
+        if operator not in allowed:
+            names = ", ".join(word(OPERATOR_WORDS, o.value, self.language) for o in allowed)
+            self.report(
+                syntax.operator_position,
+                "bad-operator",
+                hint=message("use-operators", self.language, operators=names),
+                operator=word(OPERATOR_WORDS, operator.value, self.language),
+                field=field.name(self.language),
+                type=word(TYPE_WORDS, field.type.value, self.language),
+            )
+            ok = False
+        if operator.is_ordering and len(syntax.values) > 1:
+            self.report(
+                syntax.values[1].position,
+                "one-value",
+                operator=word(OPERATOR_WORDS, operator.value, self.language),
+                count=len(syntax.values),
+            )
+            ok = False
+        values: list[Value] = []
+        for value in syntax.values:
+            try:
+                values.append(self.value(field, value))
+            except _Invalid:
+                ok = False
+        if not ok:
+            return None
+        return Compare(field, operator, tuple(values), syntax.position)
+
+    def value(self, field: Field, value: SynValue) -> Value:  # noqa: C901, PLR0911
+        """Resolve one value for ``field``; reports and raises ``_Invalid`` when it does not fit."""
+        text = value.text.strip()
+        kind = field.type
+        name = field.name(self.language)
+        try:
+            if kind is FieldType.COUNTRY and value.kind in {"word", "string"}:
+                return resolve_country(text)
+            if kind is FieldType.REASON and value.kind in {"word", "string"}:
+                return self.reasons.resolve(text).code
+            if kind is FieldType.MONEY:
+                return self.money(value, name)
+            if kind is FieldType.NUMBER and value.kind == "number":
+                return read_number(text)
+            if kind in {FieldType.TEXT, FieldType.TAGS} and value.kind != "money":
+                if not text:
+                    self.report(value.position, "empty-text")
+                    raise _Invalid
+                return text
+            if kind is FieldType.CHOICE and value.kind in {"word", "string"}:
+                choice = field.choice(text)
+                if choice is None:
+                    names = ", ".join(c.name(self.language) for c in field.choices)
+                    self.report(
+                        value.position,
+                        "unknown-choice",
+                        hint=message("choose-from", self.language, choices=names),
+                        text=text,
+                        field=name,
+                    )
+                    raise _Invalid
+                return choice.value
+            if kind is FieldType.YES_NO and _fold(text) in _YES | _NO:
+                return _fold(text) in _YES
+        except UnknownCountry as error:
+            self._unknown(value, "unknown-country", error.suggestion, text)
+            raise _Invalid from error
+        except UnknownReason as error:
+            self._unknown(value, "unknown-reason", error.suggestion, text)
+            raise _Invalid from error
+        hint = message("yes-no-hint", self.language) if kind is FieldType.YES_NO else None
+        self.report(
+            value.position,
+            "type-mismatch",
+            hint=hint,
+            field=name,
+            type=word(TYPE_WORDS, kind.value, self.language),
+            text=text,
+        )
+        raise _Invalid
+
+    def _unknown(self, value: SynValue, code: str, suggestion: str | None, text: str) -> None:
+        hint = message("did-you-mean", self.language, suggestion=suggestion) if suggestion else None
+        self.report(value.position, code, hint=hint, text=text)
+
+    def money(self, value: SynValue, label: str) -> Money:
+        """Read an amount: ``€4,95``, ``4.95 EUR``, or a number in the rule set's currency."""
+        try:
+            return Money.parse(value.text, currency=self.currency)
+        except InvalidMoney as error:
+            if value.kind in {"money", "number"}:
+                self.report(
+                    value.position,
+                    "bad-money",
+                    hint=message("money-hint", self.language),
+                    text=value.text,
+                    problem=str(error),
+                )
+                raise _Invalid from error
+        self.report(
+            value.position,
+            "type-mismatch",
+            hint=message("money-hint", self.language),
+            field=label,
+            type=word(TYPE_WORDS, "money", self.language),
+            text=value.text,
+        )
+        raise _Invalid
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action(self, syntax: SynAction) -> Action:  # noqa: C901
+        """Resolve an action's words and argument."""
+        key = _fold(syntax.words)
+        spec, rest = _match_action(key)
+        if spec is None:
+            names = [s.name(self.language) for s in ACTIONS]
+            self.report(
+                syntax.position,
+                "unknown-action",
+                hint=self._suggest(syntax.words, names, "known-actions"),
+                text=syntax.words,
+            )
+            raise _Invalid
+        name = spec.name(self.language)
+        argument = syntax.argument
+        if rest:
+            bare_words = syntax.words.split()[-len(rest.split()) :]
+            if argument is not None or spec.argument is Argument.NONE:
+                self.report(syntax.position, "unexpected-argument", action=name)
+                raise _Invalid
+            argument = SynValue("word", " ".join(bare_words), syntax.position)
+        if spec.argument is Argument.NONE:
+            if argument is not None:
+                self.report(argument.position, "unexpected-argument", action=name)
+                raise _Invalid
+            return Action(spec.kind, None, syntax.position)
+        if argument is None:
+            if spec.argument is Argument.OPTIONAL_TEXT:
+                return Action(spec.kind, None, syntax.position)
+            needed = "MONEY" if spec.argument is Argument.MONEY else "STRING"
+            self.report(
+                syntax.position,
+                "missing-argument",
+                action=name,
+                argument=word(TOKEN_WORDS, needed, self.language),
+            )
+            raise _Invalid
+        if spec.argument is Argument.MONEY:
+            return Action(spec.kind, self.money(argument, name), syntax.position)
+        text = argument.text.strip()
+        if not text:
+            self.report(argument.position, "empty-text")
+            raise _Invalid
+        if len(text) > MAX_TEXT:
+            self.report(argument.position, "text-too-long", limit=MAX_TEXT)
+            raise _Invalid
+        return Action(spec.kind, text, syntax.position)
+
+
+def _spec(kind: ActionKind) -> ActionSpec:
+    return next(s for s in ACTIONS if s.kind is kind)
+
+
+def _match_action(key: str) -> tuple[ActionSpec | None, str]:
+    """The action whose words are ``key`` or begin it (the rest is a bare argument)."""
+    best: tuple[ActionSpec | None, str] = (None, "")
+    best_length = -1
+    for spec in ACTIONS:
+        for name in (spec.nl, spec.en, *spec.aliases):
+            folded = _fold(name)
+            if key == folded:
+                return spec, ""
+            if (
+                spec.argument is not Argument.NONE
+                and key.startswith(folded + " ")
+                and len(folded) > best_length
+            ):
+                best, best_length = (spec, key[len(folded) + 1 :]), len(folded)
+    return best
+
+
+# -- warnings -------------------------------------------------------------------------------
+
+
+def _bounds_ok(parts: list[Compare]) -> bool:  # noqa: C901
+    """Whether one field's comparisons, all required at once, can hold together."""
+    allowed: set[object] | None = None
+    excluded: set[object] = set()
+    low: tuple[object, bool] | None = None  # (value, inclusive)
+    high: tuple[object, bool] | None = None
+    for part in parts:
+        values = set(part.values)
+        if part.operator is Operator.IS:
+            allowed = values if allowed is None else allowed & values
+        elif part.operator is Operator.IS_NOT:
+            excluded |= values
+        elif part.operator.is_ordering:
+            bound = _ordering_key(part.values[0])
+            if bound is None:
+                return True
+            inclusive = part.operator in {Operator.GE, Operator.LE}
+            if part.operator in {Operator.GT, Operator.GE}:
+                if low is None or _tighter_low((bound, inclusive), low):
+                    low = (bound, inclusive)
+            elif high is None or _tighter_high((bound, inclusive), high):
+                high = (bound, inclusive)
+    if allowed is not None:
+        allowed = {v for v in allowed - excluded if _within(v, low, high)}
+        return bool(allowed)
+    if low is not None and high is not None:
+        (lo, lo_in), (hi, hi_in) = low, high
+        return bool(lo < hi or (lo == hi and lo_in and hi_in))  # type: ignore[operator]
+    return True
+
+
+def _ordering_key(value: object) -> object | None:
+    if isinstance(value, Money):
+        return (value.currency, value.amount)
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return ("", value)
+    return None
+
+
+def _tighter_low(new: tuple[object, bool], old: tuple[object, bool]) -> bool:
+    return bool(new[0] > old[0] or (new[0] == old[0] and not new[1]))  # type: ignore[operator]
+
+
+def _tighter_high(new: tuple[object, bool], old: tuple[object, bool]) -> bool:
+    return bool(new[0] < old[0] or (new[0] == old[0] and not new[1]))  # type: ignore[operator]
+
+
+def _within(
+    value: object, low: tuple[object, bool] | None, high: tuple[object, bool] | None
+) -> bool:
+    key = _ordering_key(value)
+    if key is None:
+        return True
+    try:
+        if low is not None and not (key > low[0] or (low[1] and key == low[0])):  # type: ignore[operator]
+            return False
+        if high is not None and not (key < high[0] or (high[1] and key == high[0])):  # type: ignore[operator]
+            return False
+    except TypeError:  # pragma: no cover - mixed kinds are rejected by the checker
+        return True
+    return True
+
+
+def never_matches(condition: Condition) -> Field | None:
+    """The field whose comparisons cannot all hold, when ``condition`` can never be true."""
+    if isinstance(condition, Compare):
+        return None if _bounds_ok([condition]) else condition.field
+    if isinstance(condition, Or):
+        fields = [never_matches(p) for p in condition.parts]
+        return fields[0] if all(f is not None for f in fields) else None
+    if isinstance(condition, Not):
+        return None
+    for part in condition.parts:
+        field = never_matches(part)
+        if field is not None:
+            return field
+    groups: dict[str, list[Compare]] = {}
+    for part in condition.parts:
+        if isinstance(part, Compare):
+            groups.setdefault(_group_key(part), []).append(part)
+    for parts in groups.values():
+        if not _bounds_ok(parts):
+            return parts[0].field
+    return None
+
+
+def _group_key(compare: Compare) -> str:
+    first = compare.values[0] if compare.values else None
+    currency = first.currency if isinstance(first, Money) else ""
+    return f"{compare.field.key}:{currency}"
+
+
+def implies(a: Condition, b: Condition) -> bool:  # noqa: PLR0911
+    """Whether ``a`` being true makes ``b`` true (a sound, incomplete test)."""
+    if a == b:
+        return True
+    if isinstance(b, Or) and any(implies(a, p) for p in b.parts):
+        return True
+    if isinstance(a, And) and any(implies(p, b) for p in a.parts):
+        return True
+    if isinstance(b, And):
+        return all(implies(a, p) for p in b.parts)
+    if isinstance(a, Or):
+        return all(implies(p, b) for p in a.parts)
+    if isinstance(a, Compare) and isinstance(b, Compare) and a.field == b.field:
+        return _compare_implies(a, b)
+    return False
+
+
+def _compare_implies(a: Compare, b: Compare) -> bool:  # noqa: C901, PLR0911
+    av, bv = set(a.values), set(b.values)
+    if a.operator is Operator.IS and b.operator is Operator.IS:
+        return av <= bv
+    if a.operator is Operator.IS and b.operator is Operator.IS_NOT:
+        return not av & bv
+    if a.operator is Operator.IS_NOT and b.operator is Operator.IS_NOT:
+        return bv <= av
+    if a.operator is Operator.IS and b.operator.is_ordering:
+        return all(_bounds_ok([Compare(a.field, Operator.IS, (v,)), b]) for v in a.values)
+    if a.operator.is_ordering and b.operator.is_ordering:
+        x, y = _ordering_key(a.values[0]), _ordering_key(b.values[0])
+        if x is None or y is None or x[0] != y[0]:  # type: ignore[index]
+            return False
+        ops = (a.operator, b.operator)
+        if ops in {
+            (Operator.GT, Operator.GT),
+            (Operator.GE, Operator.GE),
+            (Operator.GT, Operator.GE),
+        }:
+            return bool(x >= y)  # type: ignore[operator]
+        if ops == (Operator.GE, Operator.GT):
+            return bool(x > y)  # type: ignore[operator]
+        if ops in {
+            (Operator.LT, Operator.LT),
+            (Operator.LE, Operator.LE),
+            (Operator.LT, Operator.LE),
+        }:
+            return bool(x <= y)  # type: ignore[operator]
+        if ops == (Operator.LE, Operator.LT):
+            return bool(x < y)  # type: ignore[operator]
+    return False
+
+
+def groups_of(rule: Rule) -> set[str]:
+    """The action groups a rule sets that a later rule can override (not the refund flag)."""
+    return {a.kind.group for a in rule.actions} - {"refund"}

@@ -1,0 +1,211 @@
+"""Every message the rules language shows, in Dutch and English (one table, one place)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MESSAGES: Final[dict[str, tuple[str, str]]] = {
+    "syntax": ("onverwacht {found}", "unexpected {found}"),
+    "expected": ("verwacht {expected}", "expected {expected}"),
+    "bad-character": ("onverwacht teken {text}", "unexpected character {text}"),
+    "unterminated-string": (
+        "tekst zonder sluitend aanhalingsteken",
+        "text without a closing quote",
+    ),
+    "unterminated-hint": ('sluit de tekst af met "', 'end the text with "'),
+    "too-deep": (
+        "te diep genest: hoogstens {limit} niveaus haakjes of NIET",
+        "nested too deeply: at most {limit} levels of parentheses or NOT",
+    ),
+    "too-large": (
+        "het bestand is te groot: {size} tekens, hoogstens {limit}",
+        "the file is too large: {size} characters, at most {limit}",
+    ),
+    "too-many-rules": (
+        "te veel regels: {count}, hoogstens {limit}",
+        "too many rules: {count}, at most {limit}",
+    ),
+    "too-many-comparisons": (
+        "te veel vergelijkingen in één regel: {count}, hoogstens {limit}",
+        "too many comparisons in one rule: {count}, at most {limit}",
+    ),
+    "unknown-field": ('onbekend veld "{text}"', 'unknown field "{text}"'),
+    "unknown-action": ('onbekende actie "{text}"', 'unknown action "{text}"'),
+    "unknown-country": ('onbekend land "{text}"', 'unknown country "{text}"'),
+    "unknown-reason": ('onbekende retourreden "{text}"', 'unknown return reason "{text}"'),
+    "unknown-choice": ('"{text}" is geen waarde van {field}', '"{text}" is not a value of {field}'),
+    "choose-from": ("kies uit: {choices}", "choose from: {choices}"),
+    "did-you-mean": ('bedoelde u "{suggestion}"?', 'did you mean "{suggestion}"?'),
+    "known-fields": ("bekende velden: {names}", "known fields: {names}"),
+    "known-actions": ("bekende acties: {names}", "known actions: {names}"),
+    "type-mismatch": (
+        '{field} is {type}; "{text}" is dat niet',
+        '{field} is {type}; "{text}" is not',
+    ),
+    "bad-operator": (
+        "{operator} past niet bij {field} ({type})",
+        "{operator} does not fit {field} ({type})",
+    ),
+    "use-operators": ("gebruik {operators}", "use {operators}"),
+    "one-value": (
+        "{operator} vergelijkt met één waarde, niet met {count}",
+        "{operator} compares with one value, not {count}",
+    ),
+    "bad-money": ('"{text}" is geen bedrag: {problem}', '"{text}" is not an amount: {problem}'),
+    "money-hint": ("schrijf bijvoorbeeld €4,95 of 4.95 EUR", "write for example €4.95 or 4.95 EUR"),
+    "yes-no-hint": ("gebruik ja of nee", "use yes or no"),
+    "request-action-in-item-rule": (
+        "{action} hoort bij de hele aanvraag, maar deze regel gebruikt het artikelveld {field}",
+        "{action} belongs to the whole request, but this rule uses the item field {field}",
+    ),
+    "request-action-hint": (
+        "zet {action} in een regel zonder artikelvelden",
+        "put {action} in a rule without item fields",
+    ),
+    "contradiction": (
+        "{first} en {second} spreken elkaar tegen in één regel",
+        "{first} and {second} contradict each other in one rule",
+    ),
+    "contradiction-hint": (
+        "een regel neemt hoogstens één beslissing",
+        "a rule takes at most one decision",
+    ),
+    "duplicate-action": (
+        "{action} staat twee keer in deze regel",
+        "{action} appears twice in this rule",
+    ),
+    "missing-argument": ("{action} heeft {argument} nodig", "{action} needs {argument}"),
+    "unexpected-argument": ("{action} neemt geen waarde", "{action} takes no value"),
+    "empty-text": ("de tekst mag niet leeg zijn", "the text must not be empty"),
+    "text-too-long": (
+        "de tekst is te lang: hoogstens {limit} tekens",
+        "the text is too long: at most {limit} characters",
+    ),
+    "never-matches": (
+        "deze regel kan nooit gelden: {field} kan niet tegelijk aan al deze voorwaarden voldoen",
+        "this rule can never match: {field} cannot meet all these conditions at once",
+    ),
+    "always-overridden": (
+        "deze regel wordt altijd overschreven door {other}",
+        "this rule is always overridden by {other}",
+    ),
+    "overridden-hint": (
+        "{other} geldt telkens als deze regel geldt en neemt dezelfde soort actie",
+        "{other} matches whenever this rule does and takes the same kind of action",
+    ),
+    "duplicate-name": (
+        'twee regels heten "{name}" (ook regel {other})',
+        'two rules are called "{name}" (also rule {other})',
+    ),
+    "no-rules": ("het bestand bevat geen regels", "the file contains no rules"),
+    "no-condition": ("er staat geen voorwaarde", "there is no condition"),
+}
+
+#: How expected tokens are described in "verwacht …" hints.
+TOKEN_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "RULE": ("REGEL", "RULE"),
+    "IF": ("ALS", "IF"),
+    "THEN": ("DAN", "THEN"),
+    "AND": ("EN", "AND"),
+    "OR": ("OF", "OR"),
+    "VALUE_OR": ("OF", "OR"),
+    "NOT": ("NIET", "NOT"),
+    "LPAR": ("(", "("),
+    "RPAR": (")", ")"),
+    "COLON": (":", ":"),
+    "STRING": ("tekst tussen aanhalingstekens", "quoted text"),
+    "NUMBER": ("een getal", "a number"),
+    "MONEY": ("een bedrag", "an amount"),
+    "WORD": ("een woord", "a word"),
+    "$END": ("einde van de regel", "end of the rule"),
+    "OPERATOR": (
+        "een operator (IS, IS NIET, BEVAT, BEGINT MET, GROTER DAN, >, <, …)",
+        "an operator (IS, IS NOT, CONTAINS, STARTS WITH, GREATER THAN, >, <, …)",
+    ),
+    "VALUE": ("een waarde", "a value"),
+    "FIELD": ("een veld", "a field"),
+    "ACTION": ("een actie", "an action"),
+}
+
+#: Field types in words, for "Bestelwaarde is een bedrag".
+TYPE_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "country": ("een land", "a country"),
+    "money": ("een bedrag", "an amount"),
+    "number": ("een getal", "a number"),
+    "text": ("tekst", "text"),
+    "reason": ("een retourreden", "a return reason"),
+    "choice": ("een keuze", "a choice"),
+    "yes_no": ("ja of nee", "yes or no"),
+    "tags": ("een verzameling tags", "a set of tags"),
+}
+
+#: Operators in words, per language.
+OPERATOR_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "IS": ("IS", "IS"),
+    "IS_NOT": ("IS NIET", "IS NOT"),
+    "CONTAINS": ("BEVAT", "CONTAINS"),
+    "NOT_CONTAINS": ("BEVAT NIET", "DOES NOT CONTAIN"),
+    "STARTS_WITH": ("BEGINT MET", "STARTS WITH"),
+    "GT": (">", ">"),
+    "GE": (">=", ">="),
+    "LT": ("<", "<"),
+    "LE": ("<=", "<="),
+}
+
+#: Words of the explain report and trace.
+REPORT_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "overridden": ("overschreven door {other}", "overridden by {other}"),
+    "items": ("artikel", "item"),
+    "true": ("waar", "true"),
+    "false": ("onwaar", "false"),
+    "unknown": ("onbekend", "unknown"),
+    "matches": ("geldt", "matches"),
+    "no-match": ("geldt niet", "does not match"),
+    "result": ("Uitkomst", "Outcome"),
+    "no-decision": (
+        "geen beslissing door de regels: het standaardbeleid beslist",
+        "no decision by the rules: the policy default applies",
+    ),
+    "decision": ("beslissing", "decision"),
+    "by": ("door", "by"),
+    "reason": ("reden", "reason"),
+    "fee": ("retourkosten", "return fee"),
+    "carrier": ("vervoerder", "carrier"),
+    "refund": ("retourkosten terugbetalen", "refund return fee"),
+    "refused": ("niet retourneerbaar", "not returnable"),
+    "order": ("bestelling", "order"),
+    "yes": ("ja", "yes"),
+    "no": ("nee", "no"),
+    "request": ("aanvraag", "request"),
+}
+
+DECISION_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "not_returnable": ("niet retourneerbaar", "not returnable"),
+    "reject": ("afwijzen", "reject"),
+    "review": ("beoordelen", "review"),
+    "approve_with_label": ("goedkeuren met label", "approve with label"),
+    "approve_without_label": ("goedkeuren zonder label", "approve without label"),
+}
+
+REFUSAL_MESSAGES: Final[dict[str, tuple[str, str]]] = {
+    "item": (
+        "Dit artikel kan niet worden geretourneerd.",
+        "This item cannot be returned.",
+    ),
+    "order": (
+        "Deze bestelling kan niet worden geretourneerd.",
+        "This order cannot be returned.",
+    ),
+}
+
+
+def message(key: str, language: str, **values: object) -> str:
+    """The message ``key`` in ``language``, filled in."""
+    nl, en = MESSAGES[key]
+    return (nl if language == "nl" else en).format(**values)
+
+
+def word(table: dict[str, tuple[str, str]], key: str, language: str) -> str:
+    """A word from one of the tables in ``language``."""
+    nl, en = table[key]
+    return nl if language == "nl" else en
