@@ -18,24 +18,32 @@ import struct
 import zlib
 from pathlib import Path
 
+import attrs
+
 from retouraanvraag import (
     Customer,
     Desk,
     Dispatcher,
+    Mail,
     MailRenderer,
     Money,
     NewItem,
     NewRequest,
     PaidFee,
     Policy,
-    ReturnRefused,
     ReturnRequest,
     ReturnWindowExpired,
     rules,
 )
 from retouraanvraag.adapters.maildir import MaildirTransport
 from retouraanvraag.adapters.sqlite import SqliteStorage
-from retouraanvraag.testing import FakeLabels, FakePayments, FixedClock, MemoryPhotoStore
+from retouraanvraag.testing import (
+    FakeLabels,
+    FakePayments,
+    FixedClock,
+    MailRecorder,
+    MemoryPhotoStore,
+)
 
 DATABASE = Path("demo.sqlite3")
 MAILDIR = Path("demo-mail")
@@ -43,12 +51,13 @@ SHOP = "voorbeeldshop"
 NOW = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 
 RULES = """\
-# The two examples of the help article, verbatim, plus one of our own.
+# The two examples of the help article, verbatim, plus two of our own.
 ALS Retourreden IS NIET "product beschadigd" OF "Verkeerd product verzonden"
 DAN Retouraanvraag uitschakelen
 ALS Van land is Nederland
 DAN Retouraanvraag uitschakelen
 REGEL "Dure retouren": ALS Retourwaarde GROTER DAN €500 DAN Retouraanvraag inschakelen
+REGEL "Cadeaubonnen": ALS SKU BEGINT MET "GC-" DAN Artikel niet retourneerbaar
 """
 
 
@@ -61,7 +70,9 @@ def tiny_png() -> bytes:
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
     pixels = zlib.compress(b"\x00\xff\x00\x00\xff")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def heading(text: str) -> None:
@@ -80,7 +91,23 @@ def show(requests: tuple[ReturnRequest, ...]) -> None:
         )
 
 
-def main() -> None:
+class Both:
+    """Deliver to the Maildir and keep the order of sending, for printing."""
+
+    def __init__(self, maildir: MaildirTransport) -> None:
+        self.maildir = maildir
+        self.recorder = MailRecorder()
+
+    def send(self, key: str, mail: Mail) -> None:
+        self.maildir.send(key, mail)
+        self.recorder.send(key, mail)
+
+
+def item(sku: str, name: str, quantity: int, price: str, reason: str) -> NewItem:
+    return NewItem(sku, name, quantity, Money.parse(price), reason)
+
+
+def main() -> None:  # noqa: PLR0915 - a script, read top to bottom
     for path in (DATABASE, Path(f"{DATABASE}-wal"), Path(f"{DATABASE}-shm")):
         path.unlink(missing_ok=True)
     shutil.rmtree(MAILDIR, ignore_errors=True)
@@ -88,7 +115,7 @@ def main() -> None:
     clock = FixedClock(NOW)
     storage = SqliteStorage(DATABASE)
     labels, payments, photos = FakeLabels(), FakePayments(), MemoryPhotoStore()
-    mail = MaildirTransport(MAILDIR)
+    mail = Both(MaildirTransport(MAILDIR))
     desk = Desk(storage, photos=photos, policy=Policy(return_window_days=30), clock=clock)
     dispatcher = Dispatcher(
         storage,
@@ -102,6 +129,7 @@ def main() -> None:
     def request(order: str, country: str, language: str, *items: NewItem, days: int) -> NewRequest:
         payment = f"pay_{order}"
         payments.charge(payment, Money.parse("€4,95"))
+        clock.advance(dt.timedelta(minutes=7))
         return NewRequest(
             shop_id=SHOP,
             order_number=order,
@@ -115,51 +143,46 @@ def main() -> None:
         )
 
     heading("Customers ask to return products")
-    dutch = desk.submit(
-        request(
-            "1001", "Nederland", "nl", NewItem("TS-M", "T-shirt", 2, Money.parse("€19,95"), "Te klein"), days=4
-        )
-    )
-    lamp = NewItem(
-        "LMP-1", "Bureaulamp", 1, Money.parse("€49,95"), "Product beschadigd", photos=(tiny_png(),)
+    shirts = item("TS-M", "T-shirt", 2, "€19,95", "Te klein")
+    dutch = desk.submit(request("1001", "Nederland", "nl", shirts, days=4))
+    lamp = attrs.evolve(
+        item("LMP-1", "Bureaulamp", 1, "€49,95", "Product beschadigd"), photos=(tiny_png(),)
     )
     german = desk.submit(request("1002", "Duitsland", "en", lamp, days=6))
-    belgian = desk.submit(
-        request("1003", "België", "nl", NewItem("JS-32", "Jeans", 1, Money.parse("€59,95"), "Bedacht"), days=20)
-    )
-    print(f"  submitted {dutch.id[:8]} (NL), {german.id[:8]} (DE, with a photo), {belgian.id[:8]} (BE)")
+    jeans = item("JS-32", "Jeans", 1, "€59,95", "Bedacht")
+    belgian = desk.submit(request("1003", "België", "nl", jeans, days=20))
+    print(f"  {dutch.id[:8]}  order 1001 from the Netherlands: two T-shirts, too small")
+    print(f"  {german.id[:8]}  order 1002 from Germany: a damaged lamp, with a photo")
+    print(f"  {belgian.id[:8]}  order 1003 from Belgium: jeans, changed mind")
+    socks = item("SK-1", "Sokken", 1, "€5", "Bedacht")
     try:
-        desk.submit(
-            request("0999", "NL", "nl", NewItem("SK-1", "Sokken", 1, Money.parse("€5"), "Bedacht"), days=45)
-        )
+        desk.submit(request("0999", "NL", "nl", socks, days=45))
     except ReturnWindowExpired as exc:
-        print(f"  order 0999 refused: {exc.message_nl}")
+        print(f"  order 0999 is refused: {exc.message_nl}")
 
     heading("Requests tab")
     show(desk.requests_tab(SHOP).items)
 
     heading("The merchant decides")
     desk.approve(SHOP, dutch.id, with_label=True, refund_return_fee=True, actor="staff:anna")
-    print(f"  {dutch.id[:8]} approved with a label, return fee refunded")
+    print(f"  {dutch.id[:8]}  approved with a label; the return fee is refunded")
     desk.approve(SHOP, german.id, with_label=False, actor="staff:anna")
-    print(f"  {german.id[:8]} approved without a label: the customer keeps the broken lamp")
+    print(f"  {german.id[:8]}  approved without a label: the customer keeps the broken lamp")
     desk.reject(SHOP, belgian.id, reason="De jeans is gedragen en gewassen.", actor="staff:anna")
-    print(f"  {belgian.id[:8]} rejected with a reason (the paid fee is refunded automatically)")
+    print(f"  {belgian.id[:8]}  rejected with a reason; the paid fee is refunded automatically")
 
     heading("The dispatcher runs the effects")
     report = dispatcher.run_until_idle()
     print(f"  {report.done} effects done, {report.retried} to retry, {report.dead} failed for good")
     for key, label in labels.created.items():
-        print(f"  label {label.carrier} {label.tracking_number} for {key}")
+        print(f"  label {label.carrier} {label.tracking_number} for {key[:14]}")
     for refund in payments.refunds:
-        print(f"  refunded {refund.amount.format('nl')} on {refund.payment_reference} ({refund.key})")
+        print(f"  refunded {refund.amount.format('nl')} on payment {refund.payment_reference}")
 
-    heading("Mails sent (Maildir demo-mail/)")
-    for message in mail.messages():
-        attachments = [part.get_filename() for part in message.iter_attachments()]
-        print(f"  to {message['To']:<26} {message['Subject']}")
-        if attachments:
-            print(f"  {'':<29} attached: {', '.join(str(a) for a in attachments)}")
+    heading("Mails sent (also in the Maildir demo-mail/)")
+    for _key, sent in mail.recorder.sent:
+        attached = ", ".join(a.filename for a in sent.attachments)
+        print(f"  to {sent.to:<24} {sent.subject}" + (f"  [{attached}]" if attached else ""))
 
     heading("Incoming returns tab")
     show(desk.incoming_returns(SHOP).items)
@@ -168,20 +191,21 @@ def main() -> None:
     show(desk.requests_tab(SHOP, rejected=True).items)
 
     heading("The merchant's rules decide on their own")
-    ruleset = rules.parse(RULES)
-    desk = Desk(storage, photos=photos, policy=Policy(rules=ruleset), clock=clock)
-    automatic = desk.submit(
-        request("1004", "NL", "nl", NewItem("TS-L", "T-shirt", 1, Money.parse("€19,95"), "Te groot"), days=2)
+    print("  " + RULES.replace("\n", "\n  ").rstrip())
+    desk = Desk(storage, photos=photos, policy=Policy(rules=rules.parse(RULES)), clock=clock)
+    large = item("TS-L", "T-shirt", 1, "€19,95", "Te groot")
+    automatic = desk.submit(request("1004", "NL", "nl", large, days=2))
+    print(
+        f"  order 1004 (NL, too large): {automatic.status.value}, by {automatic.history[-1].actor}"
     )
-    print(f"  order 1004: {automatic.status.value}, by {automatic.history[-1].actor}")
     for line in automatic.history[-1].trace:
         print(f"    {line}")
-    try:
-        desk.preview(
-            request("1005", "NL", "nl", NewItem("GC-1", "Cadeaubon", 1, Money.parse("€25"), "Bedacht"), days=1)
-        )
-    except ReturnRefused as exc:  # pragma: no cover - not refused by these rules
-        print(f"  order 1005 refused: {exc}")
+    gift = item("GC-25", "Cadeaubon", 1, "€25", "Bedacht")
+    preview = desk.preview(request("1005", "NL", "nl", large, gift, days=1))
+    names = ["T-shirt", "Cadeaubon"]
+    for refused in preview.refused:
+        which = names[refused.index] if refused.index is not None else "the whole order"
+        print(f"  preview of order 1005: the portal greys out {which}: {refused.message}")
     dispatcher.run_until_idle()
     storage.close()
     print(f"\nDone. Database: {DATABASE}, mails: {MAILDIR}/")
