@@ -174,13 +174,20 @@ class ConcurrentModification(PortError):
 
 
 class NotFound(PortError, LookupError):
-    """No such request in this shop (another shop's id also lands here)."""
+    """No such request (or photo) in this shop; another shop's id also lands here.
 
-    def __init__(self, *, shop_id: str, request_id: str) -> None:
+    Attributes:
+        shop_id: the shop that asked.
+        request_id: the id that was looked up (a photo's key when ``what`` is ``"photo"``).
+        what: what kind of thing was looked up.
+    """
+
+    def __init__(self, *, shop_id: str, request_id: str, what: str = "return request") -> None:
         """Build the error naming the shop and the id that was looked up."""
         self.shop_id = shop_id
         self.request_id = request_id
-        super().__init__(f"shop {shop_id}: no return request {request_id}")
+        self.what = what
+        super().__init__(f"shop {shop_id}: no {what} {request_id}")
 
 
 # -- rules ----------------------------------------------------------------------------------

@@ -89,11 +89,11 @@ class DirectoryPhotoStore:
         """
         name = _folder_name(shop_id)
         if name is None or not isinstance(key, str) or not _KEY_RE.match(key):
-            raise NotFound(shop_id=shop_id, request_id=f"photo {key}")
+            raise NotFound(shop_id=shop_id, request_id=key, what="photo")
         try:
             return (self._root / name / key[:2] / key).read_bytes()
         except FileNotFoundError:
-            raise NotFound(shop_id=shop_id, request_id=f"photo {key}") from None
+            raise NotFound(shop_id=shop_id, request_id=key, what="photo") from None
         except OSError as exc:
             raise PortUnavailable(
                 f"shop {shop_id}: photo {key} cannot be read ({type(exc).__name__})"

@@ -192,7 +192,7 @@ class MemoryPhotoStore:
             try:
                 return self._photos[shop_id, key]
             except KeyError:
-                raise NotFound(shop_id=shop_id, request_id=f"photo {key}") from None
+                raise NotFound(shop_id=shop_id, request_id=key, what="photo") from None
 
     def __len__(self) -> int:
         """How many photos are stored."""
