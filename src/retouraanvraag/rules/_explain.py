@@ -16,7 +16,7 @@ from retouraanvraag.rules._format import format_condition, format_money, format_
 from retouraanvraag.rules._messages import DECISION_WORDS, REPORT_WORDS, word
 from retouraanvraag.rules._ruleset import load_timezone
 from retouraanvraag.rules.fields import Field, FieldType, Scope
-from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or, fields_of
+from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -193,7 +193,9 @@ def _summary(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
     else:
         decided = word(DECISION_WORDS, outcome.decision.value, language)
         by = word(REPORT_WORDS, "by", language)
-        lines = [f"{head}: {decided} ({by} {outcome.rule})"]
+        names = {r.display_name(ruleset.language): r.display_name(language) for r in ruleset.rules}
+        rule = names.get(outcome.rule or "", outcome.rule)
+        lines = [f"{head}: {decided} ({by} {rule})"]
     if outcome.reason:
         lines.append(f"  {word(REPORT_WORDS, 'reason', language)}: {quote(outcome.reason)}")
     if outcome.return_fee is not None:
@@ -213,5 +215,3 @@ def _summary(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
     lines.extend(f"  · {t}" for t in outcome.trace)
     return "\n".join(lines)
 
-
-_ = fields_of  # re-exported for callers that walk conditions alongside explain
