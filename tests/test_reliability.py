@@ -538,7 +538,7 @@ def processes_on_one_file(tmp_path: Path, processes: int, commands: int) -> Coun
             assert refunds[f"refund:{request_id}"] == (
                 0 if stored.status is Status.REQUESTED else 1
             )
-            figures[stored.status.value] += 1
+            figures[f"final:{stored.status.value}"] += 1
     figures["duplicate mails"] = sum(n - 1 for n in book.count("mail").values())
     return figures
 
