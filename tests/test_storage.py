@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import multiprocessing
 import os
 import pickle
@@ -332,6 +333,20 @@ def test_a_connection_opened_while_closing_is_closed_again(database: Path) -> No
     with pytest.raises(PortRejected, match="closed"):
         storage._open()
     storage.close()
+
+
+def test_a_threads_connection_is_released_when_the_thread_ends(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        submit(storage, sample_request("r-1"))
+        assert len(storage._connections) == 1
+        seen: list[ReturnRequest] = []
+        thread = threading.Thread(target=lambda: seen.append(storage.get(SHOP, "r-1")))
+        thread.start()
+        thread.join()
+        del thread
+        gc.collect()
+        assert len(seen) == 1
+        assert len(storage._connections) == 1
 
 
 def test_in_memory_database_is_shared_by_the_instances_threads() -> None:

@@ -21,6 +21,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Self, TypeVar
 
@@ -161,7 +162,10 @@ class SqliteStorage:
         self._pid = os.getpid()
         self._local = threading.local()
         self._registry = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        # Held weakly: when a thread ends, its connection is collected (and so closed).
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        # A forked child keeps its parent's connections alive (and unused) for good.
+        self._inherited: list[sqlite3.Connection] = []
         self._closed = False
         # ":memory:" is one database per connection: all threads share one, in turn.
         self._shared: sqlite3.Connection | None = None
@@ -187,7 +191,8 @@ class SqliteStorage:
         """Close every connection this instance opened; later calls raise ``PortRejected``."""
         with self._registry:
             self._closed = True
-            connections, self._connections = self._connections, []
+            connections = list(self._connections)
+            self._connections = weakref.WeakSet()
         for connection in connections:
             connection.close()
 
@@ -505,12 +510,13 @@ class SqliteStorage:
                 self._shared = self._open()
             return self._shared
         if self._pid != os.getpid():
-            # A forked child must not use its parent's connections; they are left unclosed
-            # (closing them could disturb the parent's locks) and the child opens its own.
+            # A forked child must not use its parent's connections, nor close them (a close
+            # may checkpoint the parent's WAL): they are kept, unused, and the child opens its own.
             with self._registry:
                 self._pid = os.getpid()
+                self._inherited.extend(self._connections)
+                self._connections = weakref.WeakSet()
                 self._local = threading.local()
-                self._connections = []
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._open()
@@ -523,14 +529,19 @@ class SqliteStorage:
             timeout=self._timeout,
             isolation_level=None,
             check_same_thread=False,
+            factory=_Connection,
         )
         with self._registry:
             if self._closed:
                 connection.close()
                 raise PortRejected(f"storage on {self._path!r} is closed")
-            self._connections.append(connection)
+            self._connections.add(connection)
         connection.execute("PRAGMA synchronous = FULL")
         return connection
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be referenced weakly (the stdlib's own cannot)."""
 
 
 # -- rows ----------------------------------------------------------------------------------
