@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import functools
 import random
+import sys
 import time
 import zoneinfo
 from collections.abc import Callable
@@ -460,10 +461,16 @@ def generated_rules(count: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print the figures."""
+    """Run the benchmark and print the figures (``argv``: options; none from ``run.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
-    args = parser.parse_args(argv)
+    parser.add_argument("--rules", type=int, default=1000, help="size of the generated file")
+    parser.add_argument(
+        "--peers",
+        default="rule-engine,panzi-json-logic,cel-python,datalogic-py",
+        help="comma-separated peers to run, or 'none'",
+    )
+    args = parser.parse_args(argv or [])
     requests = generate(args.requests)
     print(f"rules: {len(RULESET.rules)}-rule policy, {len(requests):,} requests with 1-3 items")
 
@@ -485,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
 
     prepared = [contexts(r) for r in requests]
     print("  peers (conditions only, on data prepared for them before timing; fewer requests):")
-    for name in ("rule-engine", "panzi-json-logic", "cel-python", "datalogic-py"):
+    for name in [p for p in args.peers.split(",") if p and p != "none"]:
         runner = _peer_runner(name)
         if isinstance(runner, str):
             print(f"    {name:<20} skipped: {runner}")
@@ -498,12 +505,12 @@ def main(argv: list[str] | None = None) -> None:
             f"engine is {(peer_s / len(sample)) / (engine_s / n):.1f}x faster"
         )
 
-    text = generated_rules(1000)
+    text = generated_rules(args.rules)
     load_s, loaded = _timed(lambda: rules.parse(text))
     load_s = min(load_s, _timed(lambda: rules.parse(text))[0])
-    print(f"  load 1,000 rules ({len(text):,} chars): {load_s * 1000:.0f} ms "
+    print(f"  load {args.rules:,} rules ({len(text):,} chars): {load_s * 1000:.0f} ms "
           f"({len(loaded.rules)} rules, {len(loaded.warnings)} warnings)")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -709,3 +709,18 @@ def test_warnings_do_not_stop_loading() -> None:
     )
     assert [w.code for w in ruleset.warnings] == ["always-overridden"]
     assert ruleset.warnings[0].severity is Severity.WARNING
+
+
+def test_benchmark_runs_on_a_few_requests(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util  # noqa: PLC0415
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_rules.py"
+    spec = importlib.util.spec_from_file_location("bench_rules", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--requests", "200", "--peers", "none", "--rules", "50"])
+    out = capsys.readouterr().out
+    assert "ratio engine / hand-written" in out
+    assert "load 50 rules" in out

@@ -214,4 +214,3 @@ def _summary(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
         lines.append(f"  {word(REPORT_WORDS, 'refused', language)}: {where}: {refused.message}")
     lines.extend(f"  · {t}" for t in outcome.trace)
     return "\n".join(lines)
-
