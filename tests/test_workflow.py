@@ -19,7 +19,7 @@ from retouraanvraag.model import (
     ReturnRequest,
     Status,
 )
-from retouraanvraag.ports import EffectState, Query
+from retouraanvraag.ports import EffectState, Mail, Query
 from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, fail_nth, inject_faults
 from retouraanvraag.testing.photo_contract import sample_png
@@ -457,6 +457,44 @@ def test_a_dead_workers_lease_runs_out_and_another_worker_takes_over(world: Worl
     world.clock.advance(dt.timedelta(minutes=6))
     assert world.dispatcher.run_until_idle().done == 1
     assert world.mail.deliveries()[f"mail:{request.id}:request_received"] == 1
+
+
+def test_a_worker_whose_lease_ran_out_leaves_the_entry_to_the_new_owner(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    late = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+        owner="new-owner",
+    )
+    reports = []
+
+    class SlowMail:
+        """Sends, but so slowly that the lease runs out and another worker takes over."""
+
+        def send(self, key: str, mail: Mail) -> None:
+            world.mail.send(key, mail)
+            world.clock.advance(dt.timedelta(minutes=6))
+            reports.append(late.run_once())
+
+    slow = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=SlowMail(),
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+        owner="slow-owner",
+    )
+    assert slow.run_once().handled == 0
+    assert reports[0].done == 1
+    (entry,) = world.storage.outbox(SHOP, request.id)
+    assert entry.state is EffectState.DONE
+    # Plain mail is at-least-once: both workers handed the message over.
+    assert world.mail.deliveries()[entry.key] == 2
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap(world: World) -> None:

@@ -173,6 +173,35 @@ class ConcurrentModification(PortError):
         )
 
 
+class IdempotencyKeyTaken(ConcurrentModification):
+    """Another change recorded this idempotency key first (a concurrent call with the key)."""
+
+    def __init__(self, *, shop_id: str, request_id: str, key: str) -> None:
+        """Build the error naming the shop, the request and the key."""
+        super().__init__(request_id=request_id, expected=None, actual=None)
+        self.shop_id = shop_id
+        self.key = key
+        self.args = (
+            f"request {request_id}: idempotency key {key!r} is already recorded in shop {shop_id}",
+        )
+
+
+class LeaseLost(ConcurrentModification):
+    """A worker settled an outbox entry it no longer holds (its lease ran out, say)."""
+
+    def __init__(self, *, request_id: str, key: str, owner: str) -> None:
+        """Build the error naming the entry and the would-be settler."""
+        super().__init__(request_id=request_id, expected=None, actual=None)
+        self.key = key
+        self.owner = owner
+        self.args = (
+            (
+                f"request {request_id}: outbox entry {key!r} is not leased to {owner!r} (the "
+                "lease ran out and another worker took it, it was settled, or it does not exist)"
+            ),
+        )
+
+
 class NotFound(PortError, LookupError):
     """No such request (or photo) in this shop; another shop's id also lands here.
 

@@ -216,11 +216,14 @@ class Storage(Protocol):
             The request as saved, with its new version.
 
         Raises:
-            ConcurrentModification: the stored version is not ``expected_version``, a new
-                request's id exists, the idempotency key is taken, or the settled entry is no
-                longer leased to ``settle.owner``.
+            IdempotencyKeyTaken: the idempotency key is recorded already (checked first).
+            LeaseLost: the settled entry is not leased to ``settle.owner`` (checked second).
+            ConcurrentModification: the stored version is not ``expected_version``, or a new
+                request's id exists.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
             PortRejected: the change breaks a stored invariant (a refund above the paid fee).
+            InvalidInput: the commit is malformed: an effect or record of another request, a
+                naive ``retry_at``, an ``expected_version`` below 1.
             PortUnavailable: the store cannot be reached now; nothing was changed.
         """
         ...
@@ -235,6 +238,9 @@ class Storage(Protocol):
 
     def query(self, shop_id: str, query: Query) -> Page:
         """List requests of one shop, oldest first, by ``(created_at, id)``.
+
+        With a ``where`` predicate a store may stop scanning early: a page can then be short,
+        even empty, while ``next_cursor`` is not ``None``. Follow the cursor to the end.
 
         Raises:
             InvalidInput: the cursor is not one this store handed out.
@@ -251,6 +257,8 @@ class Storage(Protocol):
         caller gets them until the lease runs out. Oldest first.
 
         Raises:
+            InvalidInput: a naive ``now``, a lease that is not positive, a negative limit or an
+                empty owner.
             PortUnavailable: the store cannot be reached now.
         """
         ...

@@ -28,6 +28,7 @@ from retouraanvraag.errors import (
     ConcurrentModification,
     IdempotencyConflict,
     InvalidInput,
+    LeaseLost,
     NotFound,
     PortRejected,
     ReturnRefused,
@@ -811,6 +812,9 @@ class Dispatcher:
                 self._storage.commit(
                     Commit(changed or request, request.version, follow_ups, settle=settle)
                 )
+            except LeaseLost:
+                # Another worker holds the entry now; it will finish the (idempotent) job.
+                return DispatchReport()
             except ConcurrentModification:
                 # The request moved on (or our lease ran out); the port call is idempotent by
                 # key, so doing it again against the fresh request is safe.
@@ -890,6 +894,8 @@ class Dispatcher:
                         settle=settle,
                     )
                 )
+            except LeaseLost:
+                return DispatchReport()
             except ConcurrentModification:
                 try:
                     request = self._storage.get(entry.shop_id, request.id)
@@ -904,6 +910,8 @@ class Dispatcher:
             request = self._storage.get(shop_id, request_id)
             try:
                 self._storage.commit(Commit(request, request.version, settle=settle))
+            except LeaseLost:
+                return
             except ConcurrentModification:
                 continue
             return

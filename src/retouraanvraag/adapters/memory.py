@@ -27,7 +27,9 @@ import attrs
 
 from retouraanvraag.errors import (
     ConcurrentModification,
+    IdempotencyKeyTaken,
     InvalidInput,
+    LeaseLost,
     NotFound,
     PortRejected,
 )
@@ -175,7 +177,6 @@ class MemoryStorage:
         with self._lock:
             # Every check first; only then change anything, so a refusal leaves no trace.
             current = self._requests.get((shop, request.id))
-            check_version(commit, None if current is None else current.version)
             stored_version = None if current is None else current.version
             if commit.idempotency is not None and (shop, commit.idempotency.key) in (
                 self._idempotency
@@ -189,6 +190,8 @@ class MemoryStorage:
                 ):
                     raise lease_lost(commit, stored_version)
                 settled = settle_entry(queued.entry, commit.settle)
+            # The version last: a taken key or a lost lease says more than a moved version.
+            check_version(commit, stored_version)
             check_money_cap(saved)
 
             self._requests[(shop, saved.id)] = saved
@@ -368,33 +371,19 @@ def check_version(commit: Commit, stored: int | None) -> None:
         )
 
 
-def key_taken(commit: Commit, stored: int | None) -> ConcurrentModification:
+def key_taken(commit: Commit, _stored: int | None) -> IdempotencyKeyTaken:
     """The error for an idempotency key that another change already recorded."""
-    error = ConcurrentModification(
-        request_id=commit.request.id, expected=commit.expected_version, actual=stored
-    )
     key = commit.idempotency.key if commit.idempotency else ""
-    message = (
-        f"request {commit.request.id}: idempotency key {key!r} is already recorded "
-        f"in shop {commit.request.shop_id}"
+    return IdempotencyKeyTaken(
+        shop_id=commit.request.shop_id, request_id=commit.request.id, key=key
     )
-    error.args = (message,)
-    return error
 
 
-def lease_lost(commit: Commit, stored: int | None) -> ConcurrentModification:
+def lease_lost(commit: Commit, _stored: int | None) -> LeaseLost:
     """The error for settling an outbox entry that is not leased to the settler."""
-    error = ConcurrentModification(
-        request_id=commit.request.id, expected=commit.expected_version, actual=stored
-    )
     settle = commit.settle
     key, owner = (settle.key, settle.owner) if settle else ("", "")
-    message = (
-        f"request {commit.request.id}: outbox entry {key!r} is not leased to {owner!r} "
-        "(the lease ran out and another worker took it, it was settled, or it does not exist)"
-    )
-    error.args = (message,)
-    return error
+    return LeaseLost(request_id=commit.request.id, key=key, owner=owner)
 
 
 def holds_lease(

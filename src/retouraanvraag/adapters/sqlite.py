@@ -347,7 +347,6 @@ class SqliteStorage:
                 "SELECT version FROM requests WHERE shop_id = ? AND id = ?", (shop, request_id)
             ).fetchone()
             stored = None if found is None else int(found[0])
-            check_version(commit, stored)
             if (
                 record_row is not None
                 and connection.execute(
@@ -367,6 +366,8 @@ class SqliteStorage:
                 ):
                     raise lease_lost(commit, stored)
                 settled = settle_entry(_entry(queued[:-1]), commit.settle)
+            # The version last: a taken key or a lost lease says more than a moved version.
+            check_version(commit, stored)
             try:
                 if stored is None:
                     connection.execute(

@@ -8,6 +8,7 @@ is checked against your adapter. They import pytest, so they load only when aske
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -31,6 +32,16 @@ __all__ = [
     "PhotoStoreContract",
     "StorageContract",
 ]
+
+with contextlib.suppress(ImportError):
+    import pytest
+
+    # Plain asserts in the contract suites give pytest's detailed failure messages.
+    pytest.register_assert_rewrite(
+        "retouraanvraag.testing.storage_contract",
+        "retouraanvraag.testing.mail_contract",
+        "retouraanvraag.testing.photo_contract",
+    )
 
 _LAZY = {
     "StorageContract": "retouraanvraag.testing.storage_contract",
