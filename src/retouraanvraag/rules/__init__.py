@@ -24,7 +24,8 @@ from retouraanvraag.rules._checker import Checker, groups_of, implies, never_mat
 from retouraanvraag.rules._compiler import compile_condition_function
 from retouraanvraag.rules._format import format_condition, format_rules
 from retouraanvraag.rules._lexer import KEYWORDS, detect_language, lex
-from retouraanvraag.rules._parser import SynCompare, SynRule, SyntaxProblem, parse_chunk
+from retouraanvraag.rules._messages import message
+from retouraanvraag.rules._parser import SynRule, SyntaxProblem, parse_chunk
 from retouraanvraag.rules._ruleset import RuleSet, load_timezone
 from retouraanvraag.rules.diagnostics import Diagnostic, Position, Severity
 from retouraanvraag.rules.fields import (
@@ -82,8 +83,8 @@ MAX_SOURCE_CHARS: Final = 1_000_000
 #: The most rules one file may hold.
 MAX_RULES: Final = 5_000
 #: Above this many rules, "always overridden" is only checked against nearby and identical rules.
-_FULL_OVERRIDE_CHECK: Final = 300
-_NEARBY: Final = 50
+_FULL_OVERRIDE_CHECK: Final = 200
+_NEARBY: Final = 25
 
 
 def _checker(  # noqa: PLR0917 - private helper
@@ -145,8 +146,6 @@ def parse(
     for problem in lexed.problems:
         hint = None
         if problem.code == "unterminated-string":
-            from retouraanvraag.rules._messages import message  # noqa: PLC0415
-
             hint = message("unterminated-hint", language)
         checker.report(problem.position, problem.code, hint=hint, text=repr(problem.text))
     if len(lexed.chunks) > MAX_RULES:
@@ -205,6 +204,7 @@ def _warn(checker: Checker, rules: list[Rule]) -> None:
                 field=field.name(language),
             )
     keys = [frozenset(f.key for f in fields_of(r.condition)) for r in rules]
+    flat = [_flat(r.condition) for r in rules]
     for index, rule in enumerate(rules):
         groups = groups_of(rule)
         if not groups:
@@ -214,29 +214,32 @@ def _warn(checker: Checker, rules: list[Rule]) -> None:
             same = [r for r in by_condition[rule.condition] if r.number > rule.number]
             later = same + later[:_NEARBY]
         for other in later:
-            # Implication needs the later rule's fields among this one's (the test is sound,
-            # not complete: a warning, never an error).
-            if (
-                keys[other.number - 1] <= keys[index]
-                and groups <= groups_of(other)
-                and implies(rule.condition, other.condition)
+            # Implication needs the later rule's fields among this one's, and is only tried on
+            # flat conditions (sound, not complete: this is a warning, never an error).
+            if groups <= groups_of(other) and (
+                other.condition == rule.condition
+                or (
+                    flat[other.number - 1]
+                    and keys[other.number - 1] <= keys[index]
+                    and implies(rule.condition, other.condition)
+                )
             ):
                 name = other.display_name(language)
                 checker.report(
                     rule.position,
                     "always-overridden",
                     severity=Severity.WARNING,
-                    hint=checker_message("overridden-hint", language, other=name),
+                    hint=message("overridden-hint", language, other=name),
                     other=name,
                 )
                 break
 
 
-def checker_message(key: str, language: str, **values: object) -> str:
-    """A message from the language's table (for hosts that show their own diagnostics)."""
-    from retouraanvraag.rules._messages import message  # noqa: PLC0415
-
-    return message(key, language, **values)
+def _flat(condition: Condition) -> bool:
+    """A comparison, or comparisons joined by one EN or OF."""
+    if isinstance(condition, Compare):
+        return True
+    return isinstance(condition, (And, Or)) and all(isinstance(p, Compare) for p in condition.parts)
 
 
 def format(ruleset: RuleSet, language: str | None = None) -> str:  # noqa: A001
@@ -311,6 +314,3 @@ def compile_condition(
     if condition is None or any(d.severity is Severity.ERROR for d in checker.diagnostics):
         raise _fail(checker)
     return compile_condition_function(condition, tz, checker.reasons)
-
-
-_ = (SynCompare, Scope, Choice, FieldType, Field, ActionKind, DEFAULT_FIELDS)

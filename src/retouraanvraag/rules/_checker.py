@@ -23,6 +23,7 @@ from retouraanvraag.rules._messages import (
     word,
 )
 from retouraanvraag.rules._parser import (
+    MAX_DEPTH,
     SynAction,
     SynAnd,
     SynCompare,
@@ -155,8 +156,6 @@ class Checker:
     def syntax_problem(self, problem: SyntaxProblem) -> None:
         """Report a parse failure in words: what was found, what would have fitted."""
         if problem.code == "too-deep":
-            from retouraanvraag.rules._parser import MAX_DEPTH  # noqa: PLC0415
-
             self.report(problem.position, "too-deep", limit=MAX_DEPTH)
             return
         found = problem.text
@@ -580,7 +579,7 @@ def _group_key(compare: Compare) -> str:
 
 def implies(a: Condition, b: Condition) -> bool:  # noqa: PLR0911
     """Whether ``a`` being true makes ``b`` true (a sound, incomplete test)."""
-    if a == b:
+    if a is b or a == b:
         return True
     if isinstance(b, Or) and any(implies(a, p) for p in b.parts):
         return True

@@ -10,9 +10,15 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from retouraanvraag.model import Money, ReturnItem, ReturnRequest
+from retouraanvraag.model import Money, ReturnItem, ReturnRequest, country_name
 from retouraanvraag.rules._compiler import normalise_tags, normalise_text, reason_normaliser
-from retouraanvraag.rules._format import format_condition, format_money, format_number, quote
+from retouraanvraag.rules._format import (
+    format_action,
+    format_condition,
+    format_money,
+    format_number,
+    quote,
+)
 from retouraanvraag.rules._messages import DECISION_WORDS, REPORT_WORDS, word
 from retouraanvraag.rules._ruleset import load_timezone
 from retouraanvraag.rules.fields import Field, FieldType, Scope
@@ -110,8 +116,6 @@ def _show(field: Field, value: object, language: str, ruleset: RuleSet) -> str: 
     if value is None:
         return word(REPORT_WORDS, "unknown", language)
     if field.type is FieldType.COUNTRY:
-        from retouraanvraag.model import country_name  # noqa: PLC0415
-
         return f"{country_name(str(value), language)} ({value})"
     if isinstance(value, Money):
         return format_money(value, language)
@@ -180,8 +184,6 @@ def explain(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
 
 
 def _action_texts(ruleset: RuleSet, index: int, language: str) -> list[str]:
-    from retouraanvraag.rules._format import format_action  # noqa: PLC0415
-
     return [format_action(a, language) for a in ruleset.rules[index].actions]
 
 

@@ -83,8 +83,8 @@ _VALUE_TOKENS: Final = frozenset({"WORD", "STRING", "NUMBER", "MONEY"})
 _NUMBER: Final = r"\d+(?:[.,]\d+)*"
 _TOKEN_RE: Final = re.compile(
     rf"""
-    (?P<ws>\s+)
-    |(?P<comment>\#[^\n]*)
+    (?P<ws>\s*)
+    (?:(?P<comment>\#[^\n]*)
     |(?P<string>"(?:[^"\\\n]|\\.)*"|“[^”\n]*”)
     |(?P<unterminated>["“][^\n]*)
     |(?P<prefixmoney>[€$£]\s?{_NUMBER}(?![\w]))
@@ -92,6 +92,7 @@ _TOKEN_RE: Final = re.compile(
     |(?P<symbol>>=|<=|!=|[<>=≥≤≠():])
     |(?P<word>[\w][\w'\u2019\-./@+&]*)
     |(?P<bad>.)
+    |$)
     """,
     re.VERBOSE,
 )
@@ -131,54 +132,59 @@ class Lexed:
     problems: tuple[Problem, ...]
 
 
-def _token(type_: str, value: str, line: int, column: int, end_column: int) -> Token:
-    return Token(type_, value, line=line, column=column, end_line=line, end_column=end_column)
+_TYPES: Final = {
+    "comment": "COMMENT",
+    "string": "STRING",
+    "prefixmoney": "MONEY",
+    "money": "MONEY",
+    "number": "NUMBER",
+    "word": "WORD",
+}
 
 
-def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901, PLR0912
+def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901
     """Split the text into words, strings, numbers, money, symbols and comments."""
     line, line_start, pos = 1, 0, 0
     while pos < len(text):
         match = _TOKEN_RE.match(text, pos)
-        if match is None:  # pragma: no cover - the `bad` branch matches any character
+        if match is None:  # pragma: no cover - `bad` or `$` always matches
             break
-        kind, value = match.lastgroup, match.group()
-        end = match.end()
-        column = pos - line_start + 1
+        newlines = match.group("ws").count("\n")
+        if newlines:
+            line += newlines
+            line_start = text.rindex("\n", pos, match.end("ws")) + 1
+        kind = match.lastgroup
+        if kind == "ws":  # only trailing space was left
+            break
+        start, end = match.end("ws"), match.end()
+        value = match.group(kind)  # type: ignore[arg-type]
         if kind == "number":
             code = _CODE_AFTER_RE.match(text, end)
             if code and code.group(1).upper() in _currencies() and not _is_keyword(code.group(1)):
                 end = code.end()
-                kind, value = "money", text[pos:end]
+                kind, value = "money", text[start:end]
         elif kind == "word" and value.isupper() and value in _currencies():
             number = _NUMBER_AFTER_RE.match(text, end)
             if number:
                 end = number.end()
-                kind, value = "money", text[pos:end]
-        if kind == "ws":
-            newlines = value.count("\n")
-            if newlines:
-                line += newlines
-                line_start = pos + value.rindex("\n") + 1
-        elif kind == "comment":
-            yield _token("COMMENT", value, line, column, column + len(value))
-        elif kind == "string":
-            yield _token("STRING", value, line, column, column + len(value))
-        elif kind == "unterminated":
+                kind, value = "money", text[start:end]
+        column = start - line_start + 1
+        if kind == "unterminated":
             yield Problem(Position(line, column), "unterminated-string", value)
-            yield _token(
-                "STRING", value + value[0].replace("“", "”"), line, column, column + len(value)
-            )
-        elif kind in {"prefixmoney", "money"}:
-            yield _token("MONEY", value, line, column, column + len(value))
-        elif kind == "number":
-            yield _token("NUMBER", value, line, column, column + len(value))
-        elif kind == "symbol":
-            yield _token(_SYMBOLS[value], value, line, column, column + len(value))
-        elif kind == "word":
-            yield _token("WORD", value, line, column, column + len(value))
-        else:
+            value += value[0].replace("“", "”")
+            kind = "string"
+        if kind == "bad":
             yield Problem(Position(line, column), "bad-character", value)
+        else:
+            type_ = _SYMBOLS[value] if kind == "symbol" else _TYPES[kind]  # type: ignore[index]
+            yield Token(
+                type_,
+                value,
+                line=line,
+                column=column,
+                end_line=line,
+                end_column=column + len(value),
+            )
         pos = end
 
 

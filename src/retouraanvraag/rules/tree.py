@@ -34,8 +34,10 @@ class Operator(enum.Enum):
     @property
     def is_ordering(self) -> bool:
         """``>``, ``>=``, ``<`` or ``<=``."""
-        return self in {Operator.GT, Operator.GE, Operator.LT, Operator.LE}
+        return self.value in _ORDERING
 
+
+_ORDERING = frozenset({"GT", "GE", "LT", "LE"})
 
 #: A resolved value: a country code, an amount, a number, text, a reason code, a choice's
 #: value, or yes/no.
