@@ -120,8 +120,8 @@ class SyntaxProblem:
 class _TokenList(Lexer):
     """Lark's lexer slot: the tokens are already made by :mod:`._lexer`."""
 
-    def __init__(self, _conf: object) -> None:
-        pass
+    def __init__(self, conf: object) -> None:
+        self.conf = conf
 
     def lex(self, data: object, *_args: object) -> object:  # type: ignore[override]
         return iter(data)  # type: ignore[call-overload]
