@@ -263,6 +263,19 @@ class Storage(Protocol):
         """
         ...
 
+    def settle(self, shop_id: str, settlement: Settlement) -> None:
+        """Settle a leased outbox entry on its own, leaving its request untouched.
+
+        For effects whose outcome changes nothing on the request (a mail sent, a label voided,
+        a retry scheduled), so that a worker never competes with the desk for the version.
+
+        Raises:
+            LeaseLost: the entry is not pending and leased to ``settlement.owner``.
+            InvalidInput: a naive ``retry_at``.
+            PortUnavailable: the store cannot be reached now; nothing was changed.
+        """
+        ...
+
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
         """Every outbox entry of one request, in the order they were queued.
 

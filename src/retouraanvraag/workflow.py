@@ -33,6 +33,7 @@ from retouraanvraag.errors import (
     PortRejected,
     ReturnRefused,
     ReturnWindowExpired,
+    TransitionNotAllowed,
 )
 from retouraanvraag.model import (
     TRANSITIONS,
@@ -418,6 +419,11 @@ class Desk:
 
     # -- commands on a stored request -------------------------------------------------------
 
+    def _first_result(
+        self, shop_id: str, key: str | None, fingerprint: str, command: str
+    ) -> ReturnRequest | None:
+        return None if key is None else self._replay(shop_id, key, fingerprint, command)
+
     def _replay(
         self, shop_id: str, key: str, fingerprint: str, command: str
     ) -> ReturnRequest | None:
@@ -445,7 +451,14 @@ class Desk:
                 if first is not None:
                     return first
             request = self._storage.get(shop_id, request_id)
-            change = step(request, self._clock.now())
+            try:
+                change = step(request, self._clock.now())
+            except TransitionNotAllowed:
+                # A call with this key may have won a race against us: its result stands.
+                first = self._first_result(shop_id, idempotency_key, fingerprint, command)
+                if first is not None:
+                    return first
+                raise
             record = None
             if idempotency_key is not None:
                 result = attrs.evolve(change.request, version=request.version + 1)
@@ -809,9 +822,14 @@ class Dispatcher:
                 return self._retry_later(entry, request, f"{type(exc).__name__}: {exc}")
             settle = Settlement(effect.key, self.owner, EffectState.DONE)
             try:
-                self._storage.commit(
-                    Commit(changed or request, request.version, follow_ups, settle=settle)
-                )
+                if changed is None and not follow_ups:
+                    # Nothing to save on the request: settle alone, so that a desk command
+                    # saved meanwhile cannot make us repeat the call (a mail sent twice).
+                    self._storage.settle(shop_id, settle)
+                else:
+                    self._storage.commit(
+                        Commit(changed or request, request.version, follow_ups, settle=settle)
+                    )
             except LeaseLost:
                 # Another worker holds the entry now; it will finish the (idempotent) job.
                 return DispatchReport()
@@ -872,7 +890,10 @@ class Dispatcher:
             "effect failed, will retry",
             extra={"request_id": request.id, "effect": entry.key, "attempts": attempts},
         )
-        self._settle_only(entry.shop_id, request.id, settle)
+        try:
+            self._storage.settle(entry.shop_id, settle)
+        except LeaseLost:
+            return DispatchReport()
         return DispatchReport(retried=1)
 
     def _give_up(
@@ -884,13 +905,22 @@ class Dispatcher:
             extra={"request_id": entry.effect.request_id, "effect": entry.key},
         )
         if request is None:
+            try:
+                self._storage.settle(entry.shop_id, settle)
+            except LeaseLost:
+                return DispatchReport()
             return DispatchReport(dead=1)
+        # A label the carrier made before its answer was lost must not stay active.
+        cleanup = (
+            (Effect.void_label(request.id),) if entry.effect.kind is EffectKind.CREATE_LABEL else ()
+        )
         for _ in range(COMMAND_RETRIES):
             try:
                 self._storage.commit(
                     Commit(
                         request.with_attention(f"{entry.key}: {error}"),
                         request.version,
+                        cleanup,
                         settle=settle,
                     )
                 )
@@ -904,14 +934,3 @@ class Dispatcher:
                 continue
             return DispatchReport(dead=1)
         return DispatchReport()
-
-    def _settle_only(self, shop_id: str, request_id: str, settle: Settlement) -> None:
-        for _ in range(COMMAND_RETRIES):
-            request = self._storage.get(shop_id, request_id)
-            try:
-                self._storage.commit(Commit(request, request.version, settle=settle))
-            except LeaseLost:
-                return
-            except ConcurrentModification:
-                continue
-            return

@@ -193,6 +193,8 @@ class MemoryStorage:
             # The version last: a taken key or a lost lease says more than a moved version.
             check_version(commit, stored_version)
             check_money_cap(saved)
+            if current is not None and current.return_fee != saved.return_fee:
+                raise fee_fixed_error(saved.id)
 
             self._requests[(shop, saved.id)] = saved
             if current is not None:
@@ -215,6 +217,27 @@ class MemoryStorage:
                 key = (shop, settled.key)
                 self._outbox[key] = attrs.evolve(self._outbox[key], entry=settled)
         return saved
+
+    def settle(self, shop_id: str, settlement: Settlement) -> None:
+        """Settle a leased outbox entry without touching its request.
+
+        Raises:
+            LeaseLost: the entry is not pending and leased to ``settlement.owner``.
+            InvalidInput: a naive ``retry_at``.
+        """
+        check_settlement(settlement)
+        with self._lock:
+            queued = self._outbox.get((shop_id, settlement.key))
+            if queued is None or not holds_lease(
+                queued.request_id, queued.entry, queued.request_id, settlement
+            ):
+                raise LeaseLost(
+                    request_id=queued.request_id if queued else "?",
+                    key=settlement.key,
+                    owner=settlement.owner,
+                )
+            entry = settle_entry(queued.entry, settlement)
+            self._outbox[(shop_id, settlement.key)] = attrs.evolve(queued, entry=entry)
 
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
@@ -444,6 +467,21 @@ def check_money_cap(request: ReturnRequest) -> None:
     paid, refunded = refund_totals(request)
     if refunded > paid:
         raise money_cap_error(request.id, paid, refunded)
+
+
+def fee_fixed_error(request_id: str) -> PortRejected:
+    """The error for a commit that changes the fee a customer paid: it is fixed at submission."""
+    return PortRejected(f"request {request_id}: the paid return fee cannot change after submission")
+
+
+def check_settlement(settlement: Settlement) -> None:
+    """Refuse a settlement with a naive ``retry_at``.
+
+    Raises:
+        InvalidInput: it has one.
+    """
+    if settlement.retry_at is not None:
+        timestamp(settlement.retry_at, field="retry_at")
 
 
 def money_cap_error(request_id: str, paid: int, refunded: int) -> PortRejected:

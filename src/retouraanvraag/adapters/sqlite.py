@@ -36,9 +36,11 @@ from retouraanvraag._codec import (
 from retouraanvraag.adapters.memory import (
     check_claim,
     check_commit,
+    check_settlement,
     check_version,
     decode_cursor,
     encode_cursor,
+    fee_fixed_error,
     from_timestamp,
     holds_lease,
     key_taken,
@@ -52,6 +54,7 @@ from retouraanvraag.adapters.memory import (
 )
 from retouraanvraag.errors import (
     InvalidInput,
+    LeaseLost,
     NotFound,
     PortRejected,
     PortUnavailable,
@@ -64,6 +67,7 @@ from retouraanvraag.ports import (
     OutboxEntry,
     Page,
     Query,
+    Settlement,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStorage"]
@@ -91,6 +95,12 @@ _SCHEMA: Final = (
     """,
     # A tab (a few statuses) is a few range scans in (created_at, id) order, whatever the
     # size of the shop's history; the other two serve "everything" and "needs attention".
+    # The paid fee is fixed at submission, so the money cap cannot be lifted by raising it.
+    """
+    CREATE TRIGGER requests_fee_fixed BEFORE UPDATE OF fee_paid_minor ON requests
+    WHEN NEW.fee_paid_minor <> OLD.fee_paid_minor
+    BEGIN SELECT RAISE(ABORT, 'fee_fixed'); END
+    """,
     "CREATE INDEX requests_by_status ON requests (shop_id, status, created_at, id)",
     "CREATE INDEX requests_by_created ON requests (shop_id, created_at, id)",
     """
@@ -384,9 +394,7 @@ class SqliteStorage:
                         row,
                     )
             except sqlite3.IntegrityError as exc:
-                if "money_cap" in str(exc):
-                    raise money_cap_error(request_id, paid, refunded) from exc
-                raise
+                raise _refused(exc, request_id, paid, refunded) from exc
             connection.executemany(
                 "INSERT INTO outbox (shop_id, key, request_id, effect, state) "
                 "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT (shop_id, key) DO NOTHING",
@@ -399,22 +407,34 @@ class SqliteStorage:
                     record_row,
                 )
             if settled is not None:
-                connection.execute(
-                    "UPDATE outbox SET state = ?, attempts = ?, available_at = ?, "
-                    "lease_owner = NULL, lease_until = NULL, last_error = ? "
-                    "WHERE shop_id = ? AND key = ?",
-                    (
-                        settled.state.value,
-                        settled.attempts,
-                        _optional_timestamp(settled.available_at, "retry_at"),
-                        settled.last_error,
-                        shop,
-                        settled.key,
-                    ),
-                )
+                _store_settled(connection, shop, settled)
 
         self._write(write)
         return saved
+
+    def settle(self, shop_id: str, settlement: Settlement) -> None:
+        """Settle a leased outbox entry without touching its request.
+
+        Raises:
+            LeaseLost: the entry is not pending and leased to ``settlement.owner``.
+            InvalidInput: a naive ``retry_at``.
+            PortUnavailable: the database stayed busy; nothing was changed.
+        """
+        check_settlement(settlement)
+
+        def write(connection: sqlite3.Connection) -> None:
+            queued = connection.execute(
+                f"SELECT {_OUTBOX_COLUMNS}, request_id FROM outbox "  # noqa: S608 - a constant
+                "WHERE shop_id = ? AND key = ?",
+                (shop_id, settlement.key),
+            ).fetchone()
+            request_id = "?" if queued is None else str(queued[-1])
+            entry = None if queued is None else _entry(queued[:-1])
+            if entry is None or not holds_lease(request_id, entry, request_id, settlement):
+                raise LeaseLost(request_id=request_id, key=settlement.key, owner=settlement.owner)
+            _store_settled(connection, shop_id, settle_entry(entry, settlement))
+
+        self._write(write)
 
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
@@ -639,3 +659,28 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
         return (code & 0xFF) in _BUSY_CODES
     message = str(exc).lower()  # pragma: no cover - Python builds without error codes
     return "locked" in message or "busy" in message  # pragma: no cover
+
+
+def _store_settled(connection: sqlite3.Connection, shop_id: str, settled: OutboxEntry) -> None:
+    connection.execute(
+        "UPDATE outbox SET state = ?, attempts = ?, available_at = ?, "
+        "lease_owner = NULL, lease_until = NULL, last_error = ? "
+        "WHERE shop_id = ? AND key = ?",
+        (
+            settled.state.value,
+            settled.attempts,
+            _optional_timestamp(settled.available_at, "retry_at"),
+            settled.last_error,
+            shop_id,
+            settled.key,
+        ),
+    )
+
+
+def _refused(exc: sqlite3.IntegrityError, request_id: str, paid: int, refunded: int) -> Exception:
+    """The port error for a constraint the database enforced, or ``exc`` itself."""
+    if "money_cap" in str(exc):
+        return money_cap_error(request_id, paid, refunded)
+    if "fee_fixed" in str(exc):
+        return fee_fixed_error(request_id)
+    return exc

@@ -36,17 +36,24 @@ FaultPlan = Callable[[int, str], Fault | None]
 
 
 def fail_nth(n: int, when: Fault, *, method: str | None = None) -> FaultPlan:
-    """Fail the ``n``-th call (of ``method``, or of any method), once."""
+    """Fail the ``n``-th call of ``method`` (or the ``n``-th call of any method), once."""
+    seen = 0
+    lock = threading.Lock()
 
     def plan(call: int, name: str) -> Fault | None:
-        return when if call == n and (method is None or name == method) else None
+        nonlocal seen
+        if method is None:
+            return when if call == n else None
+        if name != method:
+            return None
+        with lock:
+            seen += 1
+            return when if seen == n else None
 
     return plan
 
 
-def fail_randomly(
-    rng: random.Random, *, before: float = 0.1, after: float = 0.1
-) -> FaultPlan:
+def fail_randomly(rng: random.Random, *, before: float = 0.1, after: float = 0.1) -> FaultPlan:
     """Fail each call before acting with probability ``before``, after with ``after``."""
 
     def plan(_call: int, _name: str) -> Fault | None:

@@ -31,7 +31,13 @@ from typing import Any, ClassVar, Final
 import attrs
 import pytest
 
-from retouraanvraag.errors import ConcurrentModification, InvalidInput, NotFound, PortRejected
+from retouraanvraag.errors import (
+    ConcurrentModification,
+    InvalidInput,
+    LeaseLost,
+    NotFound,
+    PortRejected,
+)
 from retouraanvraag.model import (
     Customer,
     Effect,
@@ -473,6 +479,17 @@ class StorageContract(abc.ABC):
             storage.commit(Commit(self._refunded(sample_request(fee=100), 101), None))
         assert storage.get(SHOP, saved.id) == saved
 
+    def test_the_paid_fee_cannot_be_raised_after_submission(self, storage: Storage) -> None:
+        """Raising the stored fee would lift the money cap: the store refuses it."""
+        saved = self.submit(storage, sample_request(fee=495))
+        assert saved.return_fee is not None
+        raised = attrs.evolve(
+            saved, return_fee=attrs.evolve(saved.return_fee, amount=Money(10_000))
+        )
+        with pytest.raises(PortRejected, match="fee"):
+            storage.commit(Commit(raised, saved.version))
+        assert storage.get(SHOP, saved.id) == saved
+
     def test_a_refund_without_a_paid_fee_is_rejected(self, storage: Storage) -> None:
         """Without a paid fee there is nothing to refund."""
         saved = self.submit(storage, sample_request(fee=None))
@@ -696,6 +713,34 @@ class StorageContract(abc.ABC):
         settled = storage.commit(Commit(saved, saved.version, settle=done))
         with pytest.raises(ConcurrentModification):
             storage.commit(Commit(settled, settled.version, settle=done))
+
+    def test_settle_alone_leaves_the_request_untouched(self, storage: Storage) -> None:
+        """``settle`` settles the entry without saving (or versioning) the request."""
+        request, entry = self._claimed(storage)
+        retry_at = T0 + dt.timedelta(minutes=1)
+        storage.settle(SHOP, Settlement(entry.key, "w1", EffectState.PENDING, "busy", retry_at))
+        (stored,) = storage.outbox(SHOP, request.id)
+        assert (stored.state, stored.attempts, stored.available_at, stored.lease_owner) == (
+            EffectState.PENDING,
+            1,
+            retry_at,
+            None,
+        )
+        (again,) = storage.claim(owner="w2", now=retry_at, lease=_LEASE, limit=1)
+        storage.settle(SHOP, Settlement(again.key, "w2", EffectState.DONE))
+        assert storage.outbox(SHOP, request.id)[0].state is EffectState.DONE
+        assert storage.get(SHOP, request.id) == request
+
+    def test_settle_alone_needs_the_lease(self, storage: Storage) -> None:
+        """``settle`` by a non-owner, of a settled entry or of another shop's entry is refused."""
+        request, entry = self._claimed(storage)
+        for shop, owner in ((SHOP, "intruder"), ("another-shop", "w1")):
+            with pytest.raises(LeaseLost):
+                storage.settle(shop, Settlement(entry.key, owner, EffectState.DONE))
+        storage.settle(SHOP, Settlement(entry.key, "w1", EffectState.DONE))
+        with pytest.raises(LeaseLost):
+            storage.settle(SHOP, Settlement(entry.key, "w1", EffectState.DONE))
+        assert storage.get(SHOP, request.id) == request
 
     def test_settling_another_requests_entry_is_refused(self, storage: Storage) -> None:
         """A commit settles only an entry of its own request."""
