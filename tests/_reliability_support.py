@@ -216,13 +216,61 @@ def renderer() -> MailRenderer:
     return MailRenderer(sender="retouren@shop.example", shop_name="Voorbeeldshop")
 
 
-def crash_worker(db: str, ledger: str, clock: str, kill: str | None, dedupe: bool) -> None:
+class _Recorder(_KillSwitch):
+    """A switch that never kills and records every call with the outbox key it settles."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.calls: list[tuple[str, str | None]] = []
+
+    def hit(self, method: str) -> bool:
+        self.calls.append((method, None))
+        return False
+
+
+class _RecordingStorage:
+    """Notes which outbox entry each ``commit`` or ``settle`` call settles."""
+
+    def __init__(self, inner: object, recorder: _Recorder) -> None:
+        self._inner = inner
+        self._recorder = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if name not in {"commit", "settle"}:
+            return target
+
+        def call(*args: Any) -> Any:
+            settlement = args[0].settle if name == "commit" else args[1]
+            self._recorder.calls[-1] = (name, None if settlement is None else settlement.key)
+            return target(*args)
+
+        return call
+
+
+def reference_calls(db: str, ledger: str, clock: str) -> list[tuple[str, str | None]]:
+    """Dispatch without killing; every call made, in order, with the key a settle settles."""
+    recorder = _Recorder()
+    crash_worker(db, ledger, clock, None, False, recorder=recorder)
+    return recorder.calls
+
+
+def crash_worker(
+    db: str,
+    ledger: str,
+    clock: str,
+    kill: str | None,
+    dedupe: bool,
+    *,
+    recorder: _Recorder | None = None,
+) -> None:
     """A dispatcher worker process; with ``kill`` it SIGKILLs itself at that point."""
-    switch = _KillSwitch(kill)
+    switch = recorder or _KillSwitch(kill)
     book = Ledger(ledger)
     storage = SqliteStorage(db)
+    inner: Any = storage if recorder is None else _RecordingStorage(storage, recorder)
     dispatcher = Dispatcher(
-        killing(storage, switch),
+        killing(inner, switch),
         labels=killing(LedgerLabels(book), switch),
         payments=killing(LedgerPayments(book), switch),
         mail=killing(LedgerMail(book, dedupe=dedupe), switch),
