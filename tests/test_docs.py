@@ -26,7 +26,9 @@ def python_blocks() -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.parametrize(
-    ("page", "line", "code"), python_blocks(), ids=lambda v: str(v)[:40] if isinstance(v, str) else str(v)
+    ("page", "line", "code"),
+    python_blocks(),
+    ids=lambda v: str(v)[:40] if isinstance(v, str) else str(v),
 )
 def test_code_in_the_docs_runs(page: str, line: int, code: str, tmp_path: Path) -> None:
     cwd = Path.cwd()

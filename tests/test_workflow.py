@@ -497,6 +497,41 @@ def test_a_worker_whose_lease_ran_out_leaves_the_entry_to_the_new_owner(world: W
     assert world.mail.deliveries()[entry.key] == 2
 
 
+def test_the_worker_loop_drains_survives_an_unavailable_store_and_stops(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    stop = threading.Event()
+    polls: list[int] = []
+
+    class FlakyStore:
+        """The world's store, unavailable for the first claim; stops the worker at the third."""
+
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def claim(self, **kwargs: object) -> object:
+            polls.append(1)
+            if len(polls) == 1:
+                raise errors.PortUnavailable("database is locked")
+            if len(polls) >= 3:
+                stop.set()
+            return self.inner.claim(**kwargs)  # type: ignore[attr-defined]
+
+    worker = Dispatcher(
+        FlakyStore(world.storage),  # type: ignore[arg-type]
+        labels=world.labels,
+        payments=world.payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+    )
+    report = worker.run_worker(stop, poll=0)
+    assert report.done == 1
+    assert world.mail.deliveries() == {f"mail:{request.id}:request_received": 1}
+
+
 def test_backoff_doubles_with_jitter_up_to_the_cap(world: World) -> None:
     delays = [world.dispatcher.backoff(n) for n in range(1, 12)]
     assert dt.timedelta(seconds=15) <= delays[0] <= dt.timedelta(seconds=30)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
@@ -31,6 +32,7 @@ from retouraanvraag.errors import (
     LeaseLost,
     NotFound,
     PortRejected,
+    PortUnavailable,
     ReturnRefused,
     ReturnWindowExpired,
     TransitionNotAllowed,
@@ -798,6 +800,23 @@ class Dispatcher:
             total.add(report)
             if report.handled == 0:
                 break
+        return total
+
+    def run_worker(
+        self, stop: threading.Event, *, poll: float = 1.0, limit: int = 100
+    ) -> DispatchReport:
+        """Run as a worker until ``stop`` is set: drain, then wait ``poll`` seconds, again.
+
+        A store that is unavailable for a moment does not end the worker: it waits and tries
+        again (entries it had claimed come back when their lease runs out).
+        """
+        total = DispatchReport()
+        while not stop.is_set():
+            try:
+                total.add(self.run_until_idle(limit=limit))
+            except PortUnavailable:
+                log.warning("storage unavailable; the worker waits", extra={"owner": self.owner})
+            stop.wait(poll)
         return total
 
     def backoff(self, attempts: int) -> dt.timedelta:
