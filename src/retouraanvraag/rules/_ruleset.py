@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Callable
 from typing import Any, Final
@@ -42,7 +43,8 @@ _REVIEW_STRICTNESS: Final = Decision.REVIEW.strictness
 _OUTCOME_CACHE_LIMIT: Final = 16_384
 
 
-def _bits(mask: int) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def _bits(mask: int) -> tuple[int, ...]:
     """The rule numbers (0-based) set in a mask."""
     found = []
     k = 0
@@ -51,7 +53,7 @@ def _bits(mask: int) -> list[int]:
             found.append(k)
         mask >>= 1
         k += 1
-    return found
+    return tuple(found)
 
 
 def load_timezone(name: str) -> dt.tzinfo:
@@ -136,6 +138,7 @@ class RuleSet:
     _run: Callable[[ReturnRequest], RunResult] = attrs.field(init=False, eq=False, repr=False)
     _plan: _Plan = attrs.field(init=False, eq=False, repr=False)
     _outcomes: dict[Any, Outcome] = attrs.field(init=False, eq=False, repr=False)
+    _lines: dict[Any, str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         """Compile once; evaluation then runs plain Python."""
@@ -143,6 +146,7 @@ class RuleSet:
         object.__setattr__(self, "_run", compile_rules(self.rules, tz, self.reasons))
         object.__setattr__(self, "_plan", _plan(self.rules, self.language))
         object.__setattr__(self, "_outcomes", {})
+        object.__setattr__(self, "_lines", {})
 
     def __len__(self) -> int:
         """The number of rules."""
@@ -239,12 +243,19 @@ class RuleSet:
             for k in _bits(mask):
                 matched[k] = (*(matched.get(k) or ()), index)
         lines = []
+        cache = self._lines
         for k in sorted(matched):
             items = matched[k]
             deciders = [decisions[i] for i in items] if items is not None else decisions
             by_decision = -1 if k in deciders else max(deciders, default=-1)
-            by = {"decision": by_decision, "fee": fee, "carrier": carrier}
-            lines.append(self._line(k, items, by))
+            key = (k, items, by_decision, fee, carrier)
+            line = cache.get(key)
+            if line is None:
+                by = {"decision": by_decision, "fee": fee, "carrier": carrier}
+                line = self._line(k, items, by)
+                if len(cache) < _OUTCOME_CACHE_LIMIT:
+                    cache[key] = line
+            lines.append(line)
         return tuple(lines)
 
     def _line(self, k: int, items: tuple[int, ...] | None, by: dict[str, int]) -> str:
