@@ -1,9 +1,10 @@
 """Everything a test suite needs: in-memory adapters of every port, and contract suites.
 
 The fakes are real implementations (thread-safe, idempotent by key, raising the port errors).
-The contract suites (``StorageContract``, ``MailTransportContract``, ``PhotoStoreContract``) are
-pytest base classes: subclass one, implement its factory method, and every promise of the port
-is checked against your adapter. They import pytest, so they load only when asked for.
+The contract suites (``StorageContract``, ``LabelServiceContract``, ``PaymentServiceContract``,
+``MailTransportContract``, ``PhotoStoreContract``) are pytest base classes: subclass one,
+implement its factory methods, and every promise of the port is checked against your adapter.
+They import pytest, so they load only when asked for.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ __all__ = [
     "FakeLabels",
     "FakePayments",
     "FixedClock",
+    "LabelServiceContract",
     "MailRecorder",
     "MailTransportContract",
     "MemoryPhotoStore",
     "MemoryStorage",
+    "PaymentServiceContract",
     "PhotoStoreContract",
     "StorageContract",
 ]
@@ -41,12 +44,15 @@ with contextlib.suppress(ImportError):
         "retouraanvraag.testing.storage_contract",
         "retouraanvraag.testing.mail_contract",
         "retouraanvraag.testing.photo_contract",
+        "retouraanvraag.testing.service_contracts",
     )
 
 _LAZY = {
     "StorageContract": "retouraanvraag.testing.storage_contract",
     "MailTransportContract": "retouraanvraag.testing.mail_contract",
     "PhotoStoreContract": "retouraanvraag.testing.photo_contract",
+    "LabelServiceContract": "retouraanvraag.testing.service_contracts",
+    "PaymentServiceContract": "retouraanvraag.testing.service_contracts",
 }
 
 
