@@ -246,7 +246,7 @@ def test_dutch_to_english_to_dutch_gives_the_same_text(rule_list: tuple[Rule, ..
 # -- compiled evaluation against a reference interpreter -----------------------------------------
 
 
-def _fold(value: object) -> str:
+def fold_text(value: object) -> str:
     return str(value).strip().casefold()
 
 
@@ -306,16 +306,16 @@ def _leaf(compare: Compare, value: object) -> bool | None:
     op, values = compare.operator, compare.values
     negative = op in {Operator.IS_NOT, Operator.NOT_CONTAINS}
     if compare.field.type is FieldType.TAGS:
-        tags = {_fold(t) for t in value}  # type: ignore[attr-defined]
-        hit = any(_fold(v) in tags for v in values)
+        tags = {fold_text(t) for t in value}  # type: ignore[attr-defined]
+        hit = any(fold_text(v) in tags for v in values)
     elif compare.field.type is FieldType.TEXT:
-        text = _fold(value)
+        text = fold_text(value)
         if op in {Operator.CONTAINS, Operator.NOT_CONTAINS}:
-            hit = any(_fold(v) in text for v in values)
+            hit = any(fold_text(v) in text for v in values)
         elif op is Operator.STARTS_WITH:
-            hit = any(text.startswith(_fold(v)) for v in values)
+            hit = any(text.startswith(fold_text(v)) for v in values)
         else:
-            hit = any(_fold(v) == text for v in values)
+            hit = any(fold_text(v) == text for v in values)
     elif op.is_ordering:
         left, right = value, values[0]
         if isinstance(right, Money):

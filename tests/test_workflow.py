@@ -7,7 +7,7 @@ from collections.abc import Callable
 import attrs
 import pytest
 
-from retouraanvraag import errors
+from retouraanvraag import errors, rules
 from retouraanvraag.model import (
     Customer,
     Decision,
@@ -555,8 +555,9 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(world: World) -> None:
 class StaticRules:
     outcome: Outcome
 
-    def evaluate(self, request: ReturnRequest) -> Outcome:
+    def evaluate(self, request: ReturnRequest, *, default: Decision | None = None) -> Outcome:
         assert request.status is Status.REQUESTED
+        assert default is Decision.REVIEW
         return self.outcome
 
 
@@ -630,3 +631,56 @@ def test_queries_by_status_and_date(world: World) -> None:
 def test_build_world_over_a_given_storage() -> None:
     world = build_world(MemoryStorage())
     assert world.desk.submit(world.new_request()).status is Status.REQUESTED
+
+
+HELP_ARTICLE_RULES = """\
+ALS Retourreden IS NIET "product beschadigd" OF "Verkeerd product verzonden"
+DAN Retouraanvraag uitschakelen
+ALS Van land is Nederland
+DAN Retouraanvraag uitschakelen
+REGEL "Sale": ALS Tags BEVAT "sale" DAN Afwijzen met reden "Sale-artikelen ruilen we niet"
+REGEL "Cadeaubon": ALS SKU BEGINT MET "GC-" DAN Artikel niet retourneerbaar
+"""
+
+
+def test_the_help_article_rules_decide_at_submission(world: World) -> None:
+    world.use_policy(Policy(rules=rules.parse(HELP_ARTICLE_RULES)))
+    dutch = world.desk.submit(world.new_request())
+    assert dutch.status is Status.APPROVED
+    assert dutch.history[-1].actor == "rule:regel 2"
+    assert dutch.history[-1].trace
+    damaged = NewItem("LMP", "Lamp", 1, Money(4995), "Product beschadigd")
+    german = world.desk.submit(world.new_request(from_country="Duitsland", items=(damaged,)))
+    assert german.status is Status.REQUESTED  # damaged: no rule skips review, policy reviews
+    sale = world.desk.submit(world.new_request(tags=frozenset({"sale"})))
+    assert sale.status is Status.REJECTED
+    assert sale.reject_reason == "Sale-artikelen ruilen we niet"
+    assert sale.history[-1].actor == "rule:Sale"
+    gift = NewItem("GC-25", "Cadeaubon", 1, Money(2500), "Bedacht")
+    preview = world.desk.preview(world.new_request(items=(damaged, gift)))
+    assert [r.index for r in preview.refused] == [1]
+    with pytest.raises(errors.ReturnRefused):
+        world.desk.submit(world.new_request(items=(damaged, gift)))
+
+
+def test_items_no_rule_decides_take_the_policy_default(world: World) -> None:
+    only_damaged = 'ALS Retourreden IS "damaged" DAN Goedkeuren zonder label'
+    world.use_policy(Policy(manual_approval=True, rules=rules.parse(only_damaged)))
+    damaged = NewItem("LMP", "Lamp", 1, Money(4995), "damaged")
+    small = NewItem("TS", "Shirt", 1, Money(1995), "too_small")
+    # One item approved without label, the other waits for review: review is stricter.
+    assert world.desk.submit(world.new_request(items=(damaged, small))).status is Status.REQUESTED
+    assert world.desk.submit(world.new_request(items=(damaged,))).status is (
+        Status.APPROVED_WITHOUT_RETURN
+    )
+
+
+def test_the_requests_tab_filters_by_a_rule_condition(world: World) -> None:
+    dutch = world.desk.submit(world.new_request())
+    german = world.desk.submit(world.new_request(from_country="DE"))
+    assert [r.id for r in world.desk.requests_tab(SHOP, rule="Van land IS Nederland").items] == [
+        dutch.id
+    ]
+    page = world.desk.requests_tab(SHOP, rule="Van land IS NIET Nederland")
+    assert [r.id for r in page.items] == [german.id]
+    assert world.desk.incoming_returns(SHOP, rule="Van land IS Nederland").items == ()

@@ -58,6 +58,7 @@ __all__ = [
     "Status",
     "Transition",
     "country_name",
+    "fold_text",
     "resolve_country",
 ]
 
@@ -263,8 +264,11 @@ _COUNTRY_ALIASES: Final = {
 }
 
 
-def _fold(text: str) -> str:
-    """Case-, accent- and space-insensitive key: ``  België `` → ``belgie``."""
+def fold_text(text: str) -> str:
+    """A case-, accent- and space-insensitive key: ``fold_text("  België ") == "belgie"``.
+
+    Countries, reasons and rule-language words all match through it.
+    """
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(plain.casefold().replace(".", "").split())
@@ -280,7 +284,7 @@ def _country_index() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         for code, name in territories.items():
             if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES:  # noqa: PLR2004
                 names[language][code] = name
-                index[_fold(name)] = code
+                index[fold_text(name)] = code
                 index[code.casefold()] = code
     return index, names
 
@@ -294,11 +298,11 @@ def resolve_country(text: str, *, field: str | None = None) -> str:
         UnknownCountry: with the nearest known name as ``suggestion``.
     """
     index, names = _country_index()
-    key = _fold(text) if isinstance(text, str) else ""
+    key = fold_text(text) if isinstance(text, str) else ""
     code = index.get(key) or index.get(key.removeprefix("the ").removeprefix("de "))
     if code is not None:
         return code
-    candidates = {_fold(n): n for lang in names.values() for n in lang.values()}
+    candidates = {fold_text(n): n for lang in names.values() for n in lang.values()}
     close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.75)
     raise UnknownCountry(str(text), suggestion=candidates[close[0]] if close else None, field=field)
 
@@ -307,6 +311,9 @@ def country_name(code: str, language: Language | str = Language.NL) -> str:
     """The country's name in ``language``: ``country_name("DE", "nl") == "Duitsland"``."""
     _, names = _country_index()
     return names[Language(language).value].get(code, code)
+
+
+_fold = fold_text  # the old private name, kept while work in progress still imports it
 
 
 def _check_country(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -359,7 +366,7 @@ class ReasonCatalogue:
         for reason in self.reasons:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", reason.code):
                 raise InvalidInput(f"reason code {reason.code!r} must be lower_snake_case")
-            for key in {_fold(reason.code), _fold(reason.nl), _fold(reason.en)}:
+            for key in {fold_text(reason.code), fold_text(reason.nl), fold_text(reason.en)}:
                 if key in index and index[key] is not reason:
                     raise InvalidInput(f"reason {key!r} is defined twice in the catalogue")
                 index[key] = reason
@@ -375,21 +382,21 @@ class ReasonCatalogue:
         Raises:
             UnknownReason: with the nearest code or label as ``suggestion``.
         """
-        reason = self._index.get(_fold(text)) if isinstance(text, str) else None
+        reason = self._index.get(fold_text(text)) if isinstance(text, str) else None
         if reason is not None:
             return reason
-        close = difflib.get_close_matches(_fold(str(text)), list(self._index), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(fold_text(str(text)), list(self._index), n=1, cutoff=0.6)
         suggestion = None
         if close:
             hit = self._index[close[0]]
             suggestion = next(
-                (s for s in (hit.code, hit.nl, hit.en) if _fold(s) == close[0]), hit.code
+                (s for s in (hit.code, hit.nl, hit.en) if fold_text(s) == close[0]), hit.code
             )
         raise UnknownReason(str(text), suggestion=suggestion, field=field)
 
     def __contains__(self, code: object) -> bool:
         """Whether ``code`` names a reason of this catalogue (by code or label)."""
-        return isinstance(code, str) and _fold(code) in self._index
+        return isinstance(code, str) and fold_text(code) in self._index
 
 
 # -- the request's parts --------------------------------------------------------------------

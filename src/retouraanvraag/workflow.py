@@ -96,8 +96,8 @@ COMMAND_RETRIES: Final = 8
 class RuleEvaluator(Protocol):
     """What the desk needs of a rule set: an outcome per request (see ``retouraanvraag.rules``)."""
 
-    def evaluate(self, request: ReturnRequest) -> Outcome:
-        """Decide ``request``; never raises for a valid request."""
+    def evaluate(self, request: ReturnRequest, *, default: Decision | None = None) -> Outcome:
+        """Decide ``request``; items no rule decides take ``default``. Never raises."""
         ...
 
 
@@ -298,9 +298,12 @@ class Desk:
         )
 
     def _outcome(self, request: ReturnRequest, policy: Policy) -> Outcome:
-        outcome = policy.rules.evaluate(request) if policy.rules is not None else Outcome(None)
+        # Items no rule decides take the policy's default; the strictest item still decides.
+        default = Decision.REVIEW if policy.manual_approval else Decision.APPROVE_WITH_LABEL
+        if policy.rules is None:
+            return Outcome(default)
+        outcome = policy.rules.evaluate(request, default=default)
         if outcome.decision is None:
-            default = Decision.REVIEW if policy.manual_approval else Decision.APPROVE_WITH_LABEL
             outcome = attrs.evolve(outcome, decision=default, rule=None)
         return outcome
 

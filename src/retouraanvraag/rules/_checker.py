@@ -14,7 +14,7 @@ from typing import Final
 import attrs
 
 from retouraanvraag.errors import InvalidMoney, UnknownCountry, UnknownReason
-from retouraanvraag.model import Money, ReasonCatalogue, _fold, resolve_country
+from retouraanvraag.model import Money, ReasonCatalogue, fold_text, resolve_country
 from retouraanvraag.rules._messages import (
     OPERATOR_WORDS,
     TOKEN_WORDS,
@@ -147,8 +147,8 @@ class Checker:
 
     def _suggest(self, text: str, candidates: Iterable[str], fallback_key: str) -> str:
         names = list(dict.fromkeys(candidates))
-        by_fold = {_fold(n): n for n in names}
-        close = difflib.get_close_matches(_fold(text), list(by_fold), n=1, cutoff=0.6)
+        by_fold = {fold_text(n): n for n in names}
+        close = difflib.get_close_matches(fold_text(text), list(by_fold), n=1, cutoff=0.6)
         if close:
             return message("did-you-mean", self.language, suggestion=by_fold[close[0]])
         return message(fallback_key, self.language, names=", ".join(names))
@@ -362,8 +362,8 @@ class Checker:
                     )
                     raise _Invalid
                 return choice.value
-            if kind is FieldType.YES_NO and _fold(text) in _YES | _NO:
-                return _fold(text) in _YES
+            if kind is FieldType.YES_NO and fold_text(text) in _YES | _NO:
+                return fold_text(text) in _YES
         except UnknownCountry as error:
             self._unknown(value, "unknown-country", error.suggestion, text)
             raise _Invalid from error
@@ -413,7 +413,7 @@ class Checker:
 
     def action(self, syntax: SynAction) -> Action:  # noqa: C901
         """Resolve an action's words and argument."""
-        key = _fold(syntax.words)
+        key = fold_text(syntax.words)
         spec, rest = _match_action(key)
         if spec is None:
             names = [s.name(self.language) for s in ACTIONS]
@@ -470,7 +470,7 @@ def _match_action(key: str) -> tuple[ActionSpec | None, str]:
     best_length = -1
     for spec in ACTIONS:
         for name in (spec.nl, spec.en, *spec.aliases):
-            folded = _fold(name)
+            folded = fold_text(name)
             if key == folded:
                 return spec, ""
             if (

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
-from retouraanvraag.model import Money, ReasonCatalogue, ReturnRequest, _fold
+from retouraanvraag.model import Money, ReasonCatalogue, ReturnRequest, fold_text
 from retouraanvraag.rules.fields import Field, FieldType, Scope
 from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Rule, fields_of
 
@@ -87,13 +87,13 @@ def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str]:
     for reason in reasons.reasons:
         for text in (reason.code, reason.nl, reason.en):
             exact[text] = reason.code
-            folded[_fold(text)] = reason.code
+            folded[fold_text(text)] = reason.code
 
     def normalise(value: str) -> str:
         code = exact.get(value)
         if code is not None:
             return code
-        text = _fold(str(value))
+        text = fold_text(str(value))
         return folded.get(text, text)
 
     return normalise

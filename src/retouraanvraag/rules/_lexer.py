@@ -16,7 +16,7 @@ import attrs
 from babel.numbers import list_currencies
 from lark import Token
 
-from retouraanvraag.model import _fold
+from retouraanvraag.model import fold_text
 from retouraanvraag.rules.diagnostics import Position
 
 __all__ = ["KEYWORDS", "Chunk", "Lexed", "detect_language", "lex"]
@@ -194,14 +194,14 @@ def _all_keyword_words() -> frozenset[str]:
 
 
 def _is_keyword(word: str) -> bool:
-    return _fold(word) in _all_keyword_words()
+    return fold_text(word) in _all_keyword_words()
 
 
 def detect_language(text: str) -> str:
     """The language of a rule file: that of its first ``ALS``/``REGEL`` or ``IF``/``RULE``."""
     for token in _raw_tokens(text[:100_000]):
         if isinstance(token, Token) and token.type == "WORD":
-            word = _fold(token.value)
+            word = fold_text(token.value)
             if word in {"als", "regel"}:
                 return "nl"
             if word in {"if", "rule"}:

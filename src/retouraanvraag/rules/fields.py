@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import attrs
 
-from retouraanvraag.model import Channel, RefundMethod, ReturnItem, ReturnRequest, _fold
+from retouraanvraag.model import Channel, RefundMethod, ReturnItem, ReturnRequest, fold_text
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -99,10 +99,10 @@ class Field:
 
     def choice(self, text: str) -> Choice | None:
         """The choice named ``text`` (either language, any case), if any."""
-        key = _fold(text)
+        key = fold_text(text)
         for choice in self.choices:
             names = (choice.nl, choice.en, str(choice.value), *choice.aliases)
-            if key in {_fold(n) for n in names}:
+            if key in {fold_text(n) for n in names}:
                 return choice
         return None
 
@@ -260,7 +260,7 @@ class FieldRegistry:
             if field.type is FieldType.CHOICE and not field.choices:
                 raise ValueError(f"choice field {field.key!r} needs choices")
             for name in {field.nl, field.en, *field.aliases}:
-                key = _fold(name)
+                key = fold_text(name)
                 if key in index and index[key] is not field:
                     raise ValueError(f"field name {name!r} is registered twice")
                 index[key] = field
@@ -272,7 +272,7 @@ class FieldRegistry:
 
     def lookup(self, name: str) -> Field | None:
         """The field called ``name`` (either language, any case), or ``None``."""
-        return self._index.get(_fold(name))
+        return self._index.get(fold_text(name))
 
     def names(self, language: str) -> list[str]:
         """Every field's name in ``language`` (for suggestions)."""
