@@ -321,6 +321,17 @@ def test_the_same_key_returns_the_first_result(world: World) -> None:
         world.desk.submit(world.new_request(order_number="2002"), idempotency_key="k-submit")
 
 
+def test_a_key_replays_a_submission_with_photos_and_notices_other_photos(world: World) -> None:
+    item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(PNG,))
+    new = world.new_request(items=(item,))
+    first = world.desk.submit(new, idempotency_key="k-photo")
+    assert world.desk.submit(new, idempotency_key="k-photo") == first
+    assert len(world.photos) == 1
+    other = attrs.evolve(new, items=(attrs.evolve(item, photos=(PNG, PNG)),))
+    with pytest.raises(errors.IdempotencyConflict):
+        world.desk.submit(other, idempotency_key="k-photo")
+
+
 def test_two_people_deciding_at_once_one_wins(world: World) -> None:
     request = world.desk.submit(world.new_request())
     barrier = threading.Barrier(2)
