@@ -117,6 +117,9 @@ class Commit:
         effects: outbox entries to add; an effect whose key is already queued is not added again.
         idempotency: the record to store with the change (key unique per shop).
         settle: an outbox entry of this request's to settle in the same transaction.
+        revive: keys of this request's dead outbox entries to run again: each goes back to
+            pending, due at once, with ``attempts`` 0 and its ``last_error`` kept. A key that is
+            not a dead entry of this request is refused with ``InvalidInput``.
     """
 
     request: ReturnRequest
@@ -124,6 +127,7 @@ class Commit:
     effects: tuple[Effect, ...] = ()
     idempotency: IdempotencyRecord | None = None
     settle: Settlement | None = None
+    revive: tuple[str, ...] = ()
 
 
 def _status_set(value: Iterable[Status] | None) -> frozenset[Status] | None:
@@ -387,6 +391,17 @@ class PhotoStore(Protocol):
 
         Raises:
             NotFound: no such photo in this shop.
+            PortUnavailable: try again later.
+        """
+        ...
+
+    def delete(self, shop_id: str, key: str) -> None:
+        """Remove a stored image of this shop; a no-op when there is none (or it is gone).
+
+        The desk calls it for photos it stored for a submission that then failed, so that no
+        customer photo is kept with nothing pointing to it.
+
+        Raises:
             PortUnavailable: try again later.
         """
         ...
