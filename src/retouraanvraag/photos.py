@@ -4,14 +4,36 @@ A photo is accepted by what its bytes are, never by its file name or declared ty
 is stored, everything that can carry where or when it was taken is removed: a photo from a
 customer's phone tells the merchant the customer's home address through its GPS tags.
 
-- JPEG: APP1 (EXIF, XMP) and every other APPn segment except APP0 (JFIF) and APP14 (Adobe
-  colour transform) are dropped, so are comments (COM) and anything after the end-of-image
-  marker (where phones append preview images). Dropping APP2 drops an ICC profile too: the
-  photo may show slightly different colours, which is fine for judging a damaged product.
-- PNG: ``eXIf``, ``tEXt``, ``zTXt``, ``iTXt`` and ``tIME`` chunks are dropped; the other chunks
-  are copied unchanged with their (checked) CRCs.
-- WebP: ``EXIF`` and ``XMP `` chunks are dropped, the VP8X flags that announce them cleared and
-  the RIFF size fixed.
+Metadata is removed by an allowlist: only the parts needed to show the image correctly are
+copied, everything else is dropped, including kinds of metadata invented after this code.
+
+- JPEG: SOI, the frame headers (SOFn, DHP, EXP), the tables (DQT, DHT, DAC), DRI, DNL, the
+  scans with their entropy-coded data, and EOI. Of the APPn segments only three stay: a JFIF
+  APP0 as the first segment (rewritten without its thumbnail), an Adobe APP14 (it says how the
+  colours are encoded; rewritten to its 12 defined bytes) and ``ICC_PROFILE`` APP2 segments (the
+  colour profile; see below). EXIF and XMP (APP1), MPF previews (APP2), IPTC (APP13), JFXX
+  thumbnails, comments (COM), unknown markers and anything after the end-of-image marker (where
+  phones append preview images) are dropped.
+- PNG: IHDR, PLTE, IDAT and IEND, and the ancillary chunks that change how the pixels look:
+  tRNS, gAMA, cHRM, sRGB, iCCP, sBIT, bKGD, pHYs, and cICP, mDCv, cLLi (HDR, PNG third
+  edition). An ancillary chunk longer than its format allows is dropped too. Everything else
+  goes: eXIf, tEXt, zTXt, iTXt, tIME, C2PA (caBX), private chunks. Animated PNGs become their
+  still default image (acTL, fcTL and fdAT are dropped): a damaged product needs no animation,
+  and each kept chunk is one more place to hide data. An unknown *critical* chunk (one a viewer
+  must understand) means the file cannot be shown safely: it is refused.
+- WebP: VP8, VP8L, VP8X, ALPH, ANIM, ANMF (with only ALPH, VP8 and VP8L inside) and ICCP.
+  EXIF, XMP and unknown chunks are dropped; the VP8X header is rebuilt with only the ICC,
+  alpha and animation flags (ICC and animation only when their chunks are kept), its reserved
+  bytes zero, and the RIFF size fixed. A simple (VP8 or VP8L) file keeps only its image chunk.
+
+**Colour profiles are kept** (JPEG APP2 ``ICC_PROFILE``, PNG iCCP, WebP ICCP). Phones shoot in
+wide-gamut colour spaces (Display P3); without the profile a viewer takes the colours for sRGB
+and shows them duller or shifted, and "the colour is not as described" is a return reason. A
+profile describes a colour space, not the photo: it carries no place or time of the shot.
+
+Checking is linear in the size and never slow on hostile input: markers in JPEG image data are
+found by a compiled pattern, not byte by byte, and a file with more than
+:data:`MAX_SEGMENTS` JPEG segments, PNG chunks or WebP chunks is refused.
 
 A truncated or malformed structure raises :class:`~retouraanvraag.errors.InvalidPhoto` naming the
 problem. The image data itself is not decoded.
@@ -19,9 +41,11 @@ problem. The image data itself is not decoded.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Final
 
 import attrs
@@ -32,6 +56,7 @@ __all__ = [
     "CONTENT_TYPES",
     "MAX_PHOTOS_PER_REQUEST",
     "MAX_PHOTO_BYTES",
+    "MAX_SEGMENTS",
     "ValidatedPhoto",
     "validate_photo",
     "validate_photos",
@@ -39,9 +64,13 @@ __all__ = [
 
 MAX_PHOTOS_PER_REQUEST: Final = 10
 MAX_PHOTO_BYTES: Final = 10 * 1024 * 1024
+#: The most JPEG segments, PNG chunks or WebP chunks a photo may have (real ones have dozens).
+MAX_SEGMENTS: Final = 10_000
 
 #: Accepted content types and the file extension each is stored under.
-CONTENT_TYPES: Final = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+CONTENT_TYPES: Final[Mapping[str, str]] = MappingProxyType(
+    {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+)
 
 
 @attrs.frozen
@@ -125,25 +154,45 @@ class _Malformed(Exception):
     """A structural problem; the message says what and where."""
 
 
+def _count(count: int, what: str) -> int:
+    """``count + 1``, refusing a file with more than :data:`MAX_SEGMENTS` parts."""
+    if count >= MAX_SEGMENTS:
+        raise _Malformed(f"{what} has more than {MAX_SEGMENTS} parts; real images have far fewer")
+    return count + 1
+
+
 # -- JPEG ------------------------------------------------------------------------------------
 
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
-_APP0, _APP14, _COM = 0xE0, 0xEE, 0xFE
+_APP0, _APP2, _APP14 = 0xE0, 0xE2, 0xEE
 _RST = range(0xD0, 0xD8)
-_APPN = range(0xE0, 0xF0)
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: Frame headers: SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC); DHP starts a hierarchical one.
+_FRAME: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xDE}
+#: Segments decoding needs besides frames and scans: DHT, DAC, DQT, DNL, DRI, EXP.
+_TABLES: Final = frozenset({0xC4, 0xCC, 0xDB, 0xDC, 0xDD, 0xDF})
+_JFIF: Final = b"JFIF\x00"
+_JFIF_FIELDS: Final = 12  # identifier, version, units, densities; then thumbnail size and pixels
+_ADOBE: Final = b"Adobe"
+_ADOBE_LENGTH: Final = 12  # identifier, version, flags0, flags1, transform
+_ICC: Final = b"ICC_PROFILE\x00"
+#: In entropy-coded data, the first 0xFF followed by a marker byte (not 0x00 stuffing, not RSTn,
+#: not another 0xFF): the end of the scan.
+_SCAN_END: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_FILL: Final = re.compile(rb"\xff+")
 
 
-def _strip_jpeg(data: bytes) -> bytes:  # noqa: C901 - one loop over the segments reads best
-    """Copy the segments worth keeping up to EOI; drop APPn (but APP0/APP14) and COM."""
+def _strip_jpeg(data: bytes) -> bytes:
+    """Copy the segments needed to decode the image, up to EOI; drop everything else."""
     out = bytearray(data[:2])
     pos = 2
-    seen_frame = False
+    segments = 0
+    seen_frame = seen_scan = False
     while True:
         marker, pos = _jpeg_marker(data, pos)
+        segments = _count(segments, "JPEG")
         if marker == _EOI:
-            if not seen_frame:
+            if not seen_scan:
                 raise _Malformed("JPEG has no image (no frame and scan before the end)")
             out += b"\xff\xd9"
             return bytes(out)
@@ -155,31 +204,43 @@ def _strip_jpeg(data: bytes) -> bytes:  # noqa: C901 - one loop over the segment
         end = pos + length
         if length < 2 or end > len(data):  # noqa: PLR2004 - the length counts itself
             raise _Malformed(f"JPEG segment 0xFF{marker:02X} at byte {pos - 2} is truncated")
-        segment = data[pos - 2 : end]
-        if marker in _SOF:
-            seen_frame = True
+        payload = data[pos + 2 : end]
         if marker == _SOS:
             if not seen_frame:
                 raise _Malformed("JPEG scan starts before a frame header")
+            seen_scan = True
             scan_end = _jpeg_scan_end(data, end)
-            out += data[pos - 2 : scan_end]
+            out += b"\xff\xda" + data[pos:scan_end]
             pos = scan_end
             continue
-        if marker == _COM or (marker in _APPN and marker not in {_APP0, _APP14}):
-            pos = end
-            continue
-        out += segment
+        seen_frame = seen_frame or marker in _FRAME
+        out += _jpeg_kept(marker, payload, first=len(out) == 2)  # noqa: PLR2004 - just SOI
         pos = end
+
+
+def _jpeg_kept(marker: int, payload: bytes, *, first: bool) -> bytes:
+    """The segment as it is copied, possibly rewritten; empty when it is dropped."""
+    if marker in _FRAME or marker in _TABLES:
+        kept = payload
+    elif marker == _APP0 and first and payload.startswith(_JFIF) and len(payload) >= 14:  # noqa: PLR2004
+        kept = payload[:_JFIF_FIELDS] + b"\x00\x00"  # no thumbnail
+    elif marker == _APP14 and payload.startswith(_ADOBE) and len(payload) >= _ADOBE_LENGTH:
+        kept = payload[:_ADOBE_LENGTH]
+    elif marker == _APP2 and payload.startswith(_ICC) and len(payload) > len(_ICC) + 2:
+        kept = payload
+    else:
+        return b""
+    return bytes([0xFF, marker]) + struct.pack(">H", len(kept) + 2) + kept
 
 
 def _jpeg_marker(data: bytes, pos: int) -> tuple[int, int]:
     """Read the marker at ``pos`` (fill bytes allowed); return it and the position after it."""
-    if pos >= len(data):
-        raise _Malformed("JPEG is truncated: the end-of-image marker is missing")
-    if data[pos] != 0xFF:  # noqa: PLR2004
+    fill = _FILL.match(data, pos)
+    if fill is None:
+        if pos >= len(data):
+            raise _Malformed("JPEG is truncated: the end-of-image marker is missing")
         raise _Malformed(f"JPEG has no segment marker at byte {pos}")
-    while pos < len(data) and data[pos] == 0xFF:  # noqa: PLR2004
-        pos += 1
+    pos = fill.end()
     if pos >= len(data):
         raise _Malformed("JPEG is truncated: the end-of-image marker is missing")
     if data[pos] == 0:
@@ -188,31 +249,41 @@ def _jpeg_marker(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _jpeg_scan_end(data: bytes, pos: int) -> int:
-    """The position of the first marker after entropy-coded data (stuffed 0x00 and RSTn skipped)."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            raise _Malformed("JPEG is truncated inside the image data")
-        following = data[pos + 1]
-        if following == 0 or following in _RST or following == 0xFF:  # noqa: PLR2004
-            pos += 1 if following == 0xFF else 2  # noqa: PLR2004
-            continue
-        return pos
+    """The position of the marker ending the entropy-coded data that starts at ``pos``."""
+    found = _SCAN_END.search(data, pos)
+    if found is None:
+        raise _Malformed("JPEG is truncated inside the image data")
+    return found.start()
 
 
 # -- PNG -------------------------------------------------------------------------------------
 
 _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
-_PNG_DROP: Final = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+_PNG_CRITICAL: Final = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
 _PNG_MAX_CHUNK: Final = 2**31 - 1
+#: The ancillary chunks kept, each with the longest payload its format allows.
+_PNG_ANCILLARY: Final = {
+    b"tRNS": 256 * 2,
+    b"gAMA": 4,
+    b"cHRM": 32,
+    b"sRGB": 1,
+    b"iCCP": _PNG_MAX_CHUNK,
+    b"sBIT": 4,
+    b"bKGD": 6,
+    b"pHYs": 9,
+    b"cICP": 4,
+    b"mDCv": 24,
+    b"cLLi": 8,
+}
 _IHDR_LENGTH: Final = 13
+_CRITICAL_BIT: Final = 0x20  # lower case first letter: ancillary
 
 
-def _strip_png(data: bytes) -> bytes:
-    """Copy every chunk but the metadata ones; check lengths, types, CRCs and chunk order."""
+def _strip_png(data: bytes) -> bytes:  # noqa: C901 - one loop over the chunks reads best
+    """Copy the chunks needed to show the image; check lengths, types, CRCs and chunk order."""
     out = bytearray(_PNG_MAGIC)
     pos = len(_PNG_MAGIC)
-    first = True
+    chunks = 0
     seen_data = False
     while True:
         if pos + 8 > len(data):
@@ -221,18 +292,22 @@ def _strip_png(data: bytes) -> bytes:
         if not kind.isalpha() or not kind.isascii():
             raise _Malformed(f"PNG has an invalid chunk type at byte {pos + 4}")
         name = kind.decode("ascii")
+        chunks = _count(chunks, "PNG")
         end = pos + 12 + length
         if length > _PNG_MAX_CHUNK or end > len(data):
             raise _Malformed(f"PNG chunk {name} at byte {pos} is truncated")
         (crc,) = struct.unpack_from(">I", data, end - 4)
         if zlib.crc32(data[pos + 4 : end - 4]) != crc:
             raise _Malformed(f"PNG chunk {name} at byte {pos} has a bad CRC")
-        if first and (kind != b"IHDR" or length != _IHDR_LENGTH):
+        if chunks == 1 and (kind != b"IHDR" or length != _IHDR_LENGTH):
             raise _Malformed("PNG does not start with an image header (IHDR)")
-        first = False
-        seen_data = seen_data or kind == b"IDAT"
-        if kind not in _PNG_DROP:
+        if kind in _PNG_CRITICAL:
             out += data[pos:end]
+        elif not kind[0] & _CRITICAL_BIT:
+            raise _Malformed(f"PNG has an unknown critical chunk {name} at byte {pos}")
+        elif length <= _PNG_ANCILLARY.get(kind, -1):
+            out += data[pos:end]
+        seen_data = seen_data or kind == b"IDAT"
         pos = end
         if kind == b"IEND":
             if not seen_data:
@@ -242,42 +317,97 @@ def _strip_png(data: bytes) -> bytes:
 
 # -- WebP ------------------------------------------------------------------------------------
 
-_WEBP_DROP: Final = frozenset({b"EXIF", b"XMP "})
-_WEBP_IMAGE: Final = frozenset({b"VP8 ", b"VP8L", b"VP8X"})
+_WEBP_SIMPLE: Final = frozenset({b"VP8 ", b"VP8L"})
+_WEBP_EXTENDED: Final = frozenset({b"ALPH", b"VP8 ", b"VP8L", b"ANIM", b"ANMF", b"ICCP"})
+_WEBP_FRAME: Final = frozenset({b"ALPH", b"VP8 ", b"VP8L"})
 _WEBP_DATA: Final = frozenset({b"VP8 ", b"VP8L", b"ANIM"})
-_VP8X_EXIF, _VP8X_XMP = 0x08, 0x04
-_VP8X_MIN: Final = 10
+_VP8X_ICC, _VP8X_ALPHA, _VP8X_ANIMATION = 0x20, 0x10, 0x02
+_VP8X_LENGTH: Final = 10  # flags, 3 reserved bytes, canvas width and height
+_ANMF_HEADER: Final = 16  # position, size, duration, flags
+_ANIM_LENGTH: Final = 6  # background colour, loop count
 
 
-def _strip_webp(data: bytes) -> bytes:  # noqa: C901 - one loop over the chunks reads best
-    """Drop EXIF and XMP chunks, clear their VP8X flags and fix the RIFF size."""
-    if len(data) < 12:  # noqa: PLR2004
-        raise _Malformed("WebP is truncated in the RIFF header")
+def _strip_webp(data: bytes) -> bytes:
+    """Keep the image chunks, rebuild VP8X and the RIFF size; drop EXIF, XMP and the rest.
+
+    The caller has seen ``RIFF`` and ``WEBP``: the 12-byte header is there.
+    """
     (riff_size,) = struct.unpack_from("<I", data, 4)
     end = 8 + riff_size
     if end > len(data):
         raise _Malformed(f"WebP is truncated: RIFF says {end} bytes, there are {len(data)}")
-    chunks: list[bytearray] = []
-    pos = 12
+    chunks = _webp_chunks(data, 12, end, MAX_SEGMENTS)
+    if not chunks:
+        raise _Malformed("WebP holds no image chunk")
+    kind, _, payload = chunks[0]
+    if kind in _WEBP_SIMPLE:
+        return _riff([_webp_chunk(kind, payload)])
+    if kind != b"VP8X":
+        raise _Malformed("WebP does not start with an image chunk (VP8, VP8L or VP8X)")
+    return _webp_extended(data, payload, chunks[1:])
+
+
+def _webp_extended(data: bytes, header: bytes, chunks: list[tuple[bytes, int, bytes]]) -> bytes:
+    """An extended WebP: VP8X rebuilt from ``header``, then the kept ``chunks``."""
+    if len(header) < _VP8X_LENGTH:
+        raise _Malformed("WebP extended header (VP8X) is too short")
+    budget = MAX_SEGMENTS - len(chunks) - 1
+    kept: list[bytes] = []
+    for kind, at, body in chunks:
+        if kind == b"ANMF":
+            frame, budget = _webp_frame(data, at, body, budget)
+            kept.append(frame)
+        elif kind == b"ANIM":
+            if len(body) < _ANIM_LENGTH:
+                raise _Malformed(f"WebP animation header (ANIM) at byte {at} is too short")
+            kept.append(_webp_chunk(kind, body[:_ANIM_LENGTH]))
+        elif kind in _WEBP_EXTENDED:
+            kept.append(_webp_chunk(kind, body))
+    kinds = {chunk[:4] for chunk in kept}
+    if not kinds & _WEBP_DATA:
+        raise _Malformed("WebP extended file holds no image data")
+    flags = header[0] & _VP8X_ALPHA
+    if b"ICCP" in kinds:
+        flags |= header[0] & _VP8X_ICC
+    if b"ANIM" in kinds:
+        flags |= header[0] & _VP8X_ANIMATION
+    vp8x = bytes([flags, 0, 0, 0]) + header[4:_VP8X_LENGTH]
+    return _riff([_webp_chunk(b"VP8X", vp8x), *kept])
+
+
+def _webp_chunks(data: bytes, pos: int, end: int, budget: int) -> list[tuple[bytes, int, bytes]]:
+    """The chunks from ``pos`` to ``end`` as ``(type, position, payload)``; at most ``budget``."""
+    chunks: list[tuple[bytes, int, bytes]] = []
     while pos < end:
+        if len(chunks) >= budget:
+            raise _Malformed(f"WebP has more than {MAX_SEGMENTS} parts; real images have far fewer")
         if pos + 8 > end:
             raise _Malformed(f"WebP is truncated in the chunk header at byte {pos}")
         kind, size = struct.unpack_from("<4sI", data, pos)
         chunk_end = pos + 8 + size + (size & 1)
         if chunk_end > end:
             raise _Malformed(f"WebP chunk at byte {pos} is truncated")
-        if not chunks and kind not in _WEBP_IMAGE:
-            raise _Malformed("WebP does not start with an image chunk (VP8, VP8L or VP8X)")
-        if kind not in _WEBP_DROP:
-            chunks.append(bytearray(data[pos:chunk_end]))
+        chunks.append((kind, pos, data[pos + 8 : pos + 8 + size]))
         pos = chunk_end
-    if not chunks:
-        raise _Malformed("WebP holds no image chunk")
-    if chunks[0][:4] == b"VP8X":
-        if len(chunks[0]) < 8 + _VP8X_MIN:
-            raise _Malformed("WebP extended header (VP8X) is too short")
-        chunks[0][8] &= ~(_VP8X_EXIF | _VP8X_XMP) & 0xFF
-        if not any(bytes(chunk[:4]) in _WEBP_DATA for chunk in chunks[1:]):
-            raise _Malformed("WebP extended file holds no image data")
+    return chunks
+
+
+def _webp_frame(data: bytes, at: int, body: bytes, budget: int) -> tuple[bytes, int]:
+    """An ANMF chunk with only its image chunks, and the budget of chunks left."""
+    if len(body) < _ANMF_HEADER:
+        raise _Malformed(f"WebP animation frame (ANMF) at byte {at} is too short")
+    start = at + 8 + _ANMF_HEADER
+    inner = _webp_chunks(data, start, start + len(body) - _ANMF_HEADER, budget)
+    kept = [_webp_chunk(kind, payload) for kind, _, payload in inner if kind in _WEBP_FRAME]
+    if not any(chunk[:4] in _WEBP_DATA for chunk in kept):
+        raise _Malformed(f"WebP animation frame (ANMF) at byte {at} holds no image")
+    return _webp_chunk(b"ANMF", body[:_ANMF_HEADER] + b"".join(kept)), budget - len(inner)
+
+
+def _webp_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) & 1)
+
+
+def _riff(chunks: Sequence[bytes]) -> bytes:
     body = b"".join(chunks)
     return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
