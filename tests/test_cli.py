@@ -73,8 +73,17 @@ def test_check_missing_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_bad_time_zone_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.rules", GOOD)
     code, _, err = run("rules", "check", path, "--timezone", "Nowhere/Land")
-    assert code == 1
+    assert code == 2
     assert "unknown time zone" in err
+
+
+def test_an_unreadable_rule_file_is_a_usage_error(tmp_path: Path) -> None:
+    assert run("rules", "check", str(tmp_path))[0] == 2  # a directory
+    latin1 = tmp_path / "latin1.rules"
+    latin1.write_bytes("ALS Van land IS België DAN Retouraanvraag uitschakelen".encode("latin-1"))
+    code, _, err = run("rules", "check", str(latin1))
+    assert code == 2
+    assert "cannot read" in err
 
 
 def test_usage_errors_exit_two() -> None:

@@ -94,6 +94,26 @@ def test_money_refuses_bad_amounts_with_a_clear_message(text: str, problem: str)
         Money.parse(text)
 
 
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN", "sNaN", "1E+999999999", "x"])
+def test_money_of_refuses_what_is_not_a_finite_amount(value: str) -> None:
+    with pytest.raises(errors.InvalidMoney):
+        Money.of(value)
+
+
+def test_money_has_an_upper_bound_every_store_can_keep() -> None:
+    assert Money(10**15).amount == 10**15
+    with pytest.raises(errors.InvalidMoney, match="limit"):
+        Money(10**15 + 1)
+    with pytest.raises(errors.InvalidMoney, match="limit"):
+        Money.parse("€ 99.999.999.999.999.999")
+
+
+@given(st.text(max_size=80) | st.decimals(allow_nan=True, allow_infinity=True).map(str))
+def test_money_of_never_raises_anything_but_invalid_money(text: str) -> None:
+    with contextlib.suppress(errors.InvalidMoney):
+        Money.of(text)
+
+
 def test_money_refuses_negative_floats_and_unknown_currencies() -> None:
     with pytest.raises(errors.InvalidMoney, match="negative"):
         Money(-1)
@@ -223,6 +243,24 @@ def test_items_validate_quantity_and_text() -> None:
     assert ReturnItem("A", "B", 3, Money(200), "damaged").value == Money(600)
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "jan@x.nl\n",
+        "jan@x\x00.nl",
+        "<jan@x.nl>",
+        "jan@x.nl, piet@y.nl",
+        '"jan"@x.nl',
+        "jan@localhost",
+        "jan@@x.nl",
+        "jan @x.nl",
+    ],
+)
+def test_addresses_a_mail_cannot_carry_are_refused_at_the_door(address: str) -> None:
+    with pytest.raises(errors.InvalidInput, match="e-mail"):
+        Customer(address, "Jan")
+
+
 def test_customer_repr_hides_personal_data_and_email_is_checked() -> None:
     customer = Customer("jan@example.nl", "Jan Jansen", "en")
     assert "jan@" not in repr(customer)
@@ -230,6 +268,33 @@ def test_customer_repr_hides_personal_data_and_email_is_checked() -> None:
     with pytest.raises(errors.InvalidInput, match="e-mail") as info:
         Customer("not-an-address", "Jan")
     assert "not-an-address" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"customer": "jan@example.nl"}, "customer"),
+        ({"order_value": 5995}, "order_value"),
+        ({"tags": frozenset({"a", 1})}, "tags"),
+        ({"tags": frozenset(f"t{i}" for i in range(51))}, "tags"),
+        ({"return_method": "x" * 101}, "return_method"),
+        ({"order_number": "1001\n"}, "order_number"),
+        ({"id": "req\t1"}, "id"),
+        ({"carrier": "DHL\r\n"}, "carrier"),
+        ({"label": "label.pdf"}, "label"),
+    ],
+)
+def test_hostile_or_mistyped_fields_are_refused_by_name(
+    changes: dict[str, object], field: str
+) -> None:
+    with pytest.raises((errors.InvalidInput, TypeError)) as info:
+        make_request(**changes)
+    assert field in str(info.value)
+
+
+def test_item_prices_must_be_money() -> None:
+    with pytest.raises(TypeError, match="unit_price"):
+        ReturnItem("A", "B", 1, 1995, "damaged")  # type: ignore[arg-type]
 
 
 def test_request_needs_items_one_currency_and_known_country() -> None:
@@ -311,9 +376,9 @@ def test_submitting_twice_is_refused() -> None:
 
 def test_approve_with_label_owes_a_label_and_refund_when_asked() -> None:
     change = make_request().approve(with_label=True, refund_return_fee=True, actor="s", at=NOW)
-    assert [e.kind for e in change.effects] == [EffectKind.CREATE_LABEL, EffectKind.REFUND]
-    assert change.effects[0].key == "label:req-1"
-    assert change.effects[1].key == "refund:req-1"
+    assert [e.kind for e in change.effects] == [EffectKind.REFUND, EffectKind.CREATE_LABEL]
+    assert change.effects[0].key == "refund:req-1"
+    assert change.effects[1].key == "label:req-1"
 
 
 def test_approve_without_label_mails_and_refunds_only_when_asked() -> None:
@@ -362,7 +427,13 @@ def test_attention_flags_and_decider() -> None:
     assert request.decided_by is None
     flagged = request.with_attention("label:req-1: refused")
     assert flagged.needs_attention
-    assert not flagged.resolve_attention().needs_attention
+    resolved = flagged.resolve_attention(actor="staff-7", at=NOW)
+    assert not resolved.needs_attention
+    assert resolved.status is flagged.status
+    assert (resolved.history[-1].command, resolved.history[-1].actor) == (
+        "resolve_attention",
+        "staff-7",
+    )
     approved = request.approve(with_label=True, refund_return_fee=False, actor="s-7", at=NOW)
     assert approved.request.decided_by == "s-7"
     assert approved.request.with_label(Label("PostNL", "3S", b"x")).label is not None

@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from retouraanvraag import errors, rules
+from retouraanvraag import photos as _photos
 from retouraanvraag.model import (
     Customer,
     Decision,
@@ -19,7 +20,7 @@ from retouraanvraag.model import (
     ReturnRequest,
     Status,
 )
-from retouraanvraag.ports import EffectState, Mail, Query
+from retouraanvraag.ports import EffectState, Mail, Query, Storage
 from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, fail_nth, inject_faults
 from retouraanvraag.testing.photo_contract import sample_png
@@ -695,3 +696,177 @@ def test_the_requests_tab_filters_by_a_rule_condition(world: World) -> None:
     page = world.desk.requests_tab(SHOP, rule="Van land IS NIET Nederland")
     assert [r.id for r in page.items] == [german.id]
     assert world.desk.incoming_returns(SHOP, rule="Van land IS Nederland").items == ()
+
+
+# -- hardening -----------------------------------------------------------------------------
+
+
+class FailingCommits:
+    """A store whose commits fail as unavailable; everything else passes through."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def commit(self, _commit: object) -> ReturnRequest:
+        raise errors.PortUnavailable("database is locked")
+
+
+def test_photos_of_a_submission_that_fails_to_save_are_removed(world: World) -> None:
+    desk = Desk(FailingCommits(world.storage), photos=world.photos, clock=world.clock)  # type: ignore[arg-type]
+    item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(PNG, PNG))
+    with pytest.raises(errors.PortUnavailable):
+        desk.submit(world.new_request(items=(item,)))
+    assert len(world.photos) == 0
+
+
+def test_photo_limits_are_checked_before_anything_else(world: World) -> None:
+    huge = b"\xff\xd8\xff" + bytes(_photos.MAX_PHOTO_BYTES)
+    item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(huge,))
+    with pytest.raises(errors.InvalidPhoto) as info:
+        world.desk.submit(world.new_request(items=(item,)), idempotency_key="k")
+    assert info.value.field == "items[0].photos[0]"
+    with pytest.raises(errors.InvalidInput, match="NewRequest"):
+        world.desk.preview("not a request")  # type: ignore[arg-type]
+
+
+def test_the_carrier_the_rules_chose_is_kept_for_a_reviewed_request(world: World) -> None:
+    carrier = 'ALS Van land IS Nederland DAN Verzenden met "DHL"'
+    world.use_policy(Policy(rules=rules.parse(carrier)))
+    request = world.desk.submit(world.new_request())
+    assert request.status is Status.REQUESTED
+    world.desk.approve(SHOP, request.id, actor="staff")
+    world.dispatcher.run_until_idle()
+    label = world.desk.get(SHOP, request.id).label
+    assert label is not None
+    assert label.carrier == "DHL"
+
+
+def test_a_reject_reason_with_stray_spaces_replays_under_its_key(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    first = world.desk.reject(SHOP, request.id, reason="Te laat", actor="s", idempotency_key="k")
+    again = world.desk.reject(SHOP, request.id, reason=" Te laat ", actor="s", idempotency_key="k")
+    assert again == first
+
+
+@pytest.mark.parametrize("zone", ["", "UTC+3", "Europe/Amsterdm", "local"])
+def test_only_iana_time_zones_are_accepted(zone: str) -> None:
+    with pytest.raises(errors.InvalidInput, match="time zone"):
+        Policy(timezone=zone)
+
+
+def test_stored_problems_carry_no_address_and_stay_short(world: World) -> None:
+    class ChattyMail:
+        def send(self, _key: str, mail: Mail) -> None:
+            raise errors.PortRejected(f"mailbox {mail.to} is full\n" + "x" * 2000)
+
+    world.dispatcher = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=ChattyMail(),
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+    )
+    request = world.desk.submit(world.new_request())
+    world.dispatcher.run_until_idle()
+    (problem,) = world.desk.get(SHOP, request.id).attention
+    assert "jan@example.nl" not in problem
+    assert "<address>" in problem
+    assert "\n" not in problem
+    assert len(problem) <= 600
+    (entry,) = world.storage.outbox(SHOP, request.id)
+    assert entry.last_error is not None
+    assert "jan@example.nl" not in entry.last_error
+
+
+def test_a_request_that_cannot_be_read_is_given_up_not_retried_forever(world: World) -> None:
+    class CorruptRequests:
+        def __init__(self, inner: Storage) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def get(self, shop_id: str, request_id: str) -> ReturnRequest:
+            raise errors.PortRejected(f"shop {shop_id}: request {request_id} cannot be read")
+
+    request = world.desk.submit(world.new_request())
+    worker = Dispatcher(
+        CorruptRequests(world.storage),  # type: ignore[arg-type]
+        labels=world.labels,
+        payments=world.payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+    )
+    assert worker.run_until_idle().dead == 1
+    (entry,) = world.storage.outbox(SHOP, request.id)
+    assert entry.state is EffectState.DEAD
+    assert "cannot be read" in (entry.last_error or "")
+
+
+def test_retrying_failed_effects_after_the_cause_is_fixed(world: World) -> None:
+    world.labels = type(world.labels)(refuse_countries=frozenset({"NL"}))
+    world.dispatcher = Dispatcher(
+        world.storage,
+        labels=world.labels,
+        payments=world.payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+    )
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, actor="staff")
+    assert world.dispatcher.run_until_idle().dead == 1
+    world.labels._refuse = frozenset()  # the carrier now collects from NL
+    resolved = world.desk.resolve_attention(SHOP, request.id, actor="staff-7", retry=True)
+    assert not resolved.needs_attention
+    assert resolved.history[-1].command == "resolve_attention"
+    assert resolved.history[-1].note == f"retry label:{request.id}"
+    world.dispatcher.run_until_idle()
+    stored = world.desk.get(SHOP, request.id)
+    assert stored.label is not None
+    assert MailKind.LABEL_CREATED in mail_kinds(world, request.id)
+    # Nothing left to resolve: the request comes back as it is.
+    assert world.desk.resolve_attention(SHOP, request.id, actor="staff-7") == stored
+
+
+def test_backoff_never_overflows_and_must_be_positive(world: World) -> None:
+    assert world.dispatcher.backoff(10_000) <= dt.timedelta(hours=6)
+    with pytest.raises(errors.InvalidInput, match="backoff"):
+        Dispatcher(
+            world.storage,
+            labels=world.labels,
+            payments=world.payments,
+            mail=world.mail,
+            renderer=world.dispatcher._renderer,
+            backoff=dt.timedelta(0),
+        )
+
+
+def test_the_worker_survives_a_store_that_refuses(world: World) -> None:
+    stop = threading.Event()
+
+    class RefusingStore:
+        def __init__(self, inner: Storage) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def claim(self, **_kwargs: object) -> object:
+            stop.set()
+            raise errors.PortRejected("corrupt outbox")
+
+    worker = Dispatcher(
+        RefusingStore(world.storage),  # type: ignore[arg-type]
+        labels=world.labels,
+        payments=world.payments,
+        mail=world.mail,
+        renderer=world.dispatcher._renderer,
+        clock=world.clock,
+    )
+    assert worker.run_worker(stop, poll=0).handled == 0

@@ -57,12 +57,13 @@ def _read(path: Path, err: TextIO) -> str | None:
         return None
 
 
-def _load(path: Path, timezone: str, err: TextIO) -> object | None:
+def _load(path: Path, timezone: str, err: TextIO) -> object:
+    """The rule set in ``path``, or the exit code: USAGE when unreadable, PROBLEMS when wrong."""
     from retouraanvraag import rules  # noqa: PLC0415 - keep `--help` fast
 
     text = _read(path, err)
     if text is None:
-        return None
+        return USAGE
     try:
         ruleset = rules.parse(text, source_name=str(path), timezone=timezone)
     except RuleError as error:
@@ -70,10 +71,10 @@ def _load(path: Path, timezone: str, err: TextIO) -> object | None:
             print(diagnostic, file=err)
         errors = sum(1 for d in error.diagnostics if d.severity == "error")
         print(f"{path}: {errors} error(s)", file=err)
-        return None
+        return PROBLEMS
     except InvalidInput as error:
         print(f"{path}: {error}", file=err)
-        return None
+        return USAGE
     for warning in ruleset.warnings:
         print(warning, file=err)
     return ruleset
@@ -92,8 +93,8 @@ def main(  # noqa: PLR0911 - one exit per outcome
     from retouraanvraag import rules  # noqa: PLC0415
 
     ruleset = _load(args.file, args.timezone, err)
-    if ruleset is None:
-        return PROBLEMS if args.file.exists() else USAGE
+    if isinstance(ruleset, int):
+        return ruleset
     assert isinstance(ruleset, rules.RuleSet)  # noqa: S101 - _load returns a RuleSet
     if args.action == "check":
         count = len(ruleset.rules)

@@ -8,7 +8,8 @@ Each subclass also derives from the builtin that fits (``ValueError``, ``LookupE
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Self
 
 
 def _rebuild(
@@ -41,7 +42,15 @@ class InvalidInput(RetouraanvraagError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         """Build the error; the message is prefixed with the field when one is given."""
         self.field = field
+        self.problem = message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def at(self, prefix: str) -> Self:
+        """The same error, placed under ``prefix``: ``quantity`` becomes ``items[1].quantity``."""
+        error = copy.copy(self)
+        error.field = f"{prefix}.{self.field}" if self.field else prefix
+        error.args = (f"{error.field}: {self.problem}",)
+        return error
 
 
 class InvalidMoney(InvalidInput):

@@ -113,11 +113,18 @@ def _check_currency(_instance: object, _attribute: object, value: str) -> None:
         raise InvalidMoney(f"unknown currency {value!r} (expected an ISO 4217 code such as EUR)")
 
 
+#: The largest amount the library handles, in minor units: far above any order, and within
+#: what every store (SQLite's 64-bit integers, PostgreSQL's bigint) keeps exactly.
+MAX_MINOR_UNITS: Final = 10**15
+
+
 def _check_minor_units(_instance: object, _attribute: object, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidMoney(f"amount must be a whole number of minor units, not {value!r}")
     if value < 0:
         raise InvalidMoney(f"amount must not be negative ({value} minor units)")
+    if value > MAX_MINOR_UNITS:
+        raise InvalidMoney(f"amount is above the limit of {MAX_MINOR_UNITS} minor units")
 
 
 def _read_number(text: str, precision: int) -> Decimal:
@@ -195,14 +202,18 @@ class Money:
         """
         if isinstance(value, float):
             raise InvalidMoney("amounts are never floats; pass a Decimal or a string")
+        shown = repr(value)[:40]
         try:
             number = Decimal(value)
-        except (InvalidOperation, ValueError) as exc:
-            raise InvalidMoney(f"cannot read the amount {value!r}") from exc
+            finite = number.is_finite() and abs(number.adjusted()) <= _MAX_MONEY_TEXT
+        except (InvalidOperation, ValueError, TypeError) as exc:
+            raise InvalidMoney(f"cannot read the amount {shown}") from exc
+        if not finite:
+            raise InvalidMoney(f"cannot read the amount {shown}")
         precision = get_currency_precision(currency) if currency in _known_currencies() else 2
         scaled = number.scaleb(precision)
         if scaled != scaled.to_integral_value():
-            raise InvalidMoney(f"{value} has more than {precision} decimals for {currency}")
+            raise InvalidMoney(f"{shown} has more than {precision} decimals for {currency}")
         return cls(int(scaled), currency)
 
     @classmethod
@@ -401,10 +412,18 @@ class ReasonCatalogue:
 
 # -- the request's parts --------------------------------------------------------------------
 
-_EMAIL_RE: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# One address, as a mail header and an SMTP envelope can carry it: no spaces, no control
+# characters, none of the characters that separate or quote addresses.
+_EMAIL_RE: Final = re.compile(
+    r'[^@\s<>,;:"()\[\]\\]{1,64}@[^@\s<>,;:"()\[\]\\.]+(\.[^@\s<>,;:"()\[\]\\.]+)+'
+)
 
 
-def _text(limit: int, *, empty: bool = False) -> Callable[[Any, attrs.Attribute[Any], str], None]:
+def _text(
+    limit: int, *, empty: bool = False, one_line: bool = False
+) -> Callable[[Any, attrs.Attribute[Any], str], None]:
+    allowed = "" if one_line else "\n\t"
+
     def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if not isinstance(value, str):
             raise InvalidInput(f"must be text, not {type(value).__name__}", field=attribute.name)
@@ -412,10 +431,31 @@ def _text(limit: int, *, empty: bool = False) -> Callable[[Any, attrs.Attribute[
             raise InvalidInput("must not be empty", field=attribute.name)
         if len(value) > limit:
             raise InvalidInput(f"is longer than {limit} characters", field=attribute.name)
-        if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in value):
+        if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value):
             raise InvalidInput("contains control characters", field=attribute.name)
 
     return check
+
+
+def _optional_text(limit: int) -> Callable[[Any, attrs.Attribute[Any], str | None], None]:
+    check = _text(limit, one_line=True)
+
+    def optional(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+        if value is not None:
+            check(instance, attribute, value)
+
+    return optional
+
+
+def _check_tags(_instance: object, attribute: attrs.Attribute[Any], value: frozenset[str]) -> None:
+    if len(value) > _MAX_TAGS:
+        raise InvalidInput(f"at most {_MAX_TAGS} tags", field=attribute.name)
+    check = _text(100, one_line=True)
+    for tag in value:
+        check(None, attribute, tag)
+
+
+_MAX_TAGS: Final = 50
 
 
 def _aware(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -426,7 +466,12 @@ def _aware(_instance: object, attribute: attrs.Attribute[Any], value: object) ->
 
 
 def _check_email(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL_RE.match(value):  # noqa: PLR2004
+    if (
+        not isinstance(value, str)
+        or len(value) > 254  # noqa: PLR2004
+        or not _EMAIL_RE.fullmatch(value)
+        or any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in value)
+    ):
         # The address itself stays out of the message: errors end up in logs.
         raise InvalidInput("is not a valid e-mail address", field=attribute.name)
 
@@ -453,10 +498,10 @@ class PhotoRef:
 class ReturnItem:
     """One order line the customer wants to return, with the reason and photos."""
 
-    sku: str = attrs.field(validator=_text(100))
+    sku: str = attrs.field(validator=_text(100, one_line=True))
     name: str = attrs.field(validator=_text(300))
     quantity: int = attrs.field()
-    unit_price: Money
+    unit_price: Money = attrs.field(validator=attrs.validators.instance_of(Money))
     reason: str = attrs.field(validator=_text(64))
     reason_text: str | None = attrs.field(default=None)
     photos: tuple[PhotoRef, ...] = attrs.field(default=(), converter=_photo_tuple)
@@ -737,12 +782,12 @@ class ReturnRequest:
     ``version`` is the storage's compare-and-set counter (0 before the first save).
     """
 
-    shop_id: str = attrs.field(validator=_text(100))
-    id: str = attrs.field(validator=_text(100))
-    order_number: str = attrs.field(validator=_text(100))
-    customer: Customer
+    shop_id: str = attrs.field(validator=_text(100, one_line=True))
+    id: str = attrs.field(validator=_text(100, one_line=True))
+    order_number: str = attrs.field(validator=_text(100, one_line=True))
+    customer: Customer = attrs.field(validator=attrs.validators.instance_of(Customer))
     from_country: str = attrs.field(validator=_check_country)
-    order_value: Money
+    order_value: Money = attrs.field(validator=attrs.validators.instance_of(Money))
     items: tuple[ReturnItem, ...] = attrs.field(converter=_item_tuple, validator=_check_items)
     created_at: dt.datetime = attrs.field(validator=_aware)
     ordered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
@@ -750,14 +795,18 @@ class ReturnRequest:
     refund_method: RefundMethod = attrs.field(
         default=RefundMethod.MONEY_BACK, converter=RefundMethod
     )
-    return_method: str | None = None
+    return_method: str | None = attrs.field(default=None, validator=_optional_text(100))
     channel: Channel = attrs.field(default=Channel.PORTAL, converter=Channel)
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tag_set)
+    tags: frozenset[str] = attrs.field(
+        default=frozenset(), converter=_tag_set, validator=_check_tags
+    )
     return_fee: PaidFee | None = attrs.field(default=None)
     status: Status = Status.REQUESTED
     reject_reason: str | None = None
-    label: Label | None = None
-    carrier: str | None = None
+    label: Label | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Label))
+    )
+    carrier: str | None = attrs.field(default=None, validator=_optional_text(100))
     refunds: tuple[RefundRecord, ...] = ()
     attention: tuple[str, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
@@ -820,7 +869,8 @@ class ReturnRequest:
         at: dt.datetime,
         note: str | None = None,
         trace: tuple[str, ...] = (),
-        **changes: object,
+        carrier: str | None = None,
+        reject_reason: str | None = None,
     ) -> ReturnRequest:
         transition = _BY_COMMAND[command]
         if self.status not in transition.sources:
@@ -832,7 +882,8 @@ class ReturnRequest:
             self,
             status=transition.target,
             history=(*self.history, entry),
-            **changes,  # type: ignore[arg-type]
+            carrier=carrier or self.carrier,
+            reject_reason=reject_reason or self.reject_reason,
         )
 
     def submitted(self, *, actor: str = "customer") -> Change:
@@ -861,17 +912,16 @@ class ReturnRequest:
             TransitionNotAllowed: the request is not ``requested``.
         """
         command = "approve_with_label" if with_label else "approve_without_label"
-        request = self._move(
-            command, actor=actor, at=at, trace=trace, carrier=carrier if with_label else None
-        )
+        request = self._move(command, actor=actor, at=at, trace=trace, carrier=carrier)
+        # Refunds go first, so that the mail that follows can say the money is back.
         effects: list[Effect] = []
+        if refund_return_fee and self.refund_due.amount:
+            effects.append(Effect.refund(self.id))
         if with_label:
             # The "label aangemaakt" mail is queued once the label exists (it is attached).
             effects.append(Effect.create_label(self.id))
         else:
             effects.append(Effect.send_mail(self.id, MailKind.APPROVED_WITHOUT_RETURN))
-        if refund_return_fee and self.refund_due.amount:
-            effects.append(Effect.refund(self.id))
         return Change(request, tuple(effects))
 
     def reject(
@@ -891,9 +941,8 @@ class ReturnRequest:
         request = self._move(
             "reject", actor=actor, at=at, note=reason, trace=trace, reject_reason=reason
         )
-        effects = [Effect.send_mail(self.id, MailKind.REJECTED)]
-        if self.refund_due.amount:
-            effects.append(Effect.refund(self.id))
+        effects = [Effect.refund(self.id)] if self.refund_due.amount else []
+        effects.append(Effect.send_mail(self.id, MailKind.REJECTED))
         return Change(request, tuple(effects))
 
     def cancel(self, *, actor: str, at: dt.datetime) -> Change:
@@ -952,6 +1001,12 @@ class ReturnRequest:
         """The request marked as needing a person, with what went wrong."""
         return attrs.evolve(self, attention=(*self.attention, problem))
 
-    def resolve_attention(self) -> ReturnRequest:
-        """The request with its attention flags cleared (a person handled them)."""
-        return attrs.evolve(self, attention=())
+    def resolve_attention(
+        self, *, actor: str, at: dt.datetime, note: str | None = None
+    ) -> ReturnRequest:
+        """The request with its attention flags cleared by a person, in its history.
+
+        The status does not change; the history entry's command is ``resolve_attention``.
+        """
+        entry = HistoryEntry(at, actor, "resolve_attention", self.status, self.status, note)
+        return attrs.evolve(self, attention=(), history=(*self.history, entry))

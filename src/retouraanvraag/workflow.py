@@ -10,12 +10,15 @@ a refund or a mail.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import uuid
+import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -29,10 +32,11 @@ from retouraanvraag.errors import (
     ConcurrentModification,
     IdempotencyConflict,
     InvalidInput,
+    InvalidPhoto,
     LeaseLost,
     NotFound,
+    PortError,
     PortRejected,
-    PortUnavailable,
     ReturnRefused,
     ReturnWindowExpired,
     TransitionNotAllowed,
@@ -101,8 +105,15 @@ class RuleEvaluator(Protocol):
         ...
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _check_zone(_instance: object, _attribute: object, value: str) -> None:
-    if not isinstance(value, str) or tz.gettz(value) is None:
+    # Only IANA names: dateutil would also take "" (the server's zone) and POSIX strings
+    # such as "UTC+3" (which mean UTC-3), silently moving the return window.
+    if not isinstance(value, str) or value not in _zones():
         raise InvalidInput(f"unknown IANA time zone {value!r}", field="timezone")
 
 
@@ -191,17 +202,55 @@ class MailRendering(Protocol):
 
 
 def _fingerprint(command: str, arguments: Mapping[str, Any]) -> str:
-    def default(value: object) -> object:
-        if isinstance(value, bytes):
-            return hashlib.sha256(value).hexdigest()
-        return str(value)
-
     payload = json.dumps(
         {"command": command, "arguments": converter.unstructure(arguments)},
         sort_keys=True,
-        default=default,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _submission_fingerprint(new: NewRequest) -> str:
+    """The submission's digest; photos count by their SHA-256, not by their bytes."""
+    items = [
+        {**attrs.asdict(item, recurse=False), "photos": [_digest(p) for p in item.photos]}
+        for item in new.items
+    ]
+    return _fingerprint("submit", {**attrs.asdict(new, recurse=False), "items": items})
+
+
+def _digest(upload: object) -> str:
+    if not isinstance(upload, bytes | bytearray | memoryview):
+        return repr(type(upload))
+    return hashlib.sha256(upload).hexdigest()
+
+
+def _check_submission(new: NewRequest) -> None:
+    """Refuse what is not a submission, and too many or too large photos, before any work."""
+    if not isinstance(new, NewRequest):
+        raise InvalidInput("expected a NewRequest", field="request")
+    uploads = [p for item in new.items for p in item.photos]
+    if len(uploads) > _photos.MAX_PHOTOS_PER_REQUEST:
+        raise InvalidPhoto(
+            f"{len(uploads)} photos; at most {_photos.MAX_PHOTOS_PER_REQUEST} per request",
+            field="photos",
+        )
+    for i, item in enumerate(new.items):
+        for j, upload in enumerate(item.photos):
+            if len(upload) > _photos.MAX_PHOTO_BYTES:
+                raise InvalidPhoto(
+                    f"is {len(upload)} bytes; at most {_photos.MAX_PHOTO_BYTES} are allowed",
+                    field=f"items[{i}].photos[{j}]",
+                )
+
+
+_ADDRESS: Final = re.compile(r"\S+@\S+")
+_PROBLEM_LIMIT: Final = 500
+
+
+def _problem(text: str) -> str:
+    """A port's error text, fit to store and show staff: one line, short, no addresses."""
+    return _ADDRESS.sub("<address>", " ".join(text.split()))[:_PROBLEM_LIMIT]
 
 
 class Desk:
@@ -241,8 +290,6 @@ class Desk:
 
     def _draft(self, new: NewRequest, policy: Policy, now: dt.datetime) -> ReturnRequest:
         """Validate a submission into a request (no photos stored yet)."""
-        if not isinstance(new, NewRequest):
-            raise InvalidInput("expected a NewRequest", field="request")
         country = resolve_country(new.from_country, field="from_country")
         if not new.items:
             raise InvalidInput("a return request needs at least one item", field="items")
@@ -267,9 +314,7 @@ class Desk:
                     )
                 )
             except InvalidInput as exc:
-                raise type(exc)(
-                    str(exc).split(": ", 1)[-1], field=f"items[{i}].{exc.field}"
-                ) from exc
+                raise exc.at(f"items[{i}]") from exc
         if new.delivered_at is not None and new.delivered_at.tzinfo is not None:
             deadline = policy.deadline(new.delivered_at)
             today = now.astimezone(tz.gettz(policy.timezone)).date()
@@ -315,6 +360,7 @@ class Desk:
         Raises:
             InvalidInput: the submission is invalid (see :meth:`submit`).
         """
+        _check_submission(new)
         policy = self.policy(new.shop_id)
         request = self._draft(new, policy, self._clock.now())
         return self._outcome(request, policy)
@@ -336,7 +382,8 @@ class Desk:
             ReturnRefused: the rules refuse the return or some of its items.
             IdempotencyConflict: the key was used with another submission.
         """
-        fingerprint = _fingerprint("submit", attrs.asdict(new, recurse=False))
+        _check_submission(new)
+        fingerprint = _submission_fingerprint(new)
         if idempotency_key is not None:
             first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
             if first is not None:
@@ -349,33 +396,40 @@ class Desk:
         outcome = self._outcome(request, policy)
         if outcome.decision is Decision.NOT_RETURNABLE:
             raise ReturnRefused(tuple((r.index, r.message) for r in outcome.refused))
+        if outcome.carrier:
+            request = attrs.evolve(request, carrier=outcome.carrier)
         if validated:
             request = self._store_photos(request, [i for i, _ in uploads], validated)
-        change = request.submitted()
-        change = self._decide(change, outcome, now)
-        record = None
-        if idempotency_key is not None:
-            result = attrs.evolve(change.request, version=1)
-            record = IdempotencyRecord(
-                new.shop_id, idempotency_key, fingerprint, request.id, result
-            )
-        try:
-            saved = self._storage.commit(
-                Commit(change.request, None, change.effects, idempotency=record)
-            )
-        except ConcurrentModification:
-            if idempotency_key is None:
-                raise
-            # Another call with this key won the race; return its result (or refuse).
-            first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
-            if first is None:
-                raise
-            return first
+        change = self._decide(request.submitted(), outcome, now)
+        saved = self._save_new(change, fingerprint, idempotency_key)
         log.info(
             "return request submitted",
             extra={"shop_id": saved.shop_id, "request_id": saved.id, "status": saved.status},
         )
         return saved
+
+    def _save_new(
+        self, change: Change, fingerprint: str, idempotency_key: str | None
+    ) -> ReturnRequest:
+        request = change.request
+        record = None
+        if idempotency_key is not None:
+            result = attrs.evolve(request, version=1)
+            record = IdempotencyRecord(
+                request.shop_id, idempotency_key, fingerprint, request.id, result
+            )
+        try:
+            return self._storage.commit(Commit(request, None, change.effects, idempotency=record))
+        except Exception as exc:
+            # Nothing points to the photos stored for this submission: remove them.
+            self._forget_photos(request)
+            if idempotency_key is None or not isinstance(exc, ConcurrentModification):
+                raise
+            # Another call with this key won the race; return its result (or refuse).
+            first = self._replay(request.shop_id, idempotency_key, fingerprint, "submit")
+            if first is None:
+                raise
+            return first
 
     def _store_photos(
         self,
@@ -394,6 +448,19 @@ class Desk:
             for i, item in enumerate(request.items)
         )
         return attrs.evolve(request, items=items)
+
+    def _forget_photos(self, request: ReturnRequest) -> None:
+        if self._photos is None:
+            return
+        for item in request.items:
+            for photo in item.photos:
+                try:
+                    self._photos.delete(request.shop_id, photo.key)
+                except PortError:
+                    log.exception(
+                        "could not remove the photo of a failed submission",
+                        extra={"shop_id": request.shop_id, "photo": photo.key},
+                    )
 
     def _decide(self, change: Change, outcome: Outcome, now: dt.datetime) -> Change:
         """Apply a rule set's (or the policy's) decision at submission."""
@@ -544,6 +611,8 @@ class Desk:
             TransitionNotAllowed: the request is no longer ``requested``.
             IdempotencyConflict: the key was used with other arguments.
         """
+        if isinstance(reason, str):
+            reason = reason.strip()  # as the aggregate stores it, so retries fingerprint alike
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
@@ -612,22 +681,48 @@ class Desk:
             idempotency_key=idempotency_key,
         )
 
-    def resolve_attention(self, shop_id: str, request_id: str, *, actor: str) -> ReturnRequest:
+    def resolve_attention(
+        self, shop_id: str, request_id: str, *, actor: str, retry: bool = False
+    ) -> ReturnRequest:
         """Clear a request's "needs attention" flags once a person has dealt with them.
+
+        Args:
+            shop_id: the shop.
+            request_id: the request.
+            actor: who resolved it (recorded in the history).
+            retry: also run the effects that failed for good again (the carrier's account
+                was fixed, say): they go back to the outbox under their own keys, so a label
+                or refund that did happen after all is not made twice. Without ``retry`` the
+                failed effects stay failed: the person handled them outside the library.
+
+        Returns:
+            The request; unchanged (no history entry) when nothing needed attention.
 
         Raises:
             NotFound: no such request in this shop.
         """
         for _ in range(COMMAND_RETRIES):
             request = self._storage.get(shop_id, request_id)
-            log.info(
-                "attention resolved",
-                extra={"shop_id": shop_id, "request_id": request_id, "actor": actor},
+            dead = tuple(
+                e.key
+                for e in self._storage.outbox(shop_id, request_id)
+                if e.state is EffectState.DEAD
             )
+            if not request.needs_attention and not (retry and dead):
+                return request
+            note = f"retry {', '.join(dead)}" if retry and dead else None
+            resolved = request.resolve_attention(actor=actor, at=self._clock.now(), note=note)
             try:
-                return self._storage.commit(Commit(request.resolve_attention(), request.version))
+                saved = self._storage.commit(
+                    Commit(resolved, request.version, revive=dead if retry else ())
+                )
             except ConcurrentModification:
                 continue
+            log.info(
+                "attention resolved",
+                extra={"shop_id": shop_id, "request_id": request_id, "retried": len(dead)},
+            )
+            return saved
         raise ConcurrentModification(request_id=request_id, expected=None, actual=None)
 
     # -- queries ----------------------------------------------------------------------------
@@ -774,6 +869,8 @@ class Dispatcher:
         """Wire the dispatcher to the ports."""
         if max_attempts < 1:
             raise InvalidInput("must be at least 1", field="max_attempts")
+        if backoff <= dt.timedelta(0) or backoff_cap < backoff:
+            raise InvalidInput("must be positive and at most backoff_cap", field="backoff")
         self._storage = storage
         self._labels = labels
         self._payments = payments
@@ -817,31 +914,40 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 total.add(self.run_until_idle(limit=limit))
-            except PortUnavailable:
-                log.warning("storage unavailable; the worker waits", extra={"owner": self.owner})
+            except PortError as exc:
+                # Unavailable for a moment, or refusing for good: either way the worker lives
+                # on; claimed entries come back when their lease runs out.
+                log.warning(
+                    "storage failed; the worker waits",
+                    extra={"owner": self.owner, "error": type(exc).__name__},
+                )
             stop.wait(poll)
         return total
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """The delay before try ``attempts + 1``: doubling, capped, with full jitter on half."""
-        base: dt.timedelta = min(self._backoff * (2 ** max(attempts - 1, 0)), self._backoff_cap)
+        doubling = 2 ** min(max(attempts - 1, 0), 40)  # 2**40 microseconds: over 12 days
+        base: dt.timedelta = min(self._backoff * doubling, self._backoff_cap)
         jitter: float = self._random.random()
         return base / 2 + base / 2 * jitter
 
-    def _run_entry(self, entry: OutboxEntry) -> DispatchReport:
+    def _run_entry(self, entry: OutboxEntry) -> DispatchReport:  # noqa: PLR0911
         shop_id, effect = entry.shop_id, entry.effect
         for _ in range(COMMAND_RETRIES):
             try:
                 request = self._storage.get(shop_id, effect.request_id)
             except NotFound:
                 return self._give_up(entry, None, "request no longer exists")
+            except PortRejected as exc:
+                # The stored request cannot be read (a corrupt row): a person must look.
+                return self._give_up(entry, None, f"request cannot be read: {exc}")
             try:
                 changed, follow_ups = self._perform(effect, request)
             except (PortRejected, InvalidInput) as exc:
                 # Refused for good, or a message that cannot be rendered: retrying won't help.
-                return self._give_up(entry, request, f"{type(exc).__name__}: {exc}")
+                return self._give_up(entry, request, _problem(f"{type(exc).__name__}: {exc}"))
             except Exception as exc:  # noqa: BLE001 - a port's bug must not stop the worker
-                return self._retry_later(entry, request, f"{type(exc).__name__}: {exc}")
+                return self._retry_later(entry, request, _problem(f"{type(exc).__name__}: {exc}"))
             settle = Settlement(effect.key, self.owner, EffectState.DONE)
             try:
                 if changed is None and not follow_ups:
