@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -8,10 +9,16 @@ import pytest
 
 from retouraanvraag.adapters.files import DirectoryPhotoStore
 from retouraanvraag.errors import InvalidInput, InvalidPhoto, NotFound, PortUnavailable
-from retouraanvraag.photos import validate_photo
+from retouraanvraag.model import PhotoRef
+from retouraanvraag.photos import CONTENT_TYPES, validate_photo
 from retouraanvraag.ports import PhotoStore
 from retouraanvraag.testing import MemoryPhotoStore
-from retouraanvraag.testing.photo_contract import PhotoStoreContract, sample_jpeg, sample_png
+from retouraanvraag.testing.photo_contract import (
+    PhotoStoreContract,
+    sample_jpeg,
+    sample_png,
+    sample_webp,
+)
 
 
 class TestDirectoryPhotoStoreContract(PhotoStoreContract):
@@ -117,3 +124,138 @@ def test_an_unreadable_photo_is_unavailable(tmp_path: Path) -> None:
     path.mkdir()  # reading a folder fails with an OSError other than "not found"
     with pytest.raises(PortUnavailable, match="cannot be read"):
         store.get("shop-1", ref.key)
+
+
+def test_put_flushes_the_photo_and_then_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((info.st_dev, info.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = DirectoryPhotoStore(tmp_path)
+    ref = store.put("shop-1", sample_png(), "image/png")
+    path = tmp_path / "shop-1" / ref.key[:2] / ref.key
+    identity = [(p.stat().st_dev, p.stat().st_ino) for p in (path, path.parent)]
+    assert synced == identity
+
+
+def test_delete_removes_the_file_and_keeps_the_folders(tmp_path: Path) -> None:
+    store = DirectoryPhotoStore(tmp_path)
+    ref = store.put("shop-1", sample_png(), "image/png")
+    other = store.put("shop-1", sample_jpeg(), "image/jpeg")
+    store.delete("shop-1", ref.key)
+    assert all_files(tmp_path) == [tmp_path / "shop-1" / other.key[:2] / other.key]
+    assert (tmp_path / "shop-1" / ref.key[:2]).is_dir()
+    with pytest.raises(NotFound):
+        store.get("shop-1", ref.key)
+
+
+def test_delete_never_reaches_a_file_by_a_key_it_does_not_generate(tmp_path: Path) -> None:
+    store = DirectoryPhotoStore(tmp_path)
+    ref = store.put("shop-1", sample_png(), "image/png")
+    path = tmp_path / "shop-1" / ref.key[:2] / ref.key
+    sibling = path.with_name(ref.key + "\n")
+    sibling.write_bytes(b"not a photo of ours")
+    for shop_id, key in (("shop-1", ref.key + "\n"), ("", ref.key), ("shop-2", ref.key)):
+        store.delete(shop_id, key)
+    assert all_files(tmp_path) == sorted([path, sibling])
+    with pytest.raises(NotFound):
+        store.get("shop-1", ref.key + "\n")
+
+
+def test_a_photo_that_cannot_be_removed_is_unavailable(tmp_path: Path) -> None:
+    store = DirectoryPhotoStore(tmp_path)
+    ref = store.put("shop-1", sample_png(), "image/png")
+    path = tmp_path / "shop-1" / ref.key[:2] / ref.key
+    path.unlink()
+    path.mkdir()  # unlinking a folder fails with an OSError other than "not found"
+    with pytest.raises(PortUnavailable, match=f"photo {ref.key} cannot be removed"):
+        store.delete("shop-1", ref.key)
+
+
+def test_both_stores_make_keys_of_the_same_shape(tmp_path: Path) -> None:
+    for store in (DirectoryPhotoStore(tmp_path), MemoryPhotoStore()):
+        keys = [
+            store.put("shop-1", sample_jpeg(), "image/jpeg").key,
+            store.put("shop-1", sample_png(), "image/png").key,
+            store.put("shop-1", sample_webp(), "image/webp").key,
+        ]
+        assert all(re.fullmatch(r"[0-9a-f]{32}\.(jpg|png|webp)", key) for key in keys)
+        assert [key.rsplit(".", 1)[1] for key in keys] == ["jpg", "png", "webp"]
+
+
+def test_the_memory_store_refuses_what_the_directory_store_refuses(tmp_path: Path) -> None:
+    for store in (DirectoryPhotoStore(tmp_path), MemoryPhotoStore()):
+        with pytest.raises(InvalidPhoto, match="image/gif"):
+            store.put("shop-1", b"GIF89a", "image/gif")
+        with pytest.raises(InvalidInput, match="shop_id"):
+            store.put("", sample_png(), "image/png")
+    memory = MemoryPhotoStore()
+    memory.put("shop-1", sample_png(), "image/png")
+    memory.delete("shop-1", "no-such-photo.png")
+    assert len(memory) == 1
+
+
+class LenientStore(MemoryPhotoStore):
+    """Accepts any content type, as the in-memory store once did."""
+
+    def put(self, shop_id: str, data: bytes, content_type: str) -> PhotoRef:
+        return super().put(
+            shop_id, data, content_type if content_type in CONTENT_TYPES else "image/png"
+        )
+
+
+class ForgetfulStore(MemoryPhotoStore):
+    """Deletes nothing."""
+
+    def delete(self, shop_id: str, key: str) -> None:
+        del shop_id, key
+
+
+class CrossShopStore(MemoryPhotoStore):
+    """Deletes a key in every shop."""
+
+    def delete(self, shop_id: str, key: str) -> None:
+        del shop_id
+        for shop in ("shop-1", "shop-2"):
+            super().delete(shop, key)
+
+
+class FlakyStore(MemoryPhotoStore):
+    """Fails every put but the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts = 0
+
+    def put(self, shop_id: str, data: bytes, content_type: str) -> PhotoRef:
+        self.puts += 1
+        if self.puts > 1:
+            raise PortUnavailable("try again")
+        return super().put(shop_id, data, content_type)
+
+
+@pytest.mark.parametrize(
+    ("broken", "check", "problem"),
+    [
+        (LenientStore, "test_an_unsupported_content_type_is_refused", "did not raise"),
+        (ForgetfulStore, "test_a_deleted_photo_is_not_found", "did not raise NotFound"),
+        (CrossShopStore, "test_deleting_another_shops_key_leaves_the_photo", "photo"),
+        (FlakyStore, "test_concurrent_puts_all_land_under_distinct_keys", "puts failed"),
+    ],
+)
+def test_the_contract_catches_a_store_that_breaks_it(
+    broken: type[MemoryPhotoStore], check: str, problem: str
+) -> None:
+    class Broken(PhotoStoreContract):
+        def make_store(self) -> PhotoStore:
+            return broken()
+
+    with pytest.raises((AssertionError, NotFound), match=problem):
+        getattr(Broken(), check)()

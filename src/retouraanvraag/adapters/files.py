@@ -3,7 +3,10 @@
 Layout: ``<root>/<shop>/<first two characters of the key>/<key>``, where the key is 32 random hex
 digits and the extension of the content type (``3f9c….jpg``). A photo is written to a
 temporary file in the same folder, flushed, and renamed into place, so a reader never sees half
-a photo. Files are created readable by their owner only: customer photos are personal data.
+a photo; then the folder is flushed too, so that a photo whose key was handed out survives a
+crash. Files are created readable by their owner only: customer photos are personal data.
+Deleting removes the file; the (possibly empty) folders stay, so that a concurrent put into the
+same folder never loses it.
 
 The shop id becomes a folder name by percent-encoding every character other than ASCII
 letters, digits, ``-`` and ``_`` (so ``.``, ``/`` and ``..`` can never leave the root). A key
@@ -25,7 +28,7 @@ from retouraanvraag.photos import CONTENT_TYPES
 
 __all__ = ["DirectoryPhotoStore"]
 
-_KEY_RE: Final = re.compile(r"^[0-9a-f]{32}\.(?:jpg|png|webp)$")
+_KEY_RE: Final = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)")
 _SAFE: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _MAX_FOLDER_NAME: Final = 200
 
@@ -71,6 +74,7 @@ class DirectoryPhotoStore:
                     file.flush()
                     os.fsync(file.fileno())
                 Path(temporary).replace(folder / key)
+                _fsync_folder(folder)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
@@ -88,7 +92,7 @@ class DirectoryPhotoStore:
             PortUnavailable: the file exists but cannot be read.
         """
         name = _folder_name(shop_id)
-        if name is None or not isinstance(key, str) or not _KEY_RE.match(key):
+        if name is None or not _is_key(key):
             raise NotFound(shop_id=shop_id, request_id=key, what="photo")
         try:
             return (self._root / name / key[:2] / key).read_bytes()
@@ -98,6 +102,38 @@ class DirectoryPhotoStore:
             raise PortUnavailable(
                 f"shop {shop_id}: photo {key} cannot be read ({type(exc).__name__})"
             ) from exc
+
+    def delete(self, shop_id: str, key: str) -> None:
+        """Remove the photo stored under ``key`` for this shop; nothing to do when there is none.
+
+        Another shop's key, or a key this store never makes, removes nothing.
+
+        Raises:
+            PortUnavailable: the file exists but cannot be removed.
+        """
+        name = _folder_name(shop_id)
+        if name is None or not _is_key(key):
+            return
+        try:
+            (self._root / name / key[:2] / key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise PortUnavailable(
+                f"shop {shop_id}: photo {key} cannot be removed ({type(exc).__name__})"
+            ) from exc
+
+
+def _is_key(key: object) -> bool:
+    """Whether ``key`` is one this store generates (so it names no other path)."""
+    return isinstance(key, str) and _KEY_RE.fullmatch(key) is not None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _folder_name(shop_id: str) -> str | None:

@@ -14,8 +14,9 @@ from collections import Counter
 
 import attrs
 
-from retouraanvraag.errors import InvalidInput, NotFound, PortRejected
+from retouraanvraag.errors import InvalidInput, InvalidPhoto, NotFound, PortRejected
 from retouraanvraag.model import Label, Money, PhotoRef, ReturnRequest
+from retouraanvraag.photos import CONTENT_TYPES
 from retouraanvraag.ports import Mail
 
 __all__ = ["FakeLabels", "FakePayments", "FixedClock", "MailRecorder", "MemoryPhotoStore"]
@@ -167,11 +168,12 @@ class MailRecorder:
             return [mail for _, mail in self.sent if mail.request_id == request_id]
 
 
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
-
-
 class MemoryPhotoStore:
-    """Photos kept in a dict, per shop, under generated names."""
+    """Photos kept in a dict, per shop, under generated names.
+
+    It keeps the invariants of :class:`~retouraanvraag.adapters.files.DirectoryPhotoStore`:
+    the same keys (32 hex digits and the extension of the content type), the same refusals.
+    """
 
     def __init__(self) -> None:
         """Make an empty store."""
@@ -179,8 +181,17 @@ class MemoryPhotoStore:
         self._photos: dict[tuple[str, str], bytes] = {}
 
     def put(self, shop_id: str, data: bytes, content_type: str) -> PhotoRef:
-        """Store ``data`` under a generated key."""
-        extension = _EXTENSIONS.get(content_type, "bin")
+        """Store ``data`` under a generated key.
+
+        Raises:
+            InvalidInput: the shop id is empty.
+            InvalidPhoto: the content type is not JPEG, PNG or WebP.
+        """
+        extension = CONTENT_TYPES.get(content_type)
+        if extension is None:
+            raise InvalidPhoto(f"unsupported content type {content_type!r}", field="content_type")
+        if not isinstance(shop_id, str) or not shop_id:
+            raise InvalidInput("must be a non-empty shop id", field="shop_id")
         key = f"{secrets.token_hex(16)}.{extension}"
         with self._lock:
             self._photos[shop_id, key] = bytes(data)
@@ -193,6 +204,11 @@ class MemoryPhotoStore:
                 return self._photos[shop_id, key]
             except KeyError:
                 raise NotFound(shop_id=shop_id, request_id=key, what="photo") from None
+
+    def delete(self, shop_id: str, key: str) -> None:
+        """Remove a photo of this shop; nothing to do when there is none."""
+        with self._lock:
+            self._photos.pop((shop_id, key), None)
 
     def __len__(self) -> int:
         """How many photos are stored."""

@@ -21,7 +21,7 @@ import threading
 import zlib
 from typing import Final
 
-from retouraanvraag.errors import NotFound
+from retouraanvraag.errors import InvalidPhoto, NotFound
 from retouraanvraag.ports import PhotoStore
 
 __all__ = [
@@ -224,6 +224,50 @@ class PhotoStoreContract(abc.ABC):
         for shop_id in (self.shop, self.other_shop):
             for key in keys:
                 self._expect_not_found(store, shop_id, key)
+
+    def test_an_unsupported_content_type_is_refused(self) -> None:
+        """Only JPEG, PNG and WebP are stored; any other declared type raises InvalidPhoto."""
+        store = self.make_store()
+        for content_type in ("image/gif", "application/octet-stream", "image/jpg", "IMAGE/PNG", ""):
+            try:
+                store.put(self.shop, sample_png(), content_type)
+            except InvalidPhoto:
+                continue
+            raise AssertionError(f"put with content type {content_type!r} did not raise")
+
+    def test_a_deleted_photo_is_not_found(self) -> None:
+        """Put, delete, get: NotFound; the shop's other photos stay."""
+        store = self.make_store()
+        gone = store.put(self.shop, sample_png(), "image/png")
+        kept = store.put(self.shop, sample_jpeg(), "image/jpeg")
+        store.delete(self.shop, gone.key)
+        self._expect_not_found(store, self.shop, gone.key)
+        _check(store.get(self.shop, kept.key) == sample_jpeg(), "delete removed another photo")
+
+    def test_deleting_twice_or_what_is_not_there_is_fine(self) -> None:
+        """Delete is a no-op for a photo already gone, an unknown key and a fresh store."""
+        store = self.make_store()
+        store.delete(self.shop, "0" * 32 + ".png")
+        ref = store.put(self.shop, sample_webp(), "image/webp")
+        store.delete(self.shop, ref.key)
+        store.delete(self.shop, ref.key)
+        store.delete(self.shop, "no-such-photo.png")
+        self._expect_not_found(store, self.shop, ref.key)
+
+    def test_deleting_another_shops_key_leaves_the_photo(self) -> None:
+        """Delete with another shop's key, or a path-like key, removes nothing."""
+        store = self.make_store()
+        ref = store.put(self.shop, sample_png(), "image/png")
+        for shop_id, key in (
+            (self.other_shop, ref.key),
+            (self.other_shop, f"../{self.shop}/{ref.key}"),
+            (self.shop, f"../{self.shop}/{ref.key}"),
+            (self.shop, f"{ref.key[:2]}/{ref.key}"),
+            (self.shop, ""),
+            (self.shop, ".."),
+        ):
+            store.delete(shop_id, key)
+        _check(store.get(self.shop, ref.key) == sample_png(), "another shop's delete removed it")
 
     def test_concurrent_puts_all_land_under_distinct_keys(self) -> None:
         """Puts from several threads at once all land, each under its own key."""
