@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
 from retouraanvraag.model import Money, ReasonCatalogue, ReturnRequest, fold_text
-from retouraanvraag.rules.fields import Field, FieldType, Scope
-from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Rule, fields_of
+from retouraanvraag.rules.fields import DEFAULT_FIELDS, Field, FieldType, Scope
+from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or, Rule, fields_of
 
 __all__ = ["RunResult", "compile_condition_function", "compile_rules"]
 
-#: What the compiled function returns: the matching request-scope rules (a bit mask, bit k for
-#: rule k), the last matching request-scope decision rule, the fee rule, the carrier rule, the
-#: refund flag, and per item (its decision rule, its matching item-scope rules as a bit mask) —
-#: or ``None`` when no rule names an item field. Rule ``-1`` is "none". All hashable, so an
-#: outcome can be memoised on it.
-RunResult = tuple[int, int, int, int, bool, tuple[tuple[int, int], ...] | None]
+#: What the compiled function returns: the matching request-scope rules as a bit mask (bit k
+#: for rule k), then per item the matching item-scope rules as a bit mask — or, when no rule
+#: names an item field, the number of items. Hashable, so an outcome can be memoised on it.
+RunResult = tuple[int, ...]
 
 _OPS: Final = {
     Operator.GT: (ast.Gt, ast.LtE),
@@ -80,14 +79,19 @@ def normalise_tags(tags: object) -> frozenset[str]:
     return frozenset(str(t).strip().casefold() for t in tags)  # type: ignore[attr-defined]
 
 
-def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str]:
-    """Map a stored reason (a code, or a label in either language) to its code."""
+def _reason_tables(reasons: ReasonCatalogue) -> tuple[dict[str, str], dict[str, str]]:
     exact: dict[str, str] = {}
     folded: dict[str, str] = {}
     for reason in reasons.reasons:
         for text in (reason.code, reason.nl, reason.en):
             exact[text] = reason.code
             folded[fold_text(text)] = reason.code
+    return exact, folded
+
+
+def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str]:
+    """Map a stored reason (a code, or a label in either language) to its code."""
+    exact, folded = _reason_tables(reasons)
 
     def normalise(value: str) -> str:
         code = exact.get(value)
@@ -99,20 +103,58 @@ def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str]:
     return normalise
 
 
+#: The library's own fields, by key: the compiler reads these straight from the aggregate
+#: (integer amounts, one pass over the items) when a field still has the library's accessor.
+_BUILTIN_ACCESSORS: Final = {field.key: field.accessor for field in DEFAULT_FIELDS}
+#: Request fields summed or tested over the items, computed together in one pass.
+_ITEM_AGGREGATES: Final = frozenset({"number_of_items", "return_value", "has_photos"})
+#: "Days since …" fields: the request attribute holding the earlier moment.
+_DAYS_SINCE: Final = {"days_since_delivery": "delivered_at", "days_since_order": "ordered_at"}
+
+
+def _builtin(field: Field) -> str | None:
+    """The field's key when it is one of the library's own fields, unchanged."""
+    if _BUILTIN_ACCESSORS.get(field.key) is field.accessor and not field.optional:
+        return field.key
+    if field.key in _DAYS_SINCE and _BUILTIN_ACCESSORS[field.key] is field.accessor:
+        return field.key
+    return None
+
+
+def _request_only(condition: Condition) -> bool:
+    return all(f.scope is not Scope.ITEM for f in fields_of(condition))
+
+
 class _Generator:
     """Builds the function's body; holds the namespace of constants and accessors."""
 
     def __init__(self, tz: dt.tzinfo, reasons: ReasonCatalogue) -> None:
+        exact, _ = _reason_tables(reasons)
         self.namespace: dict[str, Any] = {
             "__builtins__": {},
             "_tz": tz,
             "_nt": normalise_text,
             "_ntags": normalise_tags,
+            # The library's tags are a frozenset of text: their normal form is memoised.
+            "_ntags_cached": functools.lru_cache(maxsize=1024)(normalise_tags),
             "_nr": reason_normaliser(reasons),
+            "_rx": exact,
             "_tuple": tuple,
+            "_len": len,
         }
         self.locals: dict[str, str] = {}
+        #: Money fields read as two locals: field key -> (amount, currency), integers and codes.
+        self.money: dict[str, tuple[str, str]] = {}
+        #: Statements computing request-scope parts of item rules, run before the item loop;
+        #: ``None`` outside the item loop.
+        self.hoisted: list[ast.stmt] | None = None
         self._constants: dict[tuple[type, object], str] = {}
+        self._temps = 0
+
+    def temp(self, prefix: str = "t") -> str:
+        """A fresh local name."""
+        self._temps += 1
+        return f"{prefix}{self._temps}"
 
     def constant(self, value: object) -> ast.Name:
         """A generated name bound to ``value`` in the namespace (user values never become code)."""
@@ -127,13 +169,109 @@ class _Generator:
             self._constants[key] = identifier
         return _name(identifier)
 
+    def _local(self, field: Field) -> str:
+        prefix = "i" if field.scope is Scope.ITEM else "r"
+        local = f"{prefix}{len(self.locals)}"
+        self.locals[field.key] = local
+        return local
+
+    def load_request(self, fields: Sequence[Field]) -> list[ast.stmt]:
+        """Statements that read the request-scope ``fields`` into locals (once per request)."""
+        body: list[ast.stmt] = []
+        builtin = {f.key: f for f in fields if _builtin(f) is not None}
+        aggregates = [builtin[k] for k in sorted(_ITEM_AGGREGATES & builtin.keys())]
+        if aggregates:
+            body += self._aggregates(aggregates)
+        days = [builtin[k] for k in _DAYS_SINCE if k in builtin]
+        if days:
+            created = self.temp()
+            body.append(_assign_expr(created, _date_in_tz(_attr(_name("request"), "created_at"))))
+            for field in days:
+                earlier = self.temp()
+                body.append(_assign_expr(earlier, _attr(_name("request"), _DAYS_SINCE[field.key])))
+                days_between = _attr(
+                    ast.BinOp(_name(created), ast.Sub(), _date_in_tz(_name(earlier))), "days"
+                )
+                is_none = _compare(_name(earlier), ast.Is(), ast.Constant(None))
+                body.append(
+                    _assign_expr(
+                        self._local(field), ast.IfExp(is_none, ast.Constant(None), days_between)
+                    )
+                )
+        for field in fields:
+            if field.key in self.locals:
+                continue
+            if field.key == "tags" and field.key in builtin:
+                raw = _attr(_name("request"), "tags")
+                value: ast.expr = _call(_name("_ntags_cached"), raw)
+                body.append(_assign_expr(self._local(field), value))
+                continue
+            body += self.load(field)
+        return body
+
+    def _aggregates(self, fields: list[Field]) -> list[ast.stmt]:
+        """One pass over the items for the number of items, the return value and photos."""
+        keys = {f.key for f in fields}
+        init: list[ast.stmt] = []
+        loop: list[ast.stmt] = []
+        quantity = self.temp()
+        if keys & {"number_of_items", "return_value"}:
+            loop.append(_assign_expr(quantity, _attr(_name("item"), "quantity")))
+        for field in fields:
+            local = self._local(field)
+            if field.key == "number_of_items":
+                init.append(_assign(local, 0))
+                loop.append(ast.AugAssign(_store(local), ast.Add(), _name(quantity)))
+            elif field.key == "return_value":
+                # Every item's price is in the order's currency (the aggregate checks it).
+                currency = self.temp()
+                init += [
+                    _assign(local, 0),
+                    _assign_expr(
+                        currency, _attr(_attr(_name("request"), "order_value"), "currency")
+                    ),
+                ]
+                amount = _attr(_attr(_name("item"), "unit_price"), "amount")
+                line = ast.BinOp(amount, ast.Mult(), _name(quantity))
+                loop.append(ast.AugAssign(_store(local), ast.Add(), line))
+                self.money[field.key] = (local, currency)
+            else:  # has_photos
+                init.append(_assign(local, value=False))
+                loop.append(
+                    ast.If(_attr(_name("item"), "photos"), [_assign(local, value=True)], [])
+                )
+        return [*init, ast.For(_store("item"), _attr(_name("request"), "items"), loop, [])]
+
+    def load_item(self, fields: Sequence[Field]) -> list[ast.stmt]:
+        """Statements that read the item-scope ``fields`` into locals (once per item)."""
+        body: list[ast.stmt] = []
+        builtin = {f.key for f in fields if _builtin(f) is not None}
+        quantity: str | None = None
+        if "item_value" in builtin:
+            quantity = self.temp()
+            body.append(_assign_expr(quantity, _attr(_name("item"), "quantity")))
+        for field in fields:
+            if quantity is not None and field.key == "quantity" and field.key in builtin:
+                self.locals[field.key] = quantity
+            elif quantity is not None and field.key == "item_value":
+                price, currency = self.temp(), self.temp()
+                local = self._local(field)
+                amount = ast.BinOp(_attr(_name(price), "amount"), ast.Mult(), _name(quantity))
+                body += [
+                    _assign_expr(price, _attr(_name("item"), "unit_price")),
+                    _assign_expr(local, amount),
+                    _assign_expr(currency, _attr(_name(price), "currency")),
+                ]
+                self.money[field.key] = (local, currency)
+            else:
+                body += self.load(field)
+        return body
+
     def load(self, field: Field) -> list[ast.stmt]:
         """Statements that read ``field`` into its local (once per request or item)."""
         if field.key in self.locals:
             return []
-        prefix = "i" if field.scope is Scope.ITEM else "r"
-        local = f"{prefix}{len(self.locals)}"
-        self.locals[field.key] = local
+        local = self._local(field)
         subject = _name("item" if field.scope is Scope.ITEM else "request")
         if field.attribute is not None:
             raw: ast.expr = _attr(subject, field.attribute)
@@ -142,8 +280,13 @@ class _Generator:
             self.namespace[accessor] = field.accessor
             args = [subject, _name("_tz")] if field.timezone_aware else [subject]
             raw = _call(_name(accessor), *args)
-        value = self._normalise(field, raw)
-        return [ast.Assign([_store(local)], value)]
+        if field.type is FieldType.REASON:
+            # Stored reasons are mostly exact codes or labels: one dict look-up, no call.
+            text = self.temp()
+            found = _call(_attr(_name("_rx"), "get"), _name(text))
+            value = ast.BoolOp(ast.Or(), [found, _call(_name("_nr"), _name(text))])
+            return [_assign_expr(text, raw), _assign_expr(local, value)]
+        return [_assign_expr(local, self._normalise(field, raw))]
 
     def _normalise(self, field: Field, raw: ast.expr) -> ast.expr:
         if field.type is FieldType.TEXT:
@@ -152,8 +295,6 @@ class _Generator:
             return _call(_attr(_call(_attr(raw, "strip")), "casefold"))
         if field.type is FieldType.TAGS:
             return _call(_name("_ntags"), raw)
-        if field.type is FieldType.REASON:
-            return _call(_name("_nr"), raw)
         return raw
 
     # -- conditions: certainly true / certainly false ---------------------------------------
@@ -161,20 +302,58 @@ class _Generator:
     def true(self, condition: Condition) -> ast.expr:
         """An expression that is true exactly when ``condition`` is certainly true."""
         if isinstance(condition, Compare):
-            return self._compare(condition, want=True)
+            return self._hoist(condition, want=True) or self._compare(condition, want=True)
         if isinstance(condition, Not):
             return self.false(condition.part)
-        parts = [self.true(p) for p in condition.parts]
-        return _all(parts) if isinstance(condition, And) else _any(parts)
+        return self._hoist(condition, want=True) or self._junction(
+            condition, isinstance(condition, And), want=True
+        )
 
     def false(self, condition: Condition) -> ast.expr:
         """An expression that is true exactly when ``condition`` is certainly false."""
         if isinstance(condition, Compare):
-            return self._compare(condition, want=False)
+            return self._hoist(condition, want=False) or self._compare(condition, want=False)
         if isinstance(condition, Not):
             return self.true(condition.part)
-        parts = [self.false(p) for p in condition.parts]
-        return _any(parts) if isinstance(condition, And) else _all(parts)
+        return self._hoist(condition, want=False) or self._junction(
+            condition, not isinstance(condition, And), want=False
+        )
+
+    def _junction(self, condition: And | Or, every: bool, *, want: bool) -> ast.expr:
+        """``every`` part (or any part) certainly true (``want``) or certainly false."""
+        parts = condition.parts
+        combine = _all if every else _any
+        if self.hoisted is not None:
+            # The parts that read only the request are computed once, before the item loop.
+            fixed = [p for p in parts if _request_only(p)]
+            if fixed:
+                varying = [p for p in parts if not _request_only(p)]
+                head = self._hoist(type(condition)(tuple(fixed)), want=want)
+                if head is not None:
+                    return combine([head, *(self._branch(p, want) for p in varying)])
+        return combine([self._branch(p, want) for p in parts])
+
+    def _branch(self, condition: Condition, want: bool) -> ast.expr:
+        return self.true(condition) if want else self.false(condition)
+
+    def _hoist(self, condition: Condition, *, want: bool) -> ast.Name | None:
+        """In the item loop: a local computed before it, for a condition on the request only."""
+        if self.hoisted is None or not _request_only(condition):
+            return None
+        hoisted, self.hoisted = self.hoisted, None
+        try:
+            value = self._branch(condition, want)
+        finally:
+            self.hoisted = hoisted
+        local = self.temp("h")
+        hoisted.append(_assign_expr(local, value))
+        return _name(local)
+
+    def _money(self, field: Field, v: ast.expr) -> tuple[ast.expr, ast.expr]:
+        parts = self.money.get(field.key)
+        if parts is not None:
+            return _name(parts[0]), _name(parts[1])
+        return _attr(v, "amount"), _attr(v, "currency")
 
     def _compare(self, compare: Compare, *, want: bool) -> ast.expr:
         field, operator = compare.field, compare.operator
@@ -207,19 +386,21 @@ class _Generator:
             op = yes() if want else no()
             bound = values[0]
             if isinstance(bound, Money):
+                amount, currency = self._money(field, v)
                 return _all(
                     [
-                        _compare(_attr(v, "currency"), ast.Eq(), self.constant(bound.currency)),
-                        _compare(_attr(v, "amount"), op, self.constant(bound.amount)),
+                        _compare(currency, ast.Eq(), self.constant(bound.currency)),
+                        _compare(amount, op, self.constant(bound.amount)),
                     ]
                 )
             return _compare(v, op, self.constant(bound))
         if field.type is FieldType.MONEY:
+            amount, currency = self._money(field, v)
             tests = [
                 _all(
                     [
-                        _compare(_attr(v, "amount"), ast.Eq(), self.constant(m.amount)),
-                        _compare(_attr(v, "currency"), ast.Eq(), self.constant(m.currency)),
+                        _compare(amount, ast.Eq(), self.constant(m.amount)),
+                        _compare(currency, ast.Eq(), self.constant(m.currency)),
                     ]
                 )
                 for m in values
@@ -255,6 +436,14 @@ class _Generator:
         return value
 
 
+def _date_in_tz(moment: ast.expr) -> ast.expr:
+    return _call(_attr(_call(_attr(moment, "astimezone"), _name("_tz")), "date"))
+
+
+def _assign_expr(target: str, value: ast.expr) -> ast.stmt:
+    return ast.Assign([_store(target)], value)
+
+
 def _fields(rules: Sequence[Rule]) -> tuple[list[Field], list[Field]]:
     request: dict[str, Field] = {}
     item: dict[str, Field] = {}
@@ -272,80 +461,42 @@ def _assign(target: str, value: int | bool | None) -> ast.stmt:
     return ast.Assign([_store(target)], ast.Constant(value))
 
 
-def compile_rules(  # noqa: C901, PLR0912
+def compile_rules(
     rules: Sequence[Rule], tz: dt.tzinfo, reasons: ReasonCatalogue
 ) -> Callable[[ReturnRequest], RunResult]:
-    """One function that runs every rule on a request and says which matched, per item."""
+    """One function that runs every rule on a request and says which rules matched where.
+
+    It returns ``(hits, mask of item 1, mask of item 2, …)`` when a rule names an item field,
+    else ``(hits, number of items)``; ``hits`` has bit k set when request-scope rule k matched,
+    an item's mask when item-scope rule k matched for it. Everything else the outcome needs
+    (the deciding rules, fee, carrier, refund) follows from these masks.
+    """
     gen = _Generator(tz, reasons)
     request_fields, item_fields = _fields(rules)
-    body: list[ast.stmt] = []
-    for field in request_fields:
-        body += gen.load(field)
-    body += [
-        _assign("hits", 0),
-        _assign("dec", -1),
-        _assign("fee", -1),
-        _assign("carrier", -1),
-        _assign("refund", value=False),
-    ]
-    item_rules = [r for r in rules if r.scope is Scope.ITEM]
+    body: list[ast.stmt] = gen.load_request(request_fields)
+    body.append(_assign("hits", 0))
+    for index, rule in enumerate(rules):
+        if rule.scope is not Scope.ITEM:
+            body.append(ast.If(gen.true(rule.condition), [_mark("hits", index)], []))
+    items = _attr(_name("request"), "items")
+    if not any(rule.scope is Scope.ITEM for rule in rules):
+        result = [_name("hits"), _call(_name("_len"), items)]
+        body.append(ast.Return(ast.Tuple(result, ast.Load())))
+        return _define("_run", body, gen)
+    loop = gen.load_item(item_fields)
+    loop.append(_assign("ih", 0))
+    gen.hoisted = []
     for index, rule in enumerate(rules):
         if rule.scope is Scope.ITEM:
-            continue
-        then: list[ast.stmt] = [_mark("hits", index)]
-        groups = {a.kind.group for a in rule.actions}
-        for group, target in (("decision", "dec"), ("fee", "fee"), ("carrier", "carrier")):
-            if group in groups:
-                then.append(_assign(target, index))
-        if "refund" in groups:
-            then.append(_assign("refund", value=True))
-        body.append(ast.If(gen.true(rule.condition), then, []))
-    if item_rules:
-        loop: list[ast.stmt] = []
-        for field in item_fields:
-            loop += gen.load(field)
-        loop += [
-            ast.Assign([_store("d")], _name("dec")),
-            _assign("ih", 0),
-        ]
-        for index, rule in enumerate(rules):
-            if rule.scope is not Scope.ITEM:
-                continue
-            then = [_mark("ih", index)]
-            groups = {a.kind.group for a in rule.actions}
-            if "decision" in groups:
-                then.append(
-                    ast.If(
-                        _compare(_name("d"), ast.Lt(), ast.Constant(index)),
-                        [_assign("d", index)],
-                        [],
-                    )
-                )
-            if "refund" in groups:
-                then.append(_assign("refund", value=True))
-            loop.append(ast.If(gen.true(rule.condition), then, []))
-        loop.append(
-            ast.Expr(
-                _call(
-                    _attr(_name("per"), "append"),
-                    ast.Tuple([_name("d"), _name("ih")], ast.Load()),
-                )
-            )
-        )
-        body += [
-            ast.Assign([_store("per")], ast.List([], ast.Load())),
-            ast.For(_store("item"), _attr(_name("request"), "items"), loop, []),
-            ast.Assign([_store("per")], _call(_name("_tuple"), _name("per"))),
-        ]
-    else:
-        body.append(_assign("per", None))
-    body.append(
-        ast.Return(
-            ast.Tuple(
-                [_name(n) for n in ("hits", "dec", "fee", "carrier", "refund", "per")], ast.Load()
-            )
-        )
-    )
+            loop.append(ast.If(gen.true(rule.condition), [_mark("ih", index)], []))
+    loop.append(ast.Expr(_call(_name("add"), _name("ih"))))
+    body += gen.hoisted
+    body += [
+        _assign_expr("per", ast.List([_name("hits")], ast.Load())),
+        _assign_expr("add", _attr(_name("per"), "append")),
+        ast.For(_store("item"), items, loop, []),
+        ast.Return(_call(_name("_tuple"), _name("per"))),
+    ]
     return _define("_run", body, gen)
 
 
@@ -355,16 +506,14 @@ def compile_condition_function(
     """A predicate: the condition certainly holds for the request (or for one of its items)."""
     gen = _Generator(tz, reasons)
     request_fields, item_fields = _fields([Rule(1, None, condition, ())])
-    body: list[ast.stmt] = []
-    for field in request_fields:
-        body += gen.load(field)
+    body: list[ast.stmt] = gen.load_request(request_fields)
     if not item_fields:
         body.append(ast.Return(gen.true(condition)))
     else:
-        loop: list[ast.stmt] = []
-        for field in item_fields:
-            loop += gen.load(field)
+        loop = gen.load_item(item_fields)
+        gen.hoisted = []
         loop.append(ast.If(gen.true(condition), [ast.Return(ast.Constant(value=True))], []))
+        body += gen.hoisted
         body.append(ast.For(_store("item"), _attr(_name("request"), "items"), loop, []))
         body.append(ast.Return(ast.Constant(value=False)))
     return _define("_match", body, gen)

@@ -41,6 +41,7 @@ DECISIONS: Final = {
 }
 _REVIEW_STRICTNESS: Final = Decision.REVIEW.strictness
 _OUTCOME_CACHE_LIMIT: Final = 16_384
+_FIRST_ITEM: Final[tuple[int, ...]] = (0,)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -80,6 +81,17 @@ class _Plan:
     names: tuple[str, ...]
     actions: tuple[tuple[tuple[str, str], ...], ...]  # (group, text) per action
     item_scope: tuple[bool, ...]
+    #: Bit masks of the rules (bit k for rule k) that decide, set the fee, choose the carrier,
+    #: refund the fee: the last matching rule of a group is the highest bit set.
+    decides: int
+    sets_fee: int
+    sets_carrier: int
+    refunds: int
+    has_item_rules: bool
+
+
+def _mask(flags: list[bool]) -> int:
+    return sum(1 << k for k, flag in enumerate(flags) if flag)
 
 
 def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
@@ -98,6 +110,13 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         ship = next((a for a in rule.actions if a.kind is ActionKind.SHIP_WITH), None)
         carrier.append(str(ship.argument) if ship else None)
         actions.append(tuple((a.kind.group, format_action(a, language)) for a in rule.actions))
+    groups = [{a.kind.group for a in rule.actions} for rule in rules]
+    item_scope = [r.scope is Scope.ITEM for r in rules]
+    # Item-scope rules only decide and refund (the checker refuses fee and carrier in them).
+    request_group = [
+        {g for g in found if g in {"decision", "refund"} or not item}
+        for found, item in zip(groups, item_scope, strict=True)
+    ]
     return _Plan(
         tuple(decision),
         tuple(strictness),
@@ -106,7 +125,12 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         tuple(carrier),
         tuple(r.display_name(language) for r in rules),
         tuple(actions),
-        tuple(r.scope is Scope.ITEM for r in rules),
+        tuple(item_scope),
+        decides=_mask(["decision" in g for g in request_group]),
+        sets_fee=_mask(["fee" in g for g in request_group]),
+        sets_carrier=_mask(["carrier" in g for g in request_group]),
+        refunds=_mask(["refund" in g for g in request_group]),
+        has_item_rules=any(item_scope),
     )
 
 
@@ -139,6 +163,7 @@ class RuleSet:
     _plan: _Plan = attrs.field(init=False, eq=False, repr=False)
     _outcomes: dict[Any, Outcome] = attrs.field(init=False, eq=False, repr=False)
     _lines: dict[Any, str] = attrs.field(init=False, eq=False, repr=False)
+    _cores: dict[Any, Any] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         """Compile once; evaluation then runs plain Python."""
@@ -147,6 +172,7 @@ class RuleSet:
         object.__setattr__(self, "_plan", _plan(self.rules, self.language))
         object.__setattr__(self, "_outcomes", {})
         object.__setattr__(self, "_lines", {})
+        object.__setattr__(self, "_cores", {})
 
     def __len__(self) -> int:
         """The number of rules."""
@@ -170,21 +196,56 @@ class RuleSet:
         """
         result = self._run(request)
         # The outcome depends only on which rules matched where, so it is memoised on that.
-        key = (result, len(request.items), request.customer.language, default)
+        key = (result, request.customer.language, default)
         outcome = self._outcomes.get(key)
         if outcome is None:
-            outcome = self._decide(result, len(request.items), key[2].value, default)
+            outcome = self._decide(result, key[1].value, default)
             if len(self._outcomes) < _OUTCOME_CACHE_LIMIT:
                 self._outcomes[key] = outcome
         return outcome
 
-    def _decide(
-        self, result: RunResult, item_count: int, language: str, default: Decision | None
-    ) -> Outcome:
-        hits, dec, fee, carrier, refund, per = result
+    def _decide(self, result: RunResult, language: str, default: Decision | None) -> Outcome:
         plan = self._plan
-        decisions = [dec] * item_count if per is None else [d for d, _ in per]
-        undecided = any(d < 0 for d in decisions)
+        hits = result[0]
+        decides = plan.decides
+        masks: tuple[int, ...] | None
+        if plan.has_item_rules:
+            masks = result[1:]
+            # An item's decision is the last matching decision rule: the highest bit set.
+            decisions = tuple([((hits | m) & decides).bit_length() - 1 for m in masks])
+            matched = hits
+            for m in masks:
+                matched |= m
+        else:
+            masks = None
+            decisions = ((hits & decides).bit_length() - 1,) * result[1]
+            matched = hits
+        fee = (hits & plan.sets_fee).bit_length() - 1
+        carrier = (hits & plan.sets_carrier).bit_length() - 1
+        core_key = (decisions, language, default)
+        core = self._cores.get(core_key)
+        if core is None:
+            core = self._core(decisions, language, default)
+            if len(self._cores) < _OUTCOME_CACHE_LIMIT:
+                self._cores[core_key] = core
+        decision, reason, refused, rule = core
+        return Outcome(
+            decision=decision,
+            reason=reason,
+            refund_return_fee=bool(matched & plan.refunds),
+            return_fee=plan.fee[fee] if fee >= 0 else None,
+            carrier=plan.carrier[carrier] if carrier >= 0 else None,
+            refused=refused,
+            rule=rule,
+            trace=self._trace(hits, masks, matched, fee, carrier, decisions),
+        )
+
+    def _core(
+        self, decisions: tuple[int, ...], language: str, default: Decision | None
+    ) -> tuple[Decision | None, str | None, tuple[RefusedItem, ...], str | None]:
+        """The decision, reject reason, refused items and deciding rule for the items' rules."""
+        plan = self._plan
+        undecided = -1 in decisions
         best, best_strictness = -1, 0
         for d in decisions:
             if d >= 0 and (plan.strictness[d], d) > (best_strictness, best):
@@ -203,18 +264,9 @@ class RuleSet:
             reason = plan.decision_action[best].argument
         elif decision is Decision.NOT_RETURNABLE:
             refused = self._refused(decisions, language)
-        return Outcome(
-            decision=decision,
-            reason=reason,
-            refund_return_fee=refund,
-            return_fee=plan.fee[fee] if fee >= 0 else None,
-            carrier=plan.carrier[carrier] if carrier >= 0 else None,
-            refused=refused,
-            rule=rule,
-            trace=self._trace(hits, fee, carrier, decisions, per),
-        )
+        return decision, reason, refused, rule
 
-    def _refused(self, decisions: list[int], language: str) -> tuple[RefusedItem, ...]:
+    def _refused(self, decisions: tuple[int, ...], language: str) -> tuple[RefusedItem, ...]:
         refused: list[RefusedItem] = []
         whole_order = False
         for index, d in enumerate(decisions):
@@ -229,25 +281,31 @@ class RuleSet:
             refused.append(RefusedItem(None if whole else index, str(text)))
         return tuple(refused)
 
-    def _trace(
+    def _trace(  # noqa: PLR0917 - private, called once per new pattern
         self,
         hits: int,
+        masks: tuple[int, ...] | None,
+        matched: int,
         fee: int,
         carrier: int,
-        decisions: list[int],
-        per: tuple[tuple[int, int], ...] | None,
+        decisions: tuple[int, ...],
     ) -> tuple[str, ...]:
         """One line per matching rule, in rule order; overridden actions marked."""
-        matched: dict[int, tuple[int, ...] | None] = dict.fromkeys(_bits(hits))
-        for index, (_, mask) in enumerate(per or ()):
-            for k in _bits(mask):
-                matched[k] = (*(matched.get(k) or ()), index)
         lines = []
         cache = self._lines
-        for k in sorted(matched):
-            items = matched[k]
-            deciders = [decisions[i] for i in items] if items is not None else decisions
-            by_decision = -1 if k in deciders else max(deciders, default=-1)
+        top = max(decisions, default=-1)
+        items: tuple[int, ...] | None
+        for k in _bits(matched):
+            if hits >> k & 1 or masks is None:
+                items = None
+                by_decision = -1 if k in decisions else top
+            elif len(masks) == 1:
+                items = _FIRST_ITEM
+                by_decision = -1 if k == decisions[0] else decisions[0]
+            else:
+                items = tuple([i for i, m in enumerate(masks) if m >> k & 1])
+                deciders = [decisions[i] for i in items]
+                by_decision = -1 if k in deciders else max(deciders)
             key = (k, items, by_decision, fee, carrier)
             line = cache.get(key)
             if line is None:
