@@ -2,7 +2,12 @@
 
 Useful for development (point a mail reader at the folder), for hosts whose MTA picks mail up
 from a Maildir, and in tests. Delivery follows the Maildir protocol: the message is written to
-``tmp/``, flushed to disk, then linked into ``new/`` in one atomic step.
+``tmp/``, flushed to disk, then linked into ``new/`` in one atomic step, and ``new/`` itself is
+flushed, so that a delivered message survives a power cut. Only then is the key recorded (and
+its folder flushed): a recorded key always has its message on disk. Message and marker files
+are created readable and writable by their owner only (``0600``, whatever the umask): the mails
+carry customers' names and addresses. The folders are created ``0700``. POSIX only (the folder
+flush needs ``fsync`` on a directory).
 
 **Exactly once.** The file name in ``new/`` is derived from the key, and a marker file per key
 (``<maildir>/retouraanvraag-keys/<sha256 of the key>``) is created atomically after the
@@ -35,6 +40,7 @@ from retouraanvraag.ports import Mail
 __all__ = ["MaildirTransport"]
 
 _INDEX: Final = "retouraanvraag-keys"
+_FILE_MODE: Final = 0o600
 
 
 class MaildirTransport:
@@ -103,6 +109,7 @@ class MaildirTransport:
         if not self._present(name):
             self._deliver(name, message)
         _write_atomically(marker, name.encode())
+        _fsync_folder(index)
 
     def _present(self, name: str) -> bool:
         if (self._path / "new" / name).exists():
@@ -114,13 +121,12 @@ class MaildirTransport:
         data = _serialise(message)
         tmp = self._path / "tmp" / f"{name}.{secrets.token_hex(8)}.{_hostname()}"
         try:
-            with tmp.open("xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            # FileExistsError: delivered by an earlier try that died before its marker.
+            _write_private(tmp, data)
+            # FileExistsError: delivered by an earlier try that died before its marker (and
+            # maybe before flushing new/, which is why new/ is flushed in either case).
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, self._path / "new" / name)
+            _fsync_folder(self._path / "new")
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -147,10 +153,26 @@ def _hostname() -> str:
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        with tmp.open("xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_private(tmp, data)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) with mode 0600 and flush its bytes to disk."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    with os.fdopen(handle, "wb") as file:
+        os.fchmod(file.fileno(), _FILE_MODE)  # exactly 0600: the umask could take bits away
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a link or rename into it) to disk."""
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

@@ -9,10 +9,16 @@ dispatcher retries, and the customer may get the mail twice. Both copies carry t
 one. If you need exactly once, deliver into a Maildir (:mod:`retouraanvraag.adapters.maildir`)
 and let a local MTA send from there.
 
+**Credentials never travel in clear.** With a username and password the transport needs
+either STARTTLS (``starttls=True``, port 587) or implicit TLS (``tls=True``, port 465); both
+verify the server's certificate unless you pass another ``ssl_context``. Without either, the
+constructor refuses, unless ``allow_plaintext_auth=True`` says you mean it (a test server on
+this machine).
+
 Errors map to the port vocabulary: a ``4xx`` reply, a refused or dropped connection and a
 timeout are transient (:class:`~retouraanvraag.errors.PortUnavailable`); a ``5xx`` reply, a
-refused recipient, failed authentication or a server lacking STARTTLS or AUTH are permanent
-(:class:`~retouraanvraag.errors.PortRejected`).
+refused recipient, failed authentication, a server lacking STARTTLS or AUTH, or a server
+certificate that does not verify are permanent (:class:`~retouraanvraag.errors.PortRejected`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from retouraanvraag.ports import Mail
 __all__ = ["SmtpTransport"]
 
 _TRANSIENT: Final = range(400, 500)
+_SMTP_PORT: Final = 25
+_SMTPS_PORT: Final = 465
 
 
 class SmtpTransport:
@@ -39,35 +47,54 @@ class SmtpTransport:
 
     Args:
         host: the SMTP server.
-        port: its port (25; 587 for submission with ``starttls=True``).
-        username: log in with this user (and ``password``) after STARTTLS, if given.
+        port: its port (default 465 with ``tls=True``, else 25; 587 for submission with
+            ``starttls=True``).
+        username: log in with this user (and ``password``) once the connection is encrypted.
         password: the password for ``username``.
         starttls: upgrade the connection with STARTTLS before anything else is sent.
+        tls: speak TLS from the first byte (implicit TLS, "SMTPS", port 465).
+        allow_plaintext_auth: allow a login without STARTTLS or TLS; only for a server on this
+            machine (tests), never across a network.
         timeout: seconds to wait for the server at each step.
         local_hostname: the name sent in EHLO (default: this machine's FQDN).
-        ssl_context: the TLS settings for STARTTLS (default: verify the server's certificate).
+        ssl_context: the TLS settings for STARTTLS or TLS (default: verify the server's
+            certificate against the system's trusted authorities).
+
+    Raises:
+        InvalidInput: a username without a password (or the reverse), a login that would
+            travel in clear, both ``starttls`` and ``tls``, or a timeout that is not positive.
     """
 
     def __init__(
         self,
         host: str,
-        port: int = 25,
+        port: int | None = None,
         *,
         username: str | None = None,
         password: str | None = None,
         starttls: bool = False,
+        tls: bool = False,
+        allow_plaintext_auth: bool = False,
         timeout: float = 10.0,
         local_hostname: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Keep the settings; nothing connects before the first send."""
+        """Check and keep the settings; nothing connects before the first send."""
         if (username is None) != (password is None):
             raise InvalidInput("give both a username and a password, or neither", field="username")
+        if starttls and tls:
+            raise InvalidInput("choose STARTTLS or implicit TLS, not both", field="tls")
+        if username is not None and not (starttls or tls or allow_plaintext_auth):
+            raise InvalidInput(
+                "the login would travel in clear: use starttls=True or tls=True",
+                field="username",
+            )
         if timeout <= 0:
             raise InvalidInput("must be positive", field="timeout")
         self.host = host
-        self.port = port
+        self.port = port if port is not None else _SMTPS_PORT if tls else _SMTP_PORT
         self.starttls = starttls
+        self.tls = tls
         self.timeout = timeout
         self.local_hostname = local_hostname
         self._username = username
@@ -76,7 +103,10 @@ class SmtpTransport:
 
     def __repr__(self) -> str:
         """Show where mail goes, never the password."""
-        return f"SmtpTransport(host={self.host!r}, port={self.port}, starttls={self.starttls})"
+        return (
+            f"SmtpTransport(host={self.host!r}, port={self.port}, starttls={self.starttls}, "
+            f"tls={self.tls})"
+        )
 
     def send(self, key: str, mail: Mail) -> None:
         """Deliver ``mail`` to its recipient. Retries of ``key`` may deliver it again.
@@ -84,7 +114,8 @@ class SmtpTransport:
         Raises:
             PortUnavailable: a 4xx reply, no connection, a dropped connection or a timeout.
             PortRejected: a 5xx reply, the recipient refused, the login refused, a missing
-                STARTTLS or AUTH, or a mail that cannot be built (an invalid address).
+                STARTTLS or AUTH, a server certificate that does not verify, or a mail that cannot
+                be built (an invalid address).
         """
         try:
             message = to_email_message(mail)
@@ -92,9 +123,7 @@ class SmtpTransport:
         except InvalidInput as exc:
             raise PortRejected(f"{key}: {exc}") from exc
         try:
-            client = smtplib.SMTP(
-                self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
-            )
+            client = self._connect()
         except (smtplib.SMTPException, OSError) as exc:
             raise _translate(key, exc) from exc
         try:
@@ -122,10 +151,26 @@ class SmtpTransport:
         data = message.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
         client.sendmail(sender, [to], data, mail_options=options)
 
+    def _connect(self) -> smtplib.SMTP:
+        if self.tls:
+            return smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                local_hostname=self.local_hostname,
+                timeout=self.timeout,
+                context=self._context(),
+            )
+        return smtplib.SMTP(
+            self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+        )
+
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
     def _hello(self, client: smtplib.SMTP) -> None:
         client.ehlo_or_helo_if_needed()
         if self.starttls:
-            client.starttls(context=self._ssl_context or ssl.create_default_context())
+            client.starttls(context=self._context())
             client.ehlo()
         if self._username is not None and self._password is not None:
             client.login(self._username, self._password)
@@ -134,7 +179,10 @@ class SmtpTransport:
 def _translate(key: str, exc: Exception) -> PortUnavailable | PortRejected:
     """Map an smtplib or socket error to the port vocabulary; messages name no address."""
     transient = True
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        transient = False
+        problem = f"the server's certificate does not verify ({_text(exc.verify_message or '')})"
+    elif isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = sorted({code for code, _ in exc.recipients.values()}) or [550]
         transient = all(code in _TRANSIENT for code in codes)
         problem = f"the server refused the recipient ({codes[-1]})"

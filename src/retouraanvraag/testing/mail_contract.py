@@ -102,10 +102,10 @@ class MailTransportContract(abc.ABC):
         (message,) = self._all(transport, 1)
         plain = message.get_body(("plain",))
         rich = message.get_body(("html",))
-        _check(plain is not None and rich is not None, "a body part is missing")
-        if plain is not None and rich is not None:
-            _check(_lines(plain.get_content()) == _lines(mail.text), "the text body differs")
-            _check(_lines(rich.get_content()) == _lines(mail.html), "the HTML body differs")
+        if plain is None or rich is None:
+            raise AssertionError("a body part is missing")
+        _check(_lines(plain.get_content()) == _lines(mail.text), "the text body differs")
+        _check(_lines(rich.get_content()) == _lines(mail.html), "the HTML body differs")
 
     def test_attachments_arrive_byte_for_byte(self) -> None:
         """Each attachment keeps its name, content type and bytes."""
