@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import json
+import logging
 import multiprocessing
 import os
 import pickle
@@ -15,26 +17,44 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from retouraanvraag._codec import (
+    effect_from_json,
+    effect_to_json,
+    request_from_json,
+    request_to_dict,
+    request_to_json,
+)
 from retouraanvraag.adapters import MemoryStorage, SqliteStorage
+from retouraanvraag.adapters import memory as memory_adapter
 from retouraanvraag.adapters import sqlite as sqlite_adapter
+from retouraanvraag.adapters._common import is_due
 from retouraanvraag.errors import (
     ConcurrentModification,
     InvalidInput,
     PortRejected,
     PortUnavailable,
 )
-from retouraanvraag.model import Effect, Money, RefundRecord, ReturnRequest, Status
+from retouraanvraag.model import Effect, MailKind, Money, RefundRecord, ReturnRequest, Status
 from retouraanvraag.ports import (
     Commit,
     EffectState,
     IdempotencyRecord,
+    OutboxEntry,
     Query,
     Settlement,
     Storage,
     Tab,
 )
-from retouraanvraag.testing.storage_contract import SHOP, T0, StorageContract, sample_request
+from retouraanvraag.testing.storage_contract import (
+    SHOP,
+    T0,
+    StorageContract,
+    return_requests,
+    sample_request,
+)
 
 LEASE = dt.timedelta(seconds=30)
 
@@ -517,3 +537,345 @@ def test_a_forked_child_opens_its_own_connection(database: Path) -> None:
         child.join(timeout=60)
         assert child.exitcode == 0
         assert storage.get(SHOP, "r-1").carrier == "child"
+
+
+# -- decoding never lets a raw error out ---------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("decode", [request_from_json, effect_from_json])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        b"\xff\xfe",
+        "null",
+        "[]",
+        '{"id": 1}',
+        DEEP,
+        '{"shop_id": ' + DEEP + "}",
+        '{"kind": "refund", "key": "refund:r", "request_id": ' + DEEP + "}",
+    ],
+    ids=lambda v: repr(v)[:20],
+)
+def test_undecodable_text_raises_invalid_input(
+    decode: Callable[[str | bytes], object], text: str | bytes
+) -> None:
+    with pytest.raises(InvalidInput, match="not a valid"):
+        decode(text)
+
+
+def test_a_timestamp_that_is_not_text_or_has_no_zone_raises_invalid_input() -> None:
+    body = request_to_dict(sample_request("r-1"))
+    for value in (1_700_000_000, "2026-03-01T09:00:00"):
+        with pytest.raises(InvalidInput, match=r"ISO 8601 timestamp|has no time zone"):
+            request_from_json(json.dumps({**body, "created_at": value}))
+    assert request_from_json(json.dumps(body)) == sample_request("r-1")
+
+
+def _json_values() -> st.SearchStrategy[object]:
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=8,
+    )
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.data())
+def test_a_stored_request_with_any_field_replaced_decodes_or_raises_invalid_input(
+    data: st.DataObject,
+) -> None:
+    request = data.draw(return_requests())
+    body = json.loads(request_to_json(request))
+    field = data.draw(st.sampled_from(sorted(body)))
+    body[field] = data.draw(_json_values())
+    with contextlib.suppress(InvalidInput):
+        request_from_json(json.dumps(body))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.sampled_from(["kind", "key", "request_id", "mail", "extra"]), _json_values())
+def test_a_stored_effect_with_any_field_replaced_decodes_or_raises_invalid_input(
+    field: str, value: object
+) -> None:
+    body = json.loads(effect_to_json(Effect.send_mail("r-1", MailKind.REQUEST_RECEIVED)))
+    body[field] = value
+    with contextlib.suppress(InvalidInput):
+        effect_from_json(json.dumps(body))
+
+
+# -- SQLite: corrupt rows are reported or set aside, never stop the world ------------------
+
+
+def _raw(database: Path, sql: str, *params: object) -> None:
+    raw = sqlite3.connect(database)
+    raw.execute(sql, params)
+    raw.commit()
+    raw.close()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def logged() -> Iterator[_Records]:
+    handler = _Records()
+    logger = logging.getLogger("retouraanvraag")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+CORRUPT_EFFECTS = {
+    "not json": ("effect", "{not json"),
+    "deeply nested": ("effect", DEEP),
+    "an effect of another key": ("effect", effect_to_json(Effect.refund("r-1"))),
+    "attempts not a number": ("attempts", "many"),
+    "a lease time not written by the store": ("lease_until", "2026-03-01"),
+}
+
+
+@pytest.mark.parametrize(("column", "value"), CORRUPT_EFFECTS.values(), ids=CORRUPT_EFFECTS)
+def test_claim_sets_a_corrupt_outbox_row_aside_and_hands_out_the_good_ones(
+    database: Path, logged: _Records, column: str, value: str
+) -> None:
+    with SqliteStorage(database) as storage:
+        keys = []
+        for n in range(4):
+            saved = submit(storage, sample_request(f"r-{n}", created_at=T0 + n * LEASE))
+            keys.append(storage.outbox(SHOP, saved.id)[0].key)
+        _raw(database, f"UPDATE outbox SET {column} = ? WHERE key = ?", value, keys[1])  # noqa: S608
+        claimed = storage.claim(owner="w1", now=T0, lease=LEASE, limit=3)
+        assert [e.key for e in claimed] == [keys[0], keys[2], keys[3]]
+        assert all(e.lease_owner == "w1" for e in claimed)
+        assert storage.claim(owner="w2", now=T0 + 2 * LEASE, lease=LEASE, limit=5) != ()
+        raw = sqlite3.connect(database)
+        state, error, owner = raw.execute(
+            "SELECT state, last_error, lease_owner FROM outbox WHERE key = ?", (keys[1],)
+        ).fetchone()
+        raw.close()
+        assert (state, owner) == ("dead", None)
+        assert error.startswith("corrupt outbox row: ")
+        (record,) = [r for r in logged.records if r.levelno == logging.ERROR]
+        assert keys[1] in record.getMessage()
+        assert "r-1" in record.getMessage()
+
+
+def test_claim_of_only_corrupt_rows_hands_out_nothing_and_marks_them_all_dead(
+    database: Path, logged: _Records
+) -> None:
+    with SqliteStorage(database) as storage:
+        for n in range(3):
+            submit(storage, sample_request(f"r-{n}", created_at=T0 + n * LEASE))
+        _raw(database, "UPDATE outbox SET effect = '[]'")
+        assert storage.claim(owner="w1", now=T0, lease=LEASE, limit=2) == ()
+        raw = sqlite3.connect(database)
+        assert raw.execute("SELECT state FROM outbox").fetchall() == [("dead",)] * 3
+        raw.close()
+        assert len(logged.records) == 3
+
+
+def test_a_corrupt_outbox_row_is_rejected_when_listed_or_settled(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        (entry,) = storage.claim(owner="w1", now=T0, lease=LEASE, limit=1)
+        _raw(database, "UPDATE outbox SET effect = 'nope'")
+        with pytest.raises(PortRejected, match=rf"shop {SHOP}: outbox entry '{entry.key}'"):
+            storage.outbox(SHOP, "r-1")
+        with pytest.raises(PortRejected, match=entry.key):
+            storage.settle(SHOP, Settlement(entry.key, "w1", EffectState.DONE))
+        with pytest.raises(PortRejected, match=entry.key):
+            storage.commit(
+                Commit(saved, saved.version, settle=Settlement(entry.key, "w1", EffectState.DONE))
+            )
+        assert storage.get(SHOP, "r-1") == saved
+
+
+def test_a_dead_corrupt_row_can_be_revived_and_is_set_aside_again(
+    database: Path, logged: _Records
+) -> None:
+    with SqliteStorage(database) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        key = storage.outbox(SHOP, "r-1")[0].key
+        _raw(database, "UPDATE outbox SET effect = 'nope'")
+        assert storage.claim(owner="w1", now=T0, lease=LEASE, limit=1) == ()
+        storage.commit(Commit(saved, saved.version, revive=(key,)))
+        assert storage.claim(owner="w1", now=T0, lease=LEASE, limit=1) == ()
+        assert len(logged.records) == 2
+
+
+CORRUPT_BODIES = {
+    "not json": "{not json",
+    "deeply nested": DEEP,
+    "nested in a field": '{"id": ' + DEEP + "}",
+    "a request missing fields": '{"id": "r-1"}',
+    "another request": request_to_json(sample_request("r-9")),
+}
+
+
+@pytest.mark.parametrize("body", CORRUPT_BODIES.values(), ids=CORRUPT_BODIES)
+def test_get_of_a_corrupt_request_row_is_rejected_naming_shop_and_request(
+    database: Path, body: str
+) -> None:
+    with SqliteStorage(database) as storage:
+        submit(storage, sample_request("r-1"))
+        _raw(database, "UPDATE requests SET body = ? WHERE id = 'r-1'", body)
+        with pytest.raises(PortRejected, match=rf"shop {SHOP}: request r-1: .*cannot be read"):
+            storage.get(SHOP, "r-1")
+
+
+@pytest.mark.parametrize("where", [None, lambda _: True])
+def test_a_listing_that_reaches_a_corrupt_row_is_rejected_naming_it(
+    database: Path, where: Callable[[ReturnRequest], bool] | None
+) -> None:
+    with SqliteStorage(database) as storage:
+        for n in range(5):
+            submit(storage, sample_request(f"r-{n}", created_at=T0 + n * LEASE))
+        _raw(database, "UPDATE requests SET body = ? WHERE id = 'r-3'", DEEP)
+        first = storage.query(SHOP, Query(limit=2, where=where))
+        assert [r.id for r in first.items] == ["r-0", "r-1"]
+        with pytest.raises(PortRejected, match=rf"shop {SHOP}: request r-3"):
+            storage.query(SHOP, Query(limit=2, where=where, cursor=first.next_cursor))
+        with pytest.raises(PortRejected, match="r-3"):
+            storage.query(SHOP, Query(statuses=Tab.REQUESTS.statuses))  # type: ignore[arg-type, unused-ignore]
+
+
+def test_a_corrupt_idempotency_result_is_rejected_naming_the_key(database: Path) -> None:
+    with SqliteStorage(database) as storage:
+        request = sample_request("r-1").submitted().request
+        record = IdempotencyRecord(SHOP, "k-1", "fp", "r-1", request)
+        storage.commit(Commit(request, None, idempotency=record))
+        _raw(database, "UPDATE idempotency SET result = '[1]'")
+        with pytest.raises(PortRejected, match=rf"shop {SHOP}: .*'k-1' \(request r-1\)"):
+            storage.idempotency_record(SHOP, "k-1")
+
+
+# -- memory: claims walk the pending entries only ------------------------------------------
+
+
+def test_memory_claim_walks_only_pending_entries_however_long_the_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = MemoryStorage()
+    keys = []
+    for n in range(300):
+        saved = submit(storage, sample_request(f"r-{n:03d}", created_at=T0 + n * LEASE))
+        keys.append(storage.outbox(SHOP, saved.id)[0].key)
+    # Settle all but every 30th: most done, some dead, some waiting for a retry an hour on.
+    later = T0 + dt.timedelta(hours=1)
+    expected_now, expected_later = [], []
+    for n, entry in enumerate(storage.claim(owner="w", now=T0, lease=LEASE, limit=1000)):
+        if n % 30 == 0:
+            expected_now.append(entry.key)
+            continue
+        if n % 30 == 1:
+            settlement = Settlement(entry.key, "w", EffectState.PENDING, "busy", later)
+            expected_later.append(entry.key)
+        elif n % 30 == 2:
+            settlement = Settlement(entry.key, "w", EffectState.DEAD, "refused")
+        else:
+            settlement = Settlement(entry.key, "w", EffectState.DONE)
+        storage.settle(SHOP, settlement)
+    assert len(storage._pending) == len(expected_now) + len(expected_later) == 20
+
+    looked_at: list[str] = []
+
+    def counting_is_due(entry: OutboxEntry, now: dt.datetime) -> bool:
+        looked_at.append(entry.key)
+        return is_due(entry, now)
+
+    monkeypatch.setattr(memory_adapter, "is_due", counting_is_due)
+    after_lease = T0 + LEASE
+    claimed = storage.claim(owner="w2", now=after_lease, lease=LEASE, limit=100)
+    assert [e.key for e in claimed] == expected_now
+    assert len(looked_at) == 20  # the pending entries, not the 300 of the history
+    claimed = storage.claim(owner="w3", now=later + LEASE, lease=LEASE, limit=100)
+    assert [e.key for e in claimed] == sorted(expected_now + expected_later, key=keys.index)
+
+
+# -- both adapters: the outbox index agrees with the outbox ---------------------------------
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["queue", "claim", "done", "retry", "dead", "revive", "tick"]),
+        st.integers(0, 9),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(_OPS)
+def test_memory_and_sqlite_claim_alike_whatever_happened_to_the_outbox(
+    ops: list[tuple[str, int]],
+) -> None:
+    stores: list[Storage] = [MemoryStorage(), SqliteStorage()]
+    clock = T0
+    for store in stores:
+        for n in range(5):
+            submit(store, sample_request(f"r-{n}"))
+    held: dict[str, str] = {}
+    for op, n in ops:
+        request_id = f"r-{n % 5}"
+        key = f"mail:{request_id}:request_received" if n < 5 else f"refund:{request_id}"
+        results = []
+        for store in stores:
+            try:
+                results.append(
+                    _apply(store, op, request_id=request_id, key=key, now=clock, held=held)
+                )
+            except (ConcurrentModification, InvalidInput) as exc:
+                results.append(type(exc).__name__)
+        assert results[0] == results[1], (op, key)
+        if op == "claim" and isinstance(results[0], tuple):
+            held.update(dict(results[0]))
+        if op == "tick":
+            clock += LEASE
+    memory, sqlite_store = stores
+    assert isinstance(memory, MemoryStorage)
+    for n in range(5):
+        assert memory.outbox(SHOP, f"r-{n}") == sqlite_store.outbox(SHOP, f"r-{n}")
+    pending = {
+        (e.shop_id, e.key)
+        for n in range(5)
+        for e in memory.outbox(SHOP, f"r-{n}")
+        if e.state is EffectState.PENDING
+    }
+    assert {(shop, key) for _, shop, key in memory._pending} == pending
+    assert [seq for seq, _, _ in memory._pending] == sorted(seq for seq, _, _ in memory._pending)
+    assert isinstance(sqlite_store, SqliteStorage)
+    sqlite_store.close()
+
+
+def _apply(
+    store: Storage, op: str, *, request_id: str, key: str, now: dt.datetime, held: dict[str, str]
+) -> object:
+    """One step of the differential test; returns what both stores must agree on."""
+    request = store.get(SHOP, request_id)
+    if op == "queue":
+        store.commit(Commit(request, request.version, (Effect.refund(request_id),)))
+        return None
+    if op == "claim":
+        claimed = store.claim(owner=f"w-{now.timestamp()}", now=now, lease=LEASE, limit=2)
+        return tuple((e.key, e.lease_owner or "") for e in claimed)
+    if op == "tick":
+        return None
+    if op == "revive":
+        store.commit(Commit(request, request.version, revive=(key,)))
+        return None
+    states = {"done": EffectState.DONE, "retry": EffectState.PENDING, "dead": EffectState.DEAD}
+    retry_at = now + LEASE if op == "retry" else None
+    store.settle(SHOP, Settlement(key, held.get(key, "nobody"), states[op], op, retry_at))
+    return None

@@ -1,7 +1,9 @@
 """JSON in and out for requests and effects (storage rows, idempotency records, the CLI).
 
 One cattrs converter knows the few types JSON lacks: aware datetimes (ISO 8601), bytes
-(base64), frozensets (sorted lists) and enums (their values).
+(base64), frozensets (sorted lists) and enums (their values). Reading back never lets a raw
+decoding error out: whatever the text is, it decodes or raises
+:class:`~retouraanvraag.errors.InvalidInput`.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import cattrs
 
 from retouraanvraag.errors import InvalidInput
 from retouraanvraag.model import Effect, ReturnRequest
+
+_T = TypeVar("_T")
 
 __all__ = [
     "converter",
@@ -50,12 +54,9 @@ def request_from_json(text: str | bytes) -> ReturnRequest:
     """Read a request back; validators run, so a corrupt row fails loudly.
 
     Raises:
-        InvalidInput: the JSON does not describe a valid request.
+        InvalidInput: the text is not JSON describing a valid request.
     """
-    try:
-        return converter.structure(json.loads(text), ReturnRequest)
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-        raise InvalidInput(f"not a valid return request: {_first_problem(exc)}") from exc
+    return _from_json(text, ReturnRequest, "return request")
 
 
 def request_to_dict(request: ReturnRequest) -> dict[str, Any]:
@@ -70,12 +71,25 @@ def effect_to_json(effect: Effect) -> str:
 
 
 def effect_from_json(text: str | bytes) -> Effect:
-    """Read an effect back."""
-    return converter.structure(json.loads(text), Effect)
+    """Read an effect back; validators run, so a corrupt row fails loudly.
+
+    Raises:
+        InvalidInput: the text is not JSON describing a valid effect.
+    """
+    return _from_json(text, Effect, "effect")
+
+
+def _from_json(text: str | bytes, kind: type[_T], name: str) -> _T:
+    try:
+        return converter.structure(json.loads(text), kind)
+    # The text is untrusted (a stored row, a file): whatever decoding it raises means "not a
+    # valid one". That includes cattrs' own errors, a RecursionError from JSON nested deeper
+    # than the interpreter's stack, and a validator's ValueError or TypeError.
+    except Exception as exc:
+        raise InvalidInput(f"not a valid {name}: {_first_problem(exc)}") from exc
 
 
 def _first_problem(exc: BaseException) -> str:
-    if isinstance(exc, cattrs.BaseValidationError):
-        for sub in exc.exceptions:
-            return _first_problem(sub)
+    if isinstance(exc, cattrs.BaseValidationError) and exc.exceptions:
+        return _first_problem(exc.exceptions[0])
     return str(exc)

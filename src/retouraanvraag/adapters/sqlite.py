@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import logging
 import os
 import random
 import sqlite3
@@ -33,9 +34,11 @@ from retouraanvraag._codec import (
     request_from_json,
     request_to_json,
 )
-from retouraanvraag.adapters.memory import (
+from retouraanvraag.adapters._common import (
+    Position,
     check_claim,
     check_commit,
+    check_revivable,
     check_settlement,
     check_version,
     decode_cursor,
@@ -73,6 +76,7 @@ from retouraanvraag.ports import (
 __all__ = ["SCHEMA_VERSION", "SqliteStorage"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 #: The schema this code writes, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION: Final = 1
@@ -221,7 +225,8 @@ class SqliteStorage:
 
         Raises:
             NotFound: no such request in this shop.
-            PortRejected: the stored row cannot be read back (a corrupt database).
+            PortRejected: the stored row cannot be read back (a corrupt row); the message
+                names the shop and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
 
@@ -234,12 +239,13 @@ class SqliteStorage:
         body = self._read(read)
         if body is None:
             raise NotFound(shop_id=shop_id, request_id=request_id)
-        return _request(body, request_id)
+        return _request(body, shop_id, request_id)
 
     def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
         """The record stored under ``key`` in this shop, or ``None``.
 
         Raises:
+            PortRejected: the stored result cannot be read back (a corrupt row).
             PortUnavailable: the database is busy or cannot be reached.
         """
 
@@ -255,18 +261,26 @@ class SqliteStorage:
         if row is None:
             return None
         fingerprint, request_id, result = row
+        try:
+            stored = request_from_json(result)
+        except InvalidInput as exc:
+            raise PortRejected(
+                f"shop {shop_id}: the result stored under idempotency key {key!r} (request "
+                f"{request_id}) cannot be read: {exc}"
+            ) from exc
         return IdempotencyRecord(
             shop_id=shop_id,
             key=key,
             fingerprint=fingerprint,
             request_id=request_id,
-            result=_request(result, request_id),
+            result=stored,
         )
 
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
         """Every outbox entry of one request, in the order they were queued.
 
         Raises:
+            PortRejected: an entry's row cannot be read back (a corrupt row).
             PortUnavailable: the database is busy or cannot be reached.
         """
         rows = self._read(
@@ -286,14 +300,18 @@ class SqliteStorage:
         however long the shop's history. A ``where`` predicate that refuses many rows can
         yield a short page with a cursor; keep paging until ``next_cursor`` is ``None``.
 
+        A row that cannot be read back is never left out silently: the listing raises.
+
         Raises:
             InvalidInput: the cursor is not one this store handed out, or a bound is naive.
+            PortRejected: a request in the listing cannot be read back (a corrupt row); the
+                message names the shop and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
         after = decode_cursor(query.cursor) if query.cursor is not None else None
         listing = _Listing.of(shop_id, query)
         batch = query.limit + 1 if query.where is None else max(query.limit + 1, _BATCH)
-        found: list[tuple[_Position, ReturnRequest]] = []
+        found: list[tuple[Position, ReturnRequest]] = []
         scanned = 0
         while True:
             # Each batch is its own short read: the host's predicate never runs inside a
@@ -301,13 +319,13 @@ class SqliteStorage:
             fetched = self._read(functools.partial(listing.fetch, after=after, limit=batch))
             scanned += len(fetched)
             for position, body in fetched:
-                request = _request(body, position[1])
+                request = _request(body, shop_id, position[1])
                 if query.where is None or query.where(request):
                     found.append((position, request))
                     if len(found) > query.limit:
-                        return page_of(found, None, query.limit)
+                        return page_of(found, query.limit)
             if len(fetched) < batch:
-                return page_of(found, None, query.limit)
+                return page_of(found, query.limit)
             after = fetched[-1][0]
             if scanned >= _SCAN_BUDGET:
                 # Many rows refused by the predicate: a short page that resumes after them.
@@ -324,7 +342,8 @@ class SqliteStorage:
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
             PortRejected: the request's refunds exceed its paid fee (the database's
                 ``money_cap`` constraint).
-            InvalidInput: the commit is malformed (an effect or record of another request).
+            InvalidInput: the commit is malformed (an effect or record of another request), or
+                a ``revive`` key is not a dead entry of the request.
             PortUnavailable: the database stayed busy; nothing was changed.
         """
         check_commit(commit)
@@ -357,27 +376,21 @@ class SqliteStorage:
                 "SELECT version FROM requests WHERE shop_id = ? AND id = ?", (shop, request_id)
             ).fetchone()
             stored = None if found is None else int(found[0])
+            # The idempotency key first, the lease second, then the version: a taken key or a
+            # lost lease says more than a moved version. The revived keys after the version,
+            # since on a stale read an entry may well have moved on.
             if (
                 record_row is not None
                 and connection.execute(
                     "SELECT 1 FROM idempotency WHERE shop_id = ? AND key = ?", record_row[:2]
                 ).fetchone()
             ):
-                raise key_taken(commit, stored)
-            settled = None
-            if commit.settle is not None:
-                queued = connection.execute(
-                    f"SELECT {_OUTBOX_COLUMNS}, request_id FROM outbox "  # noqa: S608
-                    "WHERE shop_id = ? AND key = ?",
-                    (shop, commit.settle.key),
-                ).fetchone()
-                if queued is None or not holds_lease(
-                    str(queued[-1]), _entry(queued[:-1]), request_id, commit.settle
-                ):
-                    raise lease_lost(commit, stored)
-                settled = settle_entry(_entry(queued[:-1]), commit.settle)
-            # The version last: a taken key or a lost lease says more than a moved version.
+                raise key_taken(commit)
+            settle = commit.settle
+            settled = None if settle is None else _settled(connection, commit, settle)
             check_version(commit, stored)
+            for key in commit.revive:
+                _check_revivable(connection, commit, key)
             try:
                 if stored is None:
                     connection.execute(
@@ -408,6 +421,11 @@ class SqliteStorage:
                 )
             if settled is not None:
                 _store_settled(connection, shop, settled)
+            connection.executemany(
+                "UPDATE outbox SET state = 'pending', attempts = 0, available_at = NULL, "
+                "lease_owner = NULL, lease_until = NULL WHERE shop_id = ? AND key = ?",
+                [(shop, key) for key in commit.revive],
+            )
 
         self._write(write)
         return saved
@@ -423,14 +441,9 @@ class SqliteStorage:
         check_settlement(settlement)
 
         def write(connection: sqlite3.Connection) -> None:
-            queued = connection.execute(
-                f"SELECT {_OUTBOX_COLUMNS}, request_id FROM outbox "  # noqa: S608 - a constant
-                "WHERE shop_id = ? AND key = ?",
-                (shop_id, settlement.key),
-            ).fetchone()
-            request_id = "?" if queued is None else str(queued[-1])
-            entry = None if queued is None else _entry(queued[:-1])
-            if entry is None or not holds_lease(request_id, entry, request_id, settlement):
+            entry = _queued(connection, shop_id, settlement.key)
+            if entry is None or not holds_lease(entry, settlement):
+                request_id = "?" if entry is None else entry.effect.request_id
                 raise LeaseLost(request_id=request_id, key=settlement.key, owner=settlement.owner)
             _store_settled(connection, shop_id, settle_entry(entry, settlement))
 
@@ -441,6 +454,10 @@ class SqliteStorage:
     ) -> Sequence[OutboxEntry]:
         """Lease up to ``limit`` pending entries that are due and not leased, oldest first.
 
+        A row that cannot be read back (a corrupt row) is not handed out: it is marked dead in
+        the same transaction, with ``last_error`` ``"corrupt outbox row: …"``, logged as an
+        error, and the next due entry takes its place. One bad row never blocks the queue.
+
         Raises:
             InvalidInput: ``now`` is naive, ``lease`` is not positive, or ``limit`` negative.
             PortUnavailable: the database stayed busy.
@@ -448,25 +465,46 @@ class SqliteStorage:
         check_claim(owner=owner, now=now, lease=lease, limit=limit)
         at = timestamp(now, field="now")
         until = timestamp(now + lease, field="lease")
-
-        def write(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            rows: list[tuple[Any, ...]] = connection.execute(
-                f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - a constant
-                "WHERE state = 'pending' AND (available_at IS NULL OR available_at <= ?) "
-                "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT ?",
-                (at, at, limit),
-            ).fetchall()
-            connection.executemany(
-                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
-                [(owner, until, row[0]) for row in rows],
-            )
-            return rows
-
-        rows = self._write(write)
-        return tuple(
-            attrs.evolve(_entry(row[1:]), lease_owner=owner, lease_until=from_timestamp(until))
-            for row in rows
+        leased = functools.partial(
+            attrs.evolve, lease_owner=owner, lease_until=from_timestamp(until)
         )
+
+        def write(connection: sqlite3.Connection) -> tuple[list[OutboxEntry], list[_CorruptRow]]:
+            claimed: list[OutboxEntry] = []
+            corrupt: list[_CorruptRow] = []
+            while len(claimed) < limit:
+                rows = connection.execute(
+                    f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - a constant
+                    "WHERE state = 'pending' AND (available_at IS NULL OR available_at <= ?) "
+                    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT ?",
+                    (at, at, limit - len(claimed)),
+                ).fetchall()
+                good: list[tuple[int, OutboxEntry]] = []
+                bad: list[tuple[int, _CorruptRow]] = []
+                for row in rows:
+                    try:
+                        good.append((row[0], _entry(row[1:])))
+                    except _CorruptRow as exc:
+                        bad.append((row[0], exc))
+                connection.executemany(
+                    "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
+                    [(owner, until, seq) for seq, _ in good],
+                )
+                connection.executemany(
+                    "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL, "
+                    "last_error = ? WHERE seq = ?",
+                    [(f"corrupt outbox row: {exc.problem}", seq) for seq, exc in bad],
+                )
+                claimed.extend(leased(entry) for _, entry in good)
+                corrupt.extend(exc for _, exc in bad)
+                if not bad:  # every row was good: the claim is full, or nothing more is due
+                    break
+            return claimed, corrupt
+
+        claimed, corrupt = self._write(write)
+        for exc in corrupt:
+            _log.error("%s; marked dead", exc)
+        return tuple(claimed)
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -567,9 +605,9 @@ class _Connection(sqlite3.Connection):
 
 # -- rows ----------------------------------------------------------------------------------
 
-_Position = tuple[str, str]
 _OUTBOX_COLUMNS: Final = (
-    "shop_id, effect, state, attempts, available_at, lease_owner, lease_until, last_error"
+    "shop_id, key, request_id, effect, state, attempts, available_at, lease_owner, "
+    "lease_until, last_error"
 )
 
 
@@ -599,8 +637,8 @@ class _Listing:
         return cls(shop_id, statuses, filters, tuple(bounds))
 
     def fetch(
-        self, connection: sqlite3.Connection, after: _Position | None, limit: int
-    ) -> list[tuple[_Position, str]]:
+        self, connection: sqlite3.Connection, after: Position | None, limit: int
+    ) -> list[tuple[Position, str]]:
         if self.statuses == ():
             return []
         cursor = " AND (created_at, id) > (?, ?)" if after is not None else ""
@@ -628,25 +666,114 @@ class _Listing:
         return [((str(ts), str(request_id)), str(body)) for ts, request_id, body in rows]
 
 
-def _request(body: str, request_id: str) -> ReturnRequest:
+class _CorruptRow(PortRejected):
+    """An outbox row that cannot be read back; ``problem`` says why."""
+
+    def __init__(self, *, shop_id: str, key: str, request_id: str, problem: str) -> None:
+        self.shop_id = shop_id
+        self.key = key
+        self.request_id = request_id
+        self.problem = problem
+        super().__init__(
+            f"shop {shop_id}: outbox entry {key!r} of request {request_id} cannot be read: "
+            f"{problem}"
+        )
+
+
+def _request(body: str, shop_id: str, request_id: str) -> ReturnRequest:
+    """The request a row's body holds.
+
+    Raises:
+        PortRejected: the body does not decode, or holds another request than its row.
+    """
     try:
-        return request_from_json(body)
+        request = request_from_json(body)
     except InvalidInput as exc:
-        raise PortRejected(f"request {request_id}: the stored row cannot be read: {exc}") from exc
+        problem = str(exc)
+    else:
+        if (request.shop_id, request.id) == (shop_id, request_id):
+            return request
+        problem = "the body holds another request than its row"
+    raise PortRejected(
+        f"shop {shop_id}: request {request_id}: the stored row cannot be read: {problem}"
+    )
 
 
 def _entry(row: Sequence[Any]) -> OutboxEntry:
-    shop_id, effect, state, attempts, available_at, lease_owner, lease_until, last_error = row
+    """The outbox entry a row of ``_OUTBOX_COLUMNS`` holds.
+
+    Raises:
+        _CorruptRow: the row does not decode, or its effect is not the row's key and request.
+    """
+    shop_id, key, request_id, *rest = row
+    try:
+        entry = _decoded(str(shop_id), rest)
+    except (ValueError, TypeError) as exc:  # InvalidInput is a ValueError
+        problem = str(exc)
+    else:
+        if (entry.key, entry.effect.request_id) == (key, request_id):
+            return entry
+        problem = (
+            f"its effect is {entry.key!r} of request {entry.effect.request_id}, "
+            "not the row's key and request"
+        )
+    raise _CorruptRow(
+        shop_id=str(shop_id), key=str(key), request_id=str(request_id), problem=problem
+    )
+
+
+def _decoded(shop_id: str, row: Sequence[Any]) -> OutboxEntry:
+    effect, state, attempts, available_at, lease_owner, lease_until, last_error = row
+    if not isinstance(attempts, int):
+        raise TypeError(f"attempts is {attempts!r}, not a number")
     return OutboxEntry(
-        shop_id=str(shop_id),
+        shop_id=shop_id,
         effect=effect_from_json(str(effect)),
         state=EffectState(state),
-        attempts=int(attempts),
+        attempts=attempts,
         available_at=None if available_at is None else from_timestamp(str(available_at)),
         lease_owner=None if lease_owner is None else str(lease_owner),
         lease_until=None if lease_until is None else from_timestamp(str(lease_until)),
         last_error=None if last_error is None else str(last_error),
     )
+
+
+def _queued(connection: sqlite3.Connection, shop_id: str, key: str) -> OutboxEntry | None:
+    """The outbox entry stored under ``key`` in the shop, or ``None``."""
+    row = connection.execute(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE shop_id = ? AND key = ?",  # noqa: S608
+        (shop_id, key),
+    ).fetchone()
+    return None if row is None else _entry(row)
+
+
+def _settled(connection: sqlite3.Connection, commit: Commit, settle: Settlement) -> OutboxEntry:
+    """The entry ``settle`` (the commit's) names, settled.
+
+    Raises:
+        LeaseLost: it is not an entry of the request, pending and leased to the settler.
+    """
+    entry = _queued(connection, commit.request.shop_id, settle.key)
+    if (
+        entry is None
+        or entry.effect.request_id != commit.request.id
+        or not holds_lease(entry, settle)
+    ):
+        raise lease_lost(commit)
+    return settle_entry(entry, settle)
+
+
+def _check_revivable(connection: sqlite3.Connection, commit: Commit, key: str) -> None:
+    """Refuse a ``revive`` key that is not a dead entry of the commit's request.
+
+    Raises:
+        InvalidInput: it is not.
+    """
+    row = connection.execute(
+        "SELECT request_id, state FROM outbox WHERE shop_id = ? AND key = ?",
+        (commit.request.shop_id, key),
+    ).fetchone()
+    check_revivable(commit, key, None if row is None else (str(row[0]), EffectState(row[1])))
 
 
 def _optional_timestamp(value: dt.datetime | None, field: str) -> str | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import itertools
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -750,6 +751,149 @@ class StorageContract(abc.ABC):
         with pytest.raises(ConcurrentModification):
             storage.commit(Commit(other, other.version, settle=settle))
         assert storage.outbox(SHOP, request.id) == (entry,)
+
+    # -- reviving dead entries --------------------------------------------------------------
+
+    def _dead(
+        self, storage: Storage, request: ReturnRequest, effect: Effect, *, error: str = "refused"
+    ) -> ReturnRequest:
+        """Queue ``effect`` for the saved ``request`` and let it die; the request as saved."""
+        request = storage.commit(Commit(request, request.version, (effect,)))
+        later = T0 + dt.timedelta(days=1)
+        (entry,) = [
+            e
+            for e in storage.claim(owner="w-dead", now=later, lease=_LEASE, limit=100)
+            if e.key == effect.key
+        ]
+        settle = Settlement(entry.key, "w-dead", EffectState.DEAD, error)
+        return storage.commit(Commit(request, request.version, settle=settle))
+
+    def test_a_revived_entry_is_pending_due_at_once_and_claimed(self, storage: Storage) -> None:
+        """Reviving a dead entry makes it pending, due at once, attempts 0, error kept."""
+        saved = self.submit(storage, sample_request())
+        (mail,) = storage.claim(owner="w1", now=T0, lease=_LEASE, limit=1)
+        storage.settle(SHOP, Settlement(mail.key, "w1", EffectState.DONE))
+        label = Effect.create_label(saved.id)
+        saved = storage.commit(Commit(saved, saved.version, (label,)))
+        # Two failures: a retry an hour on, then dead; the entry keeps that retry time.
+        retry_at = T0 + dt.timedelta(hours=1)
+        (entry,) = storage.claim(owner="w1", now=T0, lease=_LEASE, limit=1)
+        retry = Settlement(label.key, "w1", EffectState.PENDING, "timeout", retry_at)
+        saved = storage.commit(Commit(saved, saved.version, settle=retry))
+        (entry,) = storage.claim(owner="w2", now=retry_at, lease=_LEASE, limit=1)
+        assert (entry.key, entry.attempts) == (label.key, 1)
+        dead = Settlement(label.key, "w2", EffectState.DEAD, "PortRejected: no such address")
+        flagged = saved.with_attention("label failed")
+        saved = storage.commit(Commit(flagged, saved.version, settle=dead))
+        (stored,) = [e for e in storage.outbox(SHOP, saved.id) if e.key == label.key]
+        assert (stored.state, stored.attempts, stored.available_at) == (
+            EffectState.DEAD,
+            2,
+            retry_at,
+        )
+
+        revived = storage.commit(Commit(saved, saved.version, revive=(label.key,)))
+        assert revived.version == saved.version + 1
+        (stored,) = [e for e in storage.outbox(SHOP, saved.id) if e.key == label.key]
+        assert (stored.state, stored.attempts, stored.available_at) == (
+            EffectState.PENDING,
+            0,
+            None,
+        )
+        assert (stored.lease_owner, stored.lease_until) == (None, None)
+        assert stored.last_error == "PortRejected: no such address"
+        # Due at once: before the retry time it last had.
+        (again,) = storage.claim(owner="w3", now=T0, lease=_LEASE, limit=1)
+        assert (again.key, again.lease_owner, again.attempts) == (label.key, "w3", 0)
+        storage.settle(SHOP, Settlement(label.key, "w3", EffectState.DONE))
+        assert [e.state for e in storage.outbox(SHOP, saved.id) if e.key == label.key] == [
+            EffectState.DONE
+        ]
+
+    def test_reviving_saves_the_request_and_its_other_changes_with_it(
+        self, storage: Storage
+    ) -> None:
+        """Revived keys, new effects and the request's changes are one commit."""
+        saved = self.submit(storage, sample_request())
+        saved = self._dead(storage, saved, Effect.refund(saved.id))
+        saved = self._dead(storage, saved, Effect.create_label(saved.id))
+        keys = (f"refund:{saved.id}", f"label:{saved.id}")
+        revived = storage.commit(
+            Commit(
+                attrs.evolve(saved, carrier="DHL"),
+                saved.version,
+                (Effect.void_label(saved.id),),
+                revive=keys,
+            )
+        )
+        assert storage.get(SHOP, saved.id) == revived
+        assert revived.carrier == "DHL"
+        states = {e.key: e.state for e in storage.outbox(SHOP, saved.id)}
+        assert [states[key] for key in keys] == [EffectState.PENDING, EffectState.PENDING]
+        assert states[f"void:{saved.id}"] is EffectState.PENDING
+
+    @pytest.mark.parametrize("which", ["pending", "done", "unknown", "other request", "other shop"])
+    def test_reviving_a_key_that_is_not_a_dead_entry_of_the_request_is_refused_atomically(
+        self, storage: Storage, which: str
+    ) -> None:
+        """A revive key that is not a dead entry of the request: InvalidInput, nothing changes."""
+        saved = self.submit(storage, sample_request("r-1"))
+        saved = self._dead(storage, saved, Effect.create_label("r-1"))
+        mail = f"mail:{saved.id}:request_received"
+        if which == "pending":
+            key = mail
+        elif which == "done":
+            # ``_dead`` leased the mail too, a day on; its lease has run out two days on.
+            (entry,) = storage.claim(
+                owner="w1", now=T0 + dt.timedelta(days=2), lease=_LEASE, limit=1
+            )
+            storage.settle(SHOP, Settlement(entry.key, "w1", EffectState.DONE))
+            key = mail
+        elif which == "unknown":
+            key = "refund:r-1"
+        elif which == "other request":
+            other = self.submit(storage, sample_request("r-2"))
+            self._dead(storage, other, Effect.refund("r-2"))
+            key = "refund:r-2"
+        else:
+            # The same request id in another shop, whose refund died: not this shop's entry.
+            theirs = self.submit(storage, sample_request("r-1", shop_id=OTHER_SHOP))
+            self._dead(storage, theirs, Effect.refund("r-1"))
+            key = "refund:r-1"
+        saved = storage.get(SHOP, "r-1")
+        before = (
+            saved,
+            tuple(storage.outbox(SHOP, "r-1")),
+            tuple(storage.outbox(OTHER_SHOP, "r-1")),
+        )
+        commit = Commit(
+            attrs.evolve(saved, carrier="DHL"),
+            saved.version,
+            (Effect.void_label("r-1"),),
+            IdempotencyRecord(SHOP, "revive-1", "fp", "r-1", saved),
+            revive=(f"label:{saved.id}", key),
+        )
+        with pytest.raises(InvalidInput, match=re.escape(repr(key))) as caught:
+            storage.commit(commit)
+        assert caught.value.field == "revive"
+        after = (
+            storage.get(SHOP, "r-1"),
+            tuple(storage.outbox(SHOP, "r-1")),
+            tuple(storage.outbox(OTHER_SHOP, "r-1")),
+        )
+        assert after == before
+        assert storage.idempotency_record(SHOP, "revive-1") is None
+
+    def test_reviving_with_a_stale_version_is_a_lost_race(self, storage: Storage) -> None:
+        """The version is checked before the revived keys: a stale read loses the race."""
+        saved = self.submit(storage, sample_request())
+        saved = self._dead(storage, saved, Effect.refund(saved.id))
+        key = f"refund:{saved.id}"
+        storage.commit(Commit(saved, saved.version, revive=(key,)))
+        with pytest.raises(ConcurrentModification):
+            storage.commit(Commit(saved, saved.version, revive=(key,)))
+        (entry,) = [e for e in storage.outbox(SHOP, saved.id) if e.key == key]
+        assert entry.state is EffectState.PENDING
 
     # -- listings ---------------------------------------------------------------------------
 

@@ -1,0 +1,322 @@
+"""The storage rules both adapters share, so that they agree to the byte.
+
+:mod:`retouraanvraag.adapters.memory` and :mod:`retouraanvraag.adapters.sqlite` check commits,
+claims and settlements, compare versions, hold the money cap, write timestamps and cursors, and
+settle or revive outbox entries with these functions: what a cursor looks like and how an entry
+settles is decided here, once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+
+from retouraanvraag.errors import (
+    ConcurrentModification,
+    IdempotencyKeyTaken,
+    InvalidInput,
+    LeaseLost,
+    NotFound,
+    PortRejected,
+)
+from retouraanvraag.model import ReturnRequest
+from retouraanvraag.ports import Commit, EffectState, OutboxEntry, Page, Settlement
+
+#: A request's place in a listing: its normalised ``created_at`` and its id.
+Position = tuple[str, str]
+
+_TIMESTAMP_RE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_CURSOR_TAG: Final = "r1"
+
+
+# -- timestamps and cursors -------------------------------------------------------------------
+
+
+def timestamp(value: dt.datetime, *, field: str) -> str:
+    """An aware datetime as fixed-width UTC text that sorts like the instants it names.
+
+    Raises:
+        InvalidInput: the datetime is naive or cannot be expressed in UTC.
+    """
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise InvalidInput("must be a timezone-aware datetime", field=field)
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise InvalidInput("is out of range once converted to UTC", field=field) from exc
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def from_timestamp(text: str) -> dt.datetime:
+    """Read back what :func:`timestamp` wrote, as an aware UTC datetime.
+
+    Raises:
+        ValueError: ``text`` is not what :func:`timestamp` writes (a corrupt row).
+    """
+    if not _TIMESTAMP_RE.fullmatch(text):
+        raise ValueError(f"not a stored timestamp: {text[:40]!r}")
+    return dt.datetime.fromisoformat(text)
+
+
+def encode_cursor(position: Position) -> str:
+    """An opaque cursor for the listing position after ``position``."""
+    raw = json.dumps([_CURSOR_TAG, *position], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Position:
+    """The position a cursor of :func:`encode_cursor` stands for.
+
+    Raises:
+        InvalidInput: the cursor is not one this store handed out.
+    """
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (binascii.Error, UnicodeError, ValueError, AttributeError, TypeError) as exc:
+        raise InvalidInput("is not a cursor this store handed out", field="cursor") from exc
+    if (
+        not isinstance(data, list)
+        or len(data) != 3  # noqa: PLR2004
+        or data[0] != _CURSOR_TAG
+        or not isinstance(data[1], str)
+        or not isinstance(data[2], str)
+        or not _TIMESTAMP_RE.fullmatch(data[1])
+    ):
+        raise InvalidInput("is not a cursor this store handed out", field="cursor")
+    return data[1], data[2]
+
+
+def page_of(found: Sequence[tuple[Position, ReturnRequest]], limit: int) -> Page:
+    """The first ``limit`` of ``found`` (matches in listing order), with a cursor if more."""
+    if len(found) > limit:
+        return Page(tuple(r for _, r in found[:limit]), encode_cursor(found[limit - 1][0]))
+    return Page(tuple(r for _, r in found), None)
+
+
+# -- commits ----------------------------------------------------------------------------------
+
+
+def check_commit(commit: Commit) -> None:
+    """Refuse a commit whose parts do not belong to its request.
+
+    Raises:
+        InvalidInput: an effect of another request, a record of another shop or request, a
+            naive ``retry_at``, or an expected version below 1.
+    """
+    request = commit.request
+    for effect in commit.effects:
+        if effect.request_id != request.id:
+            raise InvalidInput(
+                f"effect {effect.key!r} belongs to request {effect.request_id}, "
+                f"not to {request.id}",
+                field="effects",
+            )
+    record = commit.idempotency
+    if record is not None and (record.shop_id, record.request_id) != (request.shop_id, request.id):
+        raise InvalidInput(
+            f"idempotency key {record.key!r} is recorded for request {record.request_id} of "
+            f"shop {record.shop_id}, not for request {request.id} of shop {request.shop_id}",
+            field="idempotency",
+        )
+    if commit.settle is not None:
+        check_settlement(commit.settle)
+    if commit.expected_version is not None and commit.expected_version < 1:
+        raise InvalidInput(
+            f"a stored request's version is at least 1, not {commit.expected_version}",
+            field="expected_version",
+        )
+
+
+def new_version(commit: Commit) -> int:
+    """The version the request gets if ``commit`` succeeds."""
+    return 1 if commit.expected_version is None else commit.expected_version + 1
+
+
+def check_version(commit: Commit, stored: int | None) -> None:
+    """Compare-and-set: the stored version must be the one the commit expects.
+
+    Raises:
+        ConcurrentModification: a new request's id exists, or the version moved on.
+        NotFound: an update of a request that does not exist in this shop.
+    """
+    request = commit.request
+    if commit.expected_version is not None and stored is None:
+        raise NotFound(shop_id=request.shop_id, request_id=request.id)
+    if stored != commit.expected_version:
+        raise ConcurrentModification(
+            request_id=request.id, expected=commit.expected_version, actual=stored
+        )
+
+
+def key_taken(commit: Commit) -> IdempotencyKeyTaken:
+    """The error for an idempotency key that another change already recorded."""
+    key = commit.idempotency.key if commit.idempotency else ""
+    return IdempotencyKeyTaken(
+        shop_id=commit.request.shop_id, request_id=commit.request.id, key=key
+    )
+
+
+def lease_lost(commit: Commit) -> LeaseLost:
+    """The error for settling an outbox entry that is not leased to the settler."""
+    settle = commit.settle
+    key, owner = (settle.key, settle.owner) if settle else ("", "")
+    return LeaseLost(request_id=commit.request.id, key=key, owner=owner)
+
+
+def check_revivable(commit: Commit, key: str, found: tuple[str, EffectState] | None) -> None:
+    """Refuse a ``Commit.revive`` key that does not name a dead entry of the commit's request.
+
+    Args:
+        commit: the commit that names ``key`` in ``revive``.
+        key: the outbox key to revive.
+        found: the stored entry's ``(request id, state)`` in the commit's shop, or ``None``.
+
+    Raises:
+        InvalidInput: there is no such entry, it is another request's, or it is not dead.
+    """
+    if found is None:
+        why = "there is no such entry"
+    elif found[0] != commit.request.id:
+        why = f"it belongs to request {found[0]}"
+    elif found[1] is not EffectState.DEAD:
+        why = f"it is {found[1].value}, not dead"
+    else:
+        return
+    request = commit.request
+    raise InvalidInput(
+        f"outbox entry {key!r} cannot be revived with request {request.id} of shop "
+        f"{request.shop_id}: {why}",
+        field="revive",
+    )
+
+
+def revived(entry: OutboxEntry) -> OutboxEntry:
+    """A dead entry run again: pending, due at once, no attempts, no lease; the error kept."""
+    return attrs.evolve(
+        entry,
+        state=EffectState.PENDING,
+        attempts=0,
+        available_at=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+
+
+# -- claims and settlements -------------------------------------------------------------------
+
+
+def check_claim(*, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int) -> None:
+    """Refuse a claim that cannot mean anything.
+
+    Raises:
+        InvalidInput: an empty owner, a naive ``now``, a lease that is not positive, or a
+            negative limit.
+    """
+    if not owner:
+        raise InvalidInput("a claim needs an owner", field="owner")
+    timestamp(now, field="now")
+    if lease <= dt.timedelta(0):
+        raise InvalidInput("must be positive", field="lease")
+    if limit < 0:
+        raise InvalidInput("must not be negative", field="limit")
+
+
+def is_due(entry: OutboxEntry, now: dt.datetime) -> bool:
+    """Whether a claim at ``now`` may take ``entry``: pending, due and not leased."""
+    return (
+        entry.state is EffectState.PENDING
+        and (entry.available_at is None or entry.available_at <= now)
+        and (entry.lease_until is None or entry.lease_until <= now)
+    )
+
+
+def check_settlement(settlement: Settlement) -> None:
+    """Refuse a settlement with a naive ``retry_at``.
+
+    Raises:
+        InvalidInput: it has one.
+    """
+    if settlement.retry_at is not None:
+        timestamp(settlement.retry_at, field="retry_at")
+
+
+def holds_lease(entry: OutboxEntry, settlement: Settlement) -> bool:
+    """Whether ``settlement.owner`` holds ``entry``: it is pending and leased to them.
+
+    A commit also needs the entry to belong to the committed request; the adapters check that
+    beside this.
+    """
+    return entry.state is EffectState.PENDING and entry.lease_owner == settlement.owner
+
+
+def settle_entry(entry: OutboxEntry, settlement: Settlement) -> OutboxEntry:
+    """The entry after ``settlement``; the lease is released in every case.
+
+    ``DONE`` keeps the last error for the record. ``PENDING`` (a retry) and ``DEAD`` count an
+    attempt and keep the error; a retry becomes due again at ``retry_at`` (now if ``None``).
+    """
+    released = attrs.evolve(entry, state=settlement.state, lease_owner=None, lease_until=None)
+    if settlement.state is EffectState.DONE:
+        return released
+    if settlement.state is EffectState.PENDING:
+        return attrs.evolve(
+            released,
+            attempts=entry.attempts + 1,
+            available_at=settlement.retry_at,
+            last_error=settlement.error,
+        )
+    return attrs.evolve(released, attempts=entry.attempts + 1, last_error=settlement.error)
+
+
+# -- money ------------------------------------------------------------------------------------
+
+
+def refund_totals(request: ReturnRequest) -> tuple[int, int]:
+    """``(paid fee, refunded so far)`` in minor units of the request's currency.
+
+    Raises:
+        PortRejected: a refund in another currency than the paid fee.
+    """
+    paid = request.return_fee.amount if request.return_fee is not None else None
+    currency = paid.currency if paid is not None else request.order_value.currency
+    refunded = 0
+    for refund in request.refunds:
+        if refund.amount.currency != currency:
+            raise PortRejected(
+                f"request {request.id}: refund {refund.key!r} is in {refund.amount.currency}, "
+                f"the paid fee in {currency}"
+            )
+        refunded += refund.amount.amount
+    return (paid.amount if paid is not None else 0), refunded
+
+
+def check_money_cap(request: ReturnRequest) -> None:
+    """The money cap: the request's refunds never add up to more than its paid fee.
+
+    Raises:
+        PortRejected: they do.
+    """
+    paid, refunded = refund_totals(request)
+    if refunded > paid:
+        raise money_cap_error(request.id, paid, refunded)
+
+
+def money_cap_error(request_id: str, paid: int, refunded: int) -> PortRejected:
+    """The error for refunds above the paid fee."""
+    return PortRejected(
+        f"request {request_id}: refunds total {refunded} minor units, "
+        f"more than the {paid} paid as return fee"
+    )
+
+
+def fee_fixed_error(request_id: str) -> PortRejected:
+    """The error for a commit that changes the fee a customer paid: it is fixed at submission."""
+    return PortRejected(f"request {request_id}: the paid return fee cannot change after submission")
