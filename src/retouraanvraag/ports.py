@@ -227,7 +227,8 @@ class Storage(Protocol):
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
             PortRejected: the change breaks a stored invariant (a refund above the paid fee).
             InvalidInput: the commit is malformed: an effect or record of another request, a
-                naive ``retry_at``, an ``expected_version`` below 1.
+                naive ``retry_at``, an ``expected_version`` below 1, a ``revive`` key that is
+                not a dead entry of this request.
             PortUnavailable: the store cannot be reached now; nothing was changed.
         """
         ...
