@@ -444,6 +444,27 @@ def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def _best(measure: Callable[[], float], repeat: int, budget: float = 20.0) -> float:
+    """The shortest of up to ``repeat`` measured seconds (fewer once ``budget`` is spent).
+
+    The machine is shared: the shortest run is the one least disturbed by other work.
+    """
+    times: list[float] = []
+    while len(times) < max(1, repeat) and (not times or sum(times) < budget):
+        times.append(measure())
+    return min(times)
+
+
+def _seconds(function: Callable[[Any], Any], argument: object) -> float:
+    return _timed(functools.partial(function, argument))[0]
+
+
+def _cold(requests: list[ReturnRequest]) -> float:
+    """Seconds for a freshly loaded rule set (loaded before timing starts) to decide requests."""
+    evaluate = rules.parse(POLICY).evaluate
+    return _timed(functools.partial(_evaluate_all, evaluate, requests))[0]
+
+
 def generated_rules(count: int) -> str:
     """A ``count``-rule file: request and item fields, value lists, names, actions."""
     rng = random.Random(11)
@@ -471,6 +492,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the figures (``argv``: options; none from ``run.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per contender; the shortest one counts"
+    )
     parser.add_argument("--rules", type=int, default=1000, help="size of the generated file")
     parser.add_argument(
         "--peers",
@@ -487,19 +511,21 @@ def main(argv: list[str] | None = None) -> None:
             f"the engine and the hand-written policy disagree on {mismatches} requests"
         )
 
-    evaluate = rules.parse(POLICY).evaluate
-    # A freshly loaded rule set (cold memo: every match pattern is new), then the same again
-    # (warm memo: outcomes are memoised on which rules matched where), hand-written in between.
-    cold_s, _ = _timed(functools.partial(_evaluate_all, evaluate, requests))
-    hand_s, _ = _timed(lambda: [handwritten(r) for r in requests])
-    engine_s, _ = _timed(functools.partial(_evaluate_all, evaluate, requests))
-    hand_s = min(hand_s, _timed(lambda: [handwritten(r) for r in requests])[0])
+    # Each run: a freshly loaded rule set (cold memo: every match pattern is new), then the
+    # same rule set again (warm memo: outcomes are memoised on which rules matched where),
+    # then the hand-written function; the shortest of --repeat runs of each counts.
+    cold_s = engine_s = hand_s = float("inf")
+    for _ in range(max(1, args.repeat)):
+        evaluate = rules.parse(POLICY).evaluate
+        cold_s = min(cold_s, _timed(functools.partial(_evaluate_all, evaluate, requests))[0])
+        engine_s = min(engine_s, _timed(functools.partial(_evaluate_all, evaluate, requests))[0])
+        hand_s = min(hand_s, _timed(functools.partial(_evaluate_all, handwritten, requests))[0])
     n = len(requests)
     print(f"  retouraanvraag.rules   {n / cold_s:>12,.0f} evaluations/s (first pass, cold memo)")
     print(f"  retouraanvraag.rules   {n / engine_s:>12,.0f} evaluations/s (second pass)")
     print(f"  hand-written Python    {n / hand_s:>12,.0f} evaluations/s")
-    print(f"  ratio engine / hand-written, first pass: {cold_s / hand_s:.2f}x")
-    print(f"  ratio engine / hand-written, second pass: {engine_s / hand_s:.2f}x (target <= 1.5x)")
+    print(f"  ratio engine / hand-written, first pass: {cold_s / hand_s:.2f}x (target <= 1.5x)")
+    print(f"  ratio engine / hand-written, second pass: {engine_s / hand_s:.2f}x")
 
     prepared = [contexts(r) for r in requests]
     print("  peers (conditions only, on data prepared for them before timing; fewer requests):")
@@ -510,11 +536,10 @@ def main(argv: list[str] | None = None) -> None:
             continue
         size = max(1, n // 10) if name in {"rule-engine", "cel-python"} else n
         sample = prepared[:size]
-        peer_s, _ = _timed(functools.partial(runner, sample))
-        # The engine again on the same requests, right after, from a freshly loaded rule set
-        # (cold memo): a fair ratio even when the machine's load changes during the run.
-        fresh = rules.parse(POLICY).evaluate
-        mine_s, _ = _timed(functools.partial(_evaluate_all, fresh, requests[:size]))
+        peer_s = _best(functools.partial(_seconds, runner, sample), args.repeat)
+        # The engine again on the same requests, right after, each run from a freshly loaded
+        # rule set (cold memo): a fair ratio even when the machine's load changes during the run.
+        mine_s = _best(functools.partial(_cold, requests[:size]), args.repeat)
         rate = len(sample) / peer_s
         print(
             f"    {name:<20} {rate:>12,.0f} evaluations/s   engine is {peer_s / mine_s:.1f}x faster"
