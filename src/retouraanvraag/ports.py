@@ -383,6 +383,8 @@ class PhotoStore(Protocol):
         """Store a validated image; returns its reference with a generated key.
 
         Raises:
+            InvalidPhoto: a content type other than JPEG, PNG or WebP.
+            InvalidInput: an empty shop id.
             PortUnavailable: try again later.
         """
         ...
