@@ -113,7 +113,7 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
     groups = [{a.kind.group for a in rule.actions} for rule in rules]
     item_scope = [r.scope is Scope.ITEM for r in rules]
     # Item-scope rules only decide and refund (the checker refuses fee and carrier in them).
-    request_group = [
+    effective = [
         {g for g in found if g in {"decision", "refund"} or not item}
         for found, item in zip(groups, item_scope, strict=True)
     ]
@@ -126,10 +126,10 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         tuple(r.display_name(language) for r in rules),
         tuple(actions),
         tuple(item_scope),
-        decides=_mask(["decision" in g for g in request_group]),
-        sets_fee=_mask(["fee" in g for g in request_group]),
-        sets_carrier=_mask(["carrier" in g for g in request_group]),
-        refunds=_mask(["refund" in g for g in request_group]),
+        decides=_mask(["decision" in g for g in effective]),
+        sets_fee=_mask(["fee" in g for g in effective]),
+        sets_carrier=_mask(["carrier" in g for g in effective]),
+        refunds=_mask(["refund" in g for g in effective]),
         has_item_rules=any(item_scope),
     )
 
