@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -64,6 +65,19 @@ class World:
             return_fee=fee,  # type: ignore[arg-type]
         )
         return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+
+    def make_dispatcher(self, **changes: Any) -> Dispatcher:
+        """A dispatcher over this world's ports; ``changes`` replace any of them."""
+        options: dict[str, Any] = {
+            "labels": self.labels,
+            "payments": self.payments,
+            "mail": self.mail,
+            "renderer": self.dispatcher._renderer,
+            "clock": self.clock,
+        }
+        options.update(changes)
+        storage = options.pop("storage", self.storage)
+        return Dispatcher(storage, **options)
 
     def use_policy(self, policy: Policy) -> None:
         self.policy = policy

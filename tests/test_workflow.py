@@ -24,7 +24,7 @@ from retouraanvraag.ports import EffectState, Mail, Query, Storage
 from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, fail_nth, inject_faults
 from retouraanvraag.testing.photo_contract import sample_png
-from retouraanvraag.workflow import Desk, Dispatcher, NewItem, Policy
+from retouraanvraag.workflow import Desk, NewItem, Policy
 
 from .conftest import NOW, SHOP, World, build_world
 
@@ -365,13 +365,8 @@ def test_two_people_deciding_at_once_one_wins(world: World) -> None:
 
 
 def test_a_transient_failure_is_retried_with_backoff(world: World) -> None:
-    world.dispatcher = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
+    world.dispatcher = world.make_dispatcher(
         mail=inject_faults(world.mail, fail_nth(1, Fault.BEFORE)),
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
         backoff=dt.timedelta(seconds=30),
         seed=3,
     )
@@ -390,14 +385,7 @@ def test_a_transient_failure_is_retried_with_backoff(world: World) -> None:
 
 def test_a_permanent_failure_flags_the_request_and_drops_nothing(world: World) -> None:
     world.labels = type(world.labels)(refuse_countries=frozenset({"NL"}))
-    world.dispatcher = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
-    )
+    world.dispatcher = world.make_dispatcher()
     request = world.desk.submit(world.new_request())
     world.desk.approve(SHOP, request.id, actor="staff")
     report = world.dispatcher.run_until_idle()
@@ -414,13 +402,8 @@ def test_a_permanent_failure_flags_the_request_and_drops_nothing(world: World) -
 
 
 def test_an_effect_that_keeps_failing_is_given_up_after_max_attempts(world: World) -> None:
-    world.dispatcher = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
+    world.dispatcher = world.make_dispatcher(
         mail=inject_faults(world.mail, lambda _n, _m: Fault.BEFORE),
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
         max_attempts=3,
         backoff=dt.timedelta(seconds=1),
         backoff_cap=dt.timedelta(seconds=2),
@@ -438,13 +421,9 @@ def test_an_effect_that_keeps_failing_is_given_up_after_max_attempts(world: Worl
 def test_failure_after_the_provider_acted_does_not_duplicate(world: World) -> None:
     labels = inject_faults(world.labels, fail_nth(1, Fault.AFTER))
     payments = inject_faults(world.payments, fail_nth(1, Fault.AFTER))
-    world.dispatcher = Dispatcher(
-        world.storage,
+    world.dispatcher = world.make_dispatcher(
         labels=labels,
         payments=payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
         backoff=dt.timedelta(seconds=1),
     )
     request = world.desk.submit(world.new_request())
@@ -473,13 +452,7 @@ def test_a_dead_workers_lease_runs_out_and_another_worker_takes_over(world: Worl
 
 def test_a_worker_whose_lease_ran_out_leaves_the_entry_to_the_new_owner(world: World) -> None:
     request = world.desk.submit(world.new_request())
-    late = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
+    late = world.make_dispatcher(
         owner="new-owner",
     )
     reports = []
@@ -492,13 +465,8 @@ def test_a_worker_whose_lease_ran_out_leaves_the_entry_to_the_new_owner(world: W
             world.clock.advance(dt.timedelta(minutes=6))
             reports.append(late.run_once())
 
-    slow = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
+    slow = world.make_dispatcher(
         mail=SlowMail(),
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
         owner="slow-owner",
     )
     assert slow.run_once().handled == 0
@@ -531,14 +499,7 @@ def test_the_worker_loop_drains_survives_an_unavailable_store_and_stops(world: W
                 stop.set()
             return self.inner.claim(**kwargs)  # type: ignore[attr-defined]
 
-    worker = Dispatcher(
-        FlakyStore(world.storage),  # type: ignore[arg-type]
-        labels=world.labels,
-        payments=world.payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
-    )
+    worker = world.make_dispatcher(storage=FlakyStore(world.storage))
     report = worker.run_worker(stop, poll=0)
     assert report.done == 1
     assert world.mail.deliveries() == {f"mail:{request.id}:request_received": 1}
@@ -550,12 +511,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(world: World) -> None:
     assert dt.timedelta(seconds=30) <= delays[1] <= dt.timedelta(seconds=60)
     assert all(d <= dt.timedelta(hours=6) for d in delays)
     with pytest.raises(errors.InvalidInput):
-        Dispatcher(
-            world.storage,
-            labels=world.labels,
-            payments=world.payments,
-            mail=world.mail,
-            renderer=world.dispatcher._renderer,
+        world.make_dispatcher(
             max_attempts=0,
         )
 
@@ -762,13 +718,8 @@ def test_stored_problems_carry_no_address_and_stay_short(world: World) -> None:
         def send(self, _key: str, mail: Mail) -> None:
             raise errors.PortRejected(f"mailbox {mail.to} is full\n" + "x" * 2000)
 
-    world.dispatcher = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
+    world.dispatcher = world.make_dispatcher(
         mail=ChattyMail(),
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
     )
     request = world.desk.submit(world.new_request())
     world.dispatcher.run_until_idle()
@@ -794,14 +745,7 @@ def test_a_request_that_cannot_be_read_is_given_up_not_retried_forever(world: Wo
             raise errors.PortRejected(f"shop {shop_id}: request {request_id} cannot be read")
 
     request = world.desk.submit(world.new_request())
-    worker = Dispatcher(
-        CorruptRequests(world.storage),  # type: ignore[arg-type]
-        labels=world.labels,
-        payments=world.payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
-    )
+    worker = world.make_dispatcher(storage=CorruptRequests(world.storage))
     assert worker.run_until_idle().dead == 1
     (entry,) = world.storage.outbox(SHOP, request.id)
     assert entry.state is EffectState.DEAD
@@ -810,14 +754,7 @@ def test_a_request_that_cannot_be_read_is_given_up_not_retried_forever(world: Wo
 
 def test_retrying_failed_effects_after_the_cause_is_fixed(world: World) -> None:
     world.labels = type(world.labels)(refuse_countries=frozenset({"NL"}))
-    world.dispatcher = Dispatcher(
-        world.storage,
-        labels=world.labels,
-        payments=world.payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
-    )
+    world.dispatcher = world.make_dispatcher()
     request = world.desk.submit(world.new_request())
     world.desk.approve(SHOP, request.id, actor="staff")
     assert world.dispatcher.run_until_idle().dead == 1
@@ -837,12 +774,7 @@ def test_retrying_failed_effects_after_the_cause_is_fixed(world: World) -> None:
 def test_backoff_never_overflows_and_must_be_positive(world: World) -> None:
     assert world.dispatcher.backoff(10_000) <= dt.timedelta(hours=6)
     with pytest.raises(errors.InvalidInput, match="backoff"):
-        Dispatcher(
-            world.storage,
-            labels=world.labels,
-            payments=world.payments,
-            mail=world.mail,
-            renderer=world.dispatcher._renderer,
+        world.make_dispatcher(
             backoff=dt.timedelta(0),
         )
 
@@ -861,12 +793,5 @@ def test_the_worker_survives_a_store_that_refuses(world: World) -> None:
             stop.set()
             raise errors.PortRejected("corrupt outbox")
 
-    worker = Dispatcher(
-        RefusingStore(world.storage),  # type: ignore[arg-type]
-        labels=world.labels,
-        payments=world.payments,
-        mail=world.mail,
-        renderer=world.dispatcher._renderer,
-        clock=world.clock,
-    )
+    worker = world.make_dispatcher(storage=RefusingStore(world.storage))
     assert worker.run_worker(stop, poll=0).handled == 0
