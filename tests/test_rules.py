@@ -724,3 +724,18 @@ def test_benchmark_runs_on_a_few_requests(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "ratio engine / hand-written" in out
     assert "load 50 rules" in out
+
+
+def test_a_default_rejection_borrows_no_rules_reason() -> None:
+    ruleset = rules.parse(
+        'ALS Retourreden IS "damaged" DAN Afwijzen met reden "Kapot"\n'
+        'ALS Retourreden IS "too_small" DAN Goedkeuren met label'
+    )
+    outcome = ruleset.evaluate(
+        request(item("too_small"), item("changed_mind")), default=Decision.REJECT
+    )
+    assert outcome.decision is Decision.REJECT
+    assert outcome.rule is None
+    assert outcome.reason is None
+    by_rule = ruleset.evaluate(request(item("damaged")), default=Decision.REJECT)
+    assert (by_rule.reason, by_rule.rule) == ("Kapot", "regel 1")

@@ -324,9 +324,6 @@ def country_name(code: str, language: Language | str = Language.NL) -> str:
     return names[Language(language).value].get(code, code)
 
 
-_fold = fold_text  # the old private name, kept while work in progress still imports it
-
-
 def _check_country(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     _, names = _country_index()
     if value not in names["en"]:

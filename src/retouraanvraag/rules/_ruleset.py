@@ -260,7 +260,8 @@ class RuleSet:
             decision, rule = default, None
         reason = None
         refused: tuple[RefusedItem, ...] = ()
-        if decision is Decision.REJECT:
+        if decision is Decision.REJECT and rule is not None:
+            # A rejection by the default has no rule, so no reason of a rule's to give.
             reason = plan.decision_action[best].argument
         elif decision is Decision.NOT_RETURNABLE:
             refused = self._refused(decisions, language)
