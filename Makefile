@@ -30,8 +30,9 @@ unit: $(STAMP)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-soak: $(STAMP) ## long reliability runs
+soak: $(STAMP) ## long reliability runs (and the stateful machine at 2,000 examples x 100 steps)
 	RETOURAANVRAAG_SOAK=1 $(BIN)/python -m pytest -m soak -p no:cacheprovider
+	RETOURAANVRAAG_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_lifecycle_stateful.py
 
 bench: $(STAMP) ## benchmarks: ratios against baselines run beside them
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
