@@ -125,6 +125,12 @@ def test_no_window_without_a_delivery_date_or_a_policy_window(world: World) -> N
     assert world.desk.submit(old).status is Status.REQUESTED
 
 
+@pytest.mark.parametrize("days", [-1, 1.5, True, 10_000])
+def test_a_return_window_must_be_a_sensible_number_of_days(days: object) -> None:
+    with pytest.raises(errors.InvalidInput, match="return_window_days"):
+        Policy(return_window_days=days)  # type: ignore[arg-type]
+
+
 def test_unknown_time_zone_is_a_clear_error() -> None:
     with pytest.raises(errors.InvalidInput, match="Europe/Amsterdm"):
         Policy(timezone="Europe/Amsterdm")

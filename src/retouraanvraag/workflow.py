@@ -117,6 +117,19 @@ def _check_zone(_instance: object, _attribute: object, value: str) -> None:
         raise InvalidInput(f"unknown IANA time zone {value!r}", field="timezone")
 
 
+def _check_window(_instance: object, _attribute: object, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_WINDOW:
+        raise InvalidInput(
+            f"must be a whole number of days from 0 to {_MAX_WINDOW}, or None",
+            field="return_window_days",
+        )
+
+
+_MAX_WINDOW: Final = 3650
+
+
 @attrs.frozen
 class Policy:
     """A shop's return policy.
@@ -132,7 +145,7 @@ class Policy:
     """
 
     manual_approval: bool = True
-    return_window_days: int | None = 30
+    return_window_days: int | None = attrs.field(default=30, validator=_check_window)
     timezone: str = attrs.field(default="Europe/Amsterdam", validator=_check_zone)
     reasons: ReasonCatalogue = attrs.field(factory=ReasonCatalogue)
     rules: RuleEvaluator | None = attrs.field(default=None, eq=False)
