@@ -155,6 +155,12 @@ def test_bad_photos_are_refused_and_nothing_is_stored(world: World) -> None:
     assert world.desk.list(SHOP).items == ()
 
 
+def test_a_photo_that_is_not_bytes_is_refused_by_name(world: World) -> None:
+    item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=("photo.jpg",))  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidPhoto, match="bytes"):
+        world.desk.submit(world.new_request(items=(item,)))
+
+
 def test_a_desk_without_photo_store_refuses_photos(world: World) -> None:
     desk = Desk(world.storage, clock=world.clock)
     item = NewItem("A", "Lamp", 1, Money(2500), "damaged", photos=(PNG,))

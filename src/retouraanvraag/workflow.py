@@ -59,6 +59,7 @@ from retouraanvraag.model import (
     ReturnItem,
     ReturnRequest,
     Status,
+    _tag_set,
     resolve_country,
 )
 from retouraanvraag.ports import (
@@ -166,10 +167,6 @@ def _new_items(value: Iterable[NewItem]) -> tuple[NewItem, ...]:
     return tuple(value)
 
 
-def _tag_set(value: Iterable[str]) -> frozenset[str]:
-    return frozenset(value)
-
-
 @attrs.frozen
 class NewItem:
     """An item as the customer submits it; ``photos`` are raw uploads, validated on submit."""
@@ -250,7 +247,9 @@ def _check_submission(new: NewRequest) -> None:
         )
     for i, item in enumerate(new.items):
         for j, upload in enumerate(item.photos):
-            if len(upload) > _photos.MAX_PHOTO_BYTES:
+            # Anything that is not bytes is refused, by name, when the photo is validated.
+            sized = isinstance(upload, bytes | bytearray | memoryview)
+            if sized and len(upload) > _photos.MAX_PHOTO_BYTES:
                 raise InvalidPhoto(
                     f"is {len(upload)} bytes; at most {_photos.MAX_PHOTO_BYTES} are allowed",
                     field=f"items[{i}].photos[{j}]",
