@@ -396,10 +396,9 @@ class Desk:
         """
         _check_submission(new)
         fingerprint = _submission_fingerprint(new)
-        if idempotency_key is not None:
-            first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
-            if first is not None:
-                return first
+        first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
+        if first is not None:
+            return first
         policy = self.policy(new.shop_id)
         now = self._clock.now()
         request = self._draft(new, policy, now)
@@ -503,14 +502,12 @@ class Desk:
 
     # -- commands on a stored request -------------------------------------------------------
 
-    def _first_result(
+    def _replay(
         self, shop_id: str, key: str | None, fingerprint: str, command: str
     ) -> ReturnRequest | None:
-        return None if key is None else self._replay(shop_id, key, fingerprint, command)
-
-    def _replay(
-        self, shop_id: str, key: str, fingerprint: str, command: str
-    ) -> ReturnRequest | None:
+        """The first result under ``key``, if there is one (and the arguments match)."""
+        if key is None:
+            return None
         record = self._storage.idempotency_record(shop_id, key)
         if record is None:
             return None
@@ -530,16 +527,15 @@ class Desk:
     ) -> ReturnRequest:
         fingerprint = _fingerprint(command, {"request_id": request_id, **arguments})
         for attempt in range(COMMAND_RETRIES):
-            if idempotency_key is not None:
-                first = self._replay(shop_id, idempotency_key, fingerprint, command)
-                if first is not None:
-                    return first
+            first = self._replay(shop_id, idempotency_key, fingerprint, command)
+            if first is not None:
+                return first
             request = self._storage.get(shop_id, request_id)
             try:
                 change = step(request, self._clock.now())
             except TransitionNotAllowed:
                 # A call with this key may have won a race against us: its result stands.
-                first = self._first_result(shop_id, idempotency_key, fingerprint, command)
+                first = self._replay(shop_id, idempotency_key, fingerprint, command)
                 if first is not None:
                     return first
                 raise
