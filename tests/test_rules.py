@@ -739,3 +739,22 @@ def test_a_default_rejection_borrows_no_rules_reason() -> None:
     assert outcome.reason is None
     by_rule = ruleset.evaluate(request(item("damaged")), default=Decision.REJECT)
     assert (by_rule.reason, by_rule.rule) == ("Kapot", "regel 1")
+
+
+# -- review: defects a merchant or a hostile client would hit -------------------------------
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "1," + "9" * 5000, "9" * 40])
+def test_a_number_too_long_to_write_back_is_a_load_error(number: str) -> None:
+    # It used to load, and then format() and explain() raised ValueError on the 5000 digits.
+    assert errors_of(f"ALS Aantal IS {number} DAN Goedkeuren met label") == [
+        (1, 15, "number-too-long")
+    ]
+    with pytest.raises(RuleError) as caught:
+        rules.parse(f"IF Quantity IS {number} THEN Approve with label")
+    assert "at most" in caught.value.diagnostics[0].message
+
+
+def test_a_long_but_sane_number_loads_and_formats() -> None:
+    ruleset = rules.parse("ALS Aantal artikelen MINSTENS 1234567890,123 DAN Goedkeuren met label")
+    assert "1234567890,123" in rules.format(ruleset)

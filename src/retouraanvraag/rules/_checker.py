@@ -63,6 +63,8 @@ __all__ = ["Checker"]
 MAX_TEXT: Final = 2000
 #: How many comparisons one rule may hold.
 MAX_COMPARISONS: Final = 1000
+#: The most digits a number may have (more could not be written back or explained).
+MAX_DIGITS: Final = 30
 
 _ALLOWED: Final[dict[FieldType, tuple[Operator, ...]]] = {
     FieldType.COUNTRY: (Operator.IS, Operator.IS_NOT),
@@ -343,6 +345,9 @@ class Checker:
             if kind is FieldType.MONEY:
                 return self.money(value, name)
             if kind is FieldType.NUMBER and value.kind == "number":
+                if sum(c.isdigit() for c in text) > MAX_DIGITS:
+                    self.report(value.position, "number-too-long", limit=MAX_DIGITS)
+                    raise _Invalid
                 return read_number(text)
             if kind in {FieldType.TEXT, FieldType.TAGS} and value.kind != "money":
                 if not text:
