@@ -758,3 +758,34 @@ def test_a_number_too_long_to_write_back_is_a_load_error(number: str) -> None:
 def test_a_long_but_sane_number_loads_and_formats() -> None:
     ruleset = rules.parse("ALS Aantal artikelen MINSTENS 1234567890,123 DAN Goedkeuren met label")
     assert "1234567890,123" in rules.format(ruleset)
+
+
+def _unknown(_subject: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("type_", "scope", "condition"),
+    [
+        (FieldType.REASON, Scope.REQUEST, "Extra IS NIET too_small"),
+        (FieldType.REASON, Scope.ITEM, "NIET Extra IS too_small"),
+        (FieldType.TAGS, Scope.REQUEST, "Extra BEVAT NIET vip"),
+        (FieldType.TAGS, Scope.REQUEST, "NIET Extra BEVAT vip"),
+    ],
+)
+def test_an_unknown_host_reason_or_tags_value_is_not_true_under_a_negation(
+    type_: FieldType, scope: Scope, condition: str
+) -> None:
+    # A host field returning None (unknown) made IS NIET / BEVAT NIET / NIET true.
+    field = Field("extra", "Extra", "Extra", type_, scope, _unknown)
+    ruleset = rules.parse(
+        f"ALS {condition} DAN Goedkeuren met label", fields=FieldRegistry().with_fields(field)
+    )
+    assert ruleset.evaluate(request()).decision is None
+    assert (
+        rules.compile_condition(
+            condition, fields=FieldRegistry().with_fields(field), language="nl"
+        )(request())
+        is False
+    )
+    assert "onbekend" in ruleset.explain(request())

@@ -79,6 +79,11 @@ def normalise_tags(tags: object) -> frozenset[str]:
     return frozenset(str(t).strip().casefold() for t in tags)  # type: ignore[attr-defined]
 
 
+def normalise_optional_tags(tags: object) -> frozenset[str] | None:
+    """Tags of a host field that may be unknown: ``None`` stays unknown."""
+    return None if tags is None else normalise_tags(tags)
+
+
 def _reason_tables(reasons: ReasonCatalogue) -> tuple[dict[str, str], dict[str, str]]:
     exact: dict[str, str] = {}
     folded: dict[str, str] = {}
@@ -89,11 +94,13 @@ def _reason_tables(reasons: ReasonCatalogue) -> tuple[dict[str, str], dict[str, 
     return exact, folded
 
 
-def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str]:
+def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str | None]:
     """Map a stored reason (a code, or a label in either language) to its code."""
     exact, folded = _reason_tables(reasons)
 
-    def normalise(value: str) -> str:
+    def normalise(value: str | None) -> str | None:
+        if value is None:  # a host field's unknown reason stays unknown
+            return None
         code = exact.get(value)
         if code is not None:
             return code
@@ -135,6 +142,7 @@ class _Generator:
             "_tz": tz,
             "_nt": normalise_text,
             "_ntags": normalise_tags,
+            "_ntags_opt": normalise_optional_tags,
             # The library's tags are a frozenset of text: their normal form is memoised.
             "_ntags_cached": functools.lru_cache(maxsize=1024)(normalise_tags),
             "_nr": reason_normaliser(reasons),
@@ -294,7 +302,7 @@ class _Generator:
                 return _call(_name("_nt"), raw)
             return _call(_attr(_call(_attr(raw, "strip")), "casefold"))
         if field.type is FieldType.TAGS:
-            return _call(_name("_ntags"), raw)
+            return _call(_name("_ntags_opt" if field.optional else "_ntags"), raw)
         return raw
 
     # -- conditions: certainly true / certainly false ---------------------------------------

@@ -45,7 +45,7 @@ def read_field(
 
 
 def _holds(  # noqa: C901, PLR0911, PLR0912
-    compare: Compare, value: object, reason: Callable[[str], str]
+    compare: Compare, value: object, reason: Callable[[str], str | None]
 ) -> bool | None:
     if value is None:
         return None
@@ -88,7 +88,7 @@ def _holds(  # noqa: C901, PLR0911, PLR0912
 def evaluate_condition(
     condition: Condition,
     values: Callable[[Field], object],
-    reason: Callable[[str], str],
+    reason: Callable[[str], str | None],
     leaves: list[tuple[Compare, object, bool | None]] | None = None,
 ) -> bool | None:
     """Three-valued evaluation; ``leaves`` collects every comparison with its value and result."""
