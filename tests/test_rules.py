@@ -789,3 +789,36 @@ def test_an_unknown_host_reason_or_tags_value_is_not_true_under_a_negation(
         is False
     )
     assert "onbekend" in ruleset.explain(request())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ALS Van land IS NL DAN Goedkeuren met label " + "~" * 200_000,
+        "ALS Van land IS NL DAN " + " EN ".join(["Retourkosten terugbetalen"] * 20_000),
+        "ALS Van land IS NL DAN Goedkeuren met label " + "~ " * 100_000,
+    ],
+)
+def test_a_flood_of_problems_on_one_long_line_stays_small_and_fast(text: str) -> None:
+    # Every problem used to repeat the whole (long) source line: the message grew with
+    # problems x line length, and 100,000 stray characters ran out of memory.
+    started = time.perf_counter()
+    with pytest.raises(RuleError) as caught:
+        rules.parse(text)
+    message = str(caught.value)
+    assert time.perf_counter() - started < 5
+    assert len(caught.value.diagnostics) <= 101
+    assert len(message) < 100_000
+    assert caught.value.diagnostics[-1].code == "too-many-problems"
+
+
+def test_a_long_source_line_is_shown_around_the_column() -> None:
+    text = "ALS Artikelnaam IS " + "a " * 1000 + "DAN Goedkeuren met lable"
+    with pytest.raises(RuleError) as caught:
+        rules.parse(text)
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.column == 2024
+    assert diagnostic.source_line == text
+    _, source, caret, _ = str(diagnostic).splitlines()
+    assert len(source) < 200
+    assert source[caret.index("^")] == "G"  # the caret still points at the action

@@ -106,8 +106,7 @@ def _checker(  # noqa: PLR0917 - private helper
 
 
 def _fail(checker: Checker) -> RuleError:
-    ordered = tuple(sorted(checker.diagnostics, key=lambda d: (d.line, d.column)))
-    return RuleError(ordered, source_name=checker.source_name)
+    return RuleError(checker.listing(), source_name=checker.source_name)
 
 
 def parse(
@@ -166,7 +165,7 @@ def parse(
     if any(d.severity is Severity.ERROR for d in checker.diagnostics):
         raise _fail(checker)
     _warn(checker, rules)
-    warnings = tuple(sorted(checker.diagnostics, key=lambda d: (d.line, d.column)))
+    warnings = checker.listing()
     return RuleSet(
         tuple(rules),
         timezone,

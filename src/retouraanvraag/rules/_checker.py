@@ -63,6 +63,8 @@ __all__ = ["Checker"]
 MAX_TEXT: Final = 2000
 #: How many comparisons one rule may hold.
 MAX_COMPARISONS: Final = 1000
+#: The most problems reported for one file; the rest are counted.
+MAX_DIAGNOSTICS: Final = 100
 #: The most digits a number may have (more could not be written back or explained).
 MAX_DIGITS: Final = 30
 
@@ -116,6 +118,8 @@ class Checker:
     source_name: str
     lines: Sequence[str]
     diagnostics: list[Diagnostic] = attrs.field(factory=list)
+    #: Problems past :data:`MAX_DIAGNOSTICS`, counted but not reported one by one.
+    dropped: int = 0
     _failed: bool = False
 
     # -- diagnostics ------------------------------------------------------------------------
@@ -130,6 +134,11 @@ class Checker:
         **values: object,
     ) -> None:
         """Record a diagnostic at ``position`` with the message ``code`` in the file's language."""
+        if severity is Severity.ERROR:
+            self._failed = True
+        if len(self.diagnostics) >= MAX_DIAGNOSTICS:
+            self.dropped += 1
+            return
         line = position.line
         source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         self.diagnostics.append(
@@ -144,8 +153,22 @@ class Checker:
                 self.source_name,
             )
         )
-        if severity is Severity.ERROR:
-            self._failed = True
+
+    def listing(self) -> tuple[Diagnostic, ...]:
+        """The diagnostics in source order, then how many more problems there were."""
+        ordered = sorted(self.diagnostics, key=lambda d: (d.line, d.column))
+        if self.dropped:
+            last = ordered[-1]
+            ordered.append(
+                attrs.evolve(
+                    last,
+                    message=message("too-many-problems", self.language, count=self.dropped),
+                    source_line="",
+                    hint=None,
+                    code="too-many-problems",
+                )
+            )
+        return tuple(ordered)
 
     def _suggest(self, text: str, candidates: Iterable[str], fallback_key: str) -> str:
         names = list(dict.fromkeys(candidates))

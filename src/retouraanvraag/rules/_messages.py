@@ -51,6 +51,10 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "{operator} vergelijkt met één waarde, niet met {count}",
         "{operator} compares with one value, not {count}",
     ),
+    "too-many-problems": (
+        "en nog {count} problemen; los eerst deze op",
+        "and {count} more problems; fix these first",
+    ),
     "number-too-long": (
         "dit getal is te lang: hoogstens {limit} cijfers",
         "this number is too long: at most {limit} digits",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 import attrs
 
 __all__ = ["Diagnostic", "Position", "Severity"]
+
+#: A source line longer than this is shown as an excerpt around the column.
+_SHOWN: Final = 120
 
 
 class Severity(enum.StrEnum):
@@ -54,11 +58,24 @@ class Diagnostic:
         prefix = self.source_line[: max(self.column - 1, 0)]
         return "".join("\t" if c == "\t" else " " for c in prefix) + "^"
 
+    def _excerpt(self) -> tuple[str, str]:
+        """The source line and its caret; a long line only around the column (… marks cuts)."""
+        source = self.source_line
+        if len(source) <= _SHOWN:
+            return source, self.caret
+        start = max(self.column - 1 - _SHOWN // 2, 0)
+        end = start + _SHOWN
+        head = "…" if start > 0 else ""
+        tail = "…" if end < len(source) else ""
+        shown = attrs.evolve(self, source_line=source[start:end], column=self.column - start)
+        return f"{head}{shown.source_line}{tail}", " " * len(head) + shown.caret
+
     def __str__(self) -> str:
         """``FILE:LINE:COL: error: message``, the source line, a caret and the hint."""
         lines = [f"{self.source_name}:{self.line}:{self.column}: {self.severity}: {self.message}"]
         if self.source_line:
-            lines += [f"    {self.source_line}", f"    {self.caret}"]
+            source, caret = self._excerpt()
+            lines += [f"    {source}", f"    {caret}"]
         if self.hint:
             lines.append(f"    {self.hint}")
         return "\n".join(lines)
