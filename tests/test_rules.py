@@ -822,3 +822,15 @@ def test_a_long_source_line_is_shown_around_the_column() -> None:
     _, source, caret, _ = str(diagnostic).splitlines()
     assert len(source) < 200
     assert source[caret.index("^")] == "G"  # the caret still points at the action
+
+
+def test_a_bad_amount_is_explained_in_the_files_language() -> None:
+    # The reason came from Money.parse in English: "… is geen bedrag: cannot read the amount".
+    with pytest.raises(RuleError) as caught:
+        rules.parse("ALS Bestelwaarde > €4,999 DAN Retouraanvraag inschakelen")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.code == "bad-money"
+    assert "decimals" not in diagnostic.message
+    assert "cannot" not in diagnostic.message
+    assert diagnostic.message == '"€4,999" is geen bedrag'
+    assert diagnostic.hint == "schrijf bijvoorbeeld €4,95 of 4.95 EUR"

@@ -424,7 +424,6 @@ class Checker:
                     "bad-money",
                     hint=message("money-hint", self.language),
                     text=value.text,
-                    problem=str(error),
                 )
                 raise _Invalid from error
         self.report(

@@ -59,7 +59,7 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "dit getal is te lang: hoogstens {limit} cijfers",
         "this number is too long: at most {limit} digits",
     ),
-    "bad-money": ('"{text}" is geen bedrag: {problem}', '"{text}" is not an amount: {problem}'),
+    "bad-money": ('"{text}" is geen bedrag', '"{text}" is not an amount'),
     "money-hint": ("schrijf bijvoorbeeld €4,95 of 4.95 EUR", "write for example €4.95 or 4.95 EUR"),
     "yes-no-hint": ("gebruik ja of nee", "use yes or no"),
     "request-action-in-item-rule": (
