@@ -834,3 +834,38 @@ def test_a_bad_amount_is_explained_in_the_files_language() -> None:
     assert "cannot" not in diagnostic.message
     assert diagnostic.message == '"€4,999" is geen bedrag'
     assert diagnostic.hint == "schrijf bijvoorbeeld €4,95 of 4.95 EUR"
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "message"),
+    [
+        (
+            (
+                "ALS Van land IS NL DAN Goedkeuren met label\n"
+                "IF From country IS BE THEN Approve with label\n"
+                "ALS Van land IS DE DAN Retouraanvraag inschakelen\n"
+            ),
+            (2, 1),
+            "een regel in het Engels ('IF') in een Nederlands bestand: een bestand is in één taal",
+        ),
+        (
+            (
+                "IF From country IS BE THEN Approve with label\n"
+                'REGEL "x": ALS Van land IS NL\nDAN Goedkeuren met label\n'
+            ),
+            (2, 1),
+            "a rule in Dutch ('REGEL') in an English file: a file is in one language",
+        ),
+    ],
+)
+def test_a_rule_in_the_other_language_is_one_clear_error(
+    text: str, position: tuple[int, int], message: str
+) -> None:
+    # It was read as more words of the previous rule's action: 'onbekende actie "Goedkeuren
+    # met label IF From country IS BE THEN Approve with label"'.
+    with pytest.raises(RuleError) as caught:
+        rules.parse(text)
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.line, diagnostic.column) == position
+    assert diagnostic.code == "wrong-language"
+    assert diagnostic.message == message

@@ -146,6 +146,8 @@ def parse(
         hint = None
         if problem.code == "unterminated-string":
             hint = message("unterminated-hint", language)
+        elif problem.code == "wrong-language":
+            hint = message("wrong-language-hint", language)
         checker.report(problem.position, problem.code, hint=hint, text=repr(problem.text))
     if len(lexed.chunks) > MAX_RULES:
         first = lexed.chunks[MAX_RULES].tokens[0]

@@ -272,6 +272,30 @@ def _classify(tokens: list[Token], language: str, *, start_mode: str) -> list[To
     return out
 
 
+def _foreign_rules(tokens: list[Token], language: str) -> list[Token]:
+    """Mark the ``IF``/``RULE`` of a rule written in the other language as ``FOREIGN``.
+
+    Such a word opens a line and a ``THEN`` of that language follows before our next rule; the
+    ``FOREIGN`` token starts a chunk, which is reported once and not parsed.
+    """
+    other = "en" if language == "nl" else "nl"
+    openers = {w for w, t in KEYWORDS[other].items() if t in {"IF", "RULE"}}
+    own = {w for w, t in KEYWORDS[language].items() if t in {"IF", "RULE"}}
+    then = next(w for w, t in KEYWORDS[other].items() if t == "THEN")
+    out = list(tokens)
+    then_ahead = False  # scanning backwards: a THEN of the other language before our IF/RULE
+    for i in range(len(tokens) - 1, 0, -1):
+        token = tokens[i]
+        word = token.value.casefold() if token.type == "WORD" else ""
+        if word in openers and then_ahead and token.line != tokens[i - 1].line:
+            out[i] = _join([token], "FOREIGN", token.value)
+        if word == then:
+            then_ahead = True
+        elif word in own:
+            then_ahead = False
+    return out
+
+
 def _starts_comparison(tokens: list[Token], i: int) -> bool:
     """Whether ``tokens[i:]`` begins ``<field> <operator>``, ``NIET`` or ``(``."""
     if i >= len(tokens):
@@ -308,7 +332,7 @@ def _disambiguate(tokens: list[Token]) -> list[Token]:
                     out.append(_join([token], "WORD", token.value))
                     continue
             in_values = False
-        elif type_ in {"LPAR", "RPAR", "NOT", "THEN", "IF", "RULE"}:
+        elif type_ in {"LPAR", "RPAR", "NOT", "THEN", "IF", "RULE", "FOREIGN"}:
             in_values = False
         out.append(token)
     return out
@@ -319,7 +343,7 @@ def _chunks(tokens: list[Token]) -> list[list[Token]]:
     chunks: list[list[Token]] = []
     current: list[Token] = []
     for token in tokens:
-        starts = token.type == "RULE" or (
+        starts = token.type in {"RULE", "FOREIGN"} or (
             token.type == "IF"
             and not (current and current[0].type == "RULE" and all(t.type != "IF" for t in current))
         )
@@ -330,6 +354,10 @@ def _chunks(tokens: list[Token]) -> list[list[Token]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _position(token: Token) -> Position:
+    return Position(token.line or 1, token.column or 1)
 
 
 def _end(token: Token) -> tuple[int, int]:
@@ -346,8 +374,13 @@ def lex(text: str, language: str, *, start_mode: str = "top") -> Lexed:
     problems = tuple(t for t in raw if isinstance(t, Problem))
     comments = [t for t in raw if isinstance(t, Token) and t.type == "COMMENT"]
     tokens = [t for t in raw if isinstance(t, Token) and t.type != "COMMENT"]
+    if start_mode == "top":
+        tokens = _foreign_rules(tokens, language)
     tokens = _disambiguate(_classify(tokens, language, start_mode=start_mode))
     token_chunks = _chunks(tokens) if start_mode == "top" else ([tokens] if tokens else [])
+    foreign = [c[0] for c in token_chunks if c[0].type == "FOREIGN"]
+    problems += tuple(Problem(_position(t), "wrong-language", t.value) for t in foreign)
+    token_chunks = [c for c in token_chunks if c[0].type != "FOREIGN"]
     chunk_comments: list[list[str]] = [[] for _ in token_chunks]
     trailing: list[str] = []
     for comment in comments:

@@ -51,6 +51,14 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "{operator} vergelijkt met één waarde, niet met {count}",
         "{operator} compares with one value, not {count}",
     ),
+    "wrong-language": (
+        "een regel in het Engels ({text}) in een Nederlands bestand: een bestand is in één taal",
+        "a rule in Dutch ({text}) in an English file: a file is in one language",
+    ),
+    "wrong-language-hint": (
+        "schrijf deze regel als ALS … DAN …",
+        "write this rule as IF … THEN …",
+    ),
     "too-many-problems": (
         "en nog {count} problemen; los eerst deze op",
         "and {count} more problems; fix these first",
