@@ -869,3 +869,25 @@ def test_a_rule_in_the_other_language_is_one_clear_error(
     assert (diagnostic.line, diagnostic.column) == position
     assert diagnostic.code == "wrong-language"
     assert diagnostic.message == message
+
+
+def test_an_amount_in_another_currency_is_unknown_also_for_is_and_is_niet() -> None:
+    # docs/rules.md: "Amounts in another currency compare as unknown"; IS NIET €10 was true
+    # for a dollar request, and so was NIET (… IS €10).
+    dollars = ReturnRequest(
+        shop_id="shop",
+        id="r1",
+        order_number="1001",
+        customer=Customer(email="klant@example.com", name="Klant"),
+        from_country="NL",
+        order_value=Money.parse("$49.95"),
+        items=(ReturnItem("SKU-1", "T-shirt", 1, Money.parse("$19.95"), "too_small"),),
+        created_at=NOW,
+    )
+    for condition in ("Bestelwaarde IS NIET €10", "NIET Bestelwaarde IS €10"):
+        ruleset = rules.parse(f"ALS {condition} DAN Goedkeuren met label")
+        assert ruleset.evaluate(dollars).decision is None
+        assert "onbekend" in ruleset.explain(dollars)
+        assert rules.compile_condition(condition, language="nl")(dollars) is False
+    same_currency = rules.parse("ALS Bestelwaarde IS NIET €10 OF $10 DAN Goedkeuren met label")
+    assert same_currency.evaluate(dollars).decision is Decision.APPROVE_WITH_LABEL

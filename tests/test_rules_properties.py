@@ -331,6 +331,10 @@ def _leaf(compare: Compare, value: object) -> bool | None:
         }
         return results[op]
     else:
+        if isinstance(value, Money) and value.currency not in {
+            v.currency for v in values if isinstance(v, Money)
+        }:
+            return None  # an amount in another currency compares as unknown
         hit = value in values
     return not hit if negative else hit
 

@@ -403,18 +403,7 @@ class _Generator:
                 )
             return _compare(v, op, self.constant(bound))
         if field.type is FieldType.MONEY:
-            amount, currency = self._money(field, v)
-            tests = [
-                _all(
-                    [
-                        _compare(amount, ast.Eq(), self.constant(m.amount)),
-                        _compare(currency, ast.Eq(), self.constant(m.currency)),
-                    ]
-                )
-                for m in values
-                if isinstance(m, Money)
-            ]
-            return _any(tests) if want else _not(_any(tests))
+            return self._money_equal(field, values, v, want=want)
         if operator in {Operator.CONTAINS, Operator.NOT_CONTAINS}:
             folded = [normalise_text(x) or "" for x in values]
             if field.type is FieldType.TAGS:
@@ -434,6 +423,31 @@ class _Generator:
         if len(keys) == 1:
             return _compare(v, ast.Eq() if want else ast.NotEq(), self.constant(keys[0]))
         return _compare(v, ast.In() if want else ast.NotIn(), self.constant(frozenset(keys)))
+
+    def _money_equal(
+        self, field: Field, values: tuple[object, ...], v: ast.expr, *, want: bool
+    ) -> ast.expr:
+        """The amount is one of ``values`` (``want``), or certainly none of them."""
+        amount, currency = self._money(field, v)
+        amounts = [m for m in values if isinstance(m, Money)]
+        tests = [
+            _all(
+                [
+                    _compare(amount, ast.Eq(), self.constant(m.amount)),
+                    _compare(currency, ast.Eq(), self.constant(m.currency)),
+                ]
+            )
+            for m in amounts
+        ]
+        if want:
+            return _any(tests)
+        # An amount in none of the values' currencies compares as unknown, not as unequal.
+        currencies = frozenset(m.currency for m in amounts)
+        if len(currencies) == 1:
+            known = _compare(currency, ast.Eq(), self.constant(amounts[0].currency))
+        else:
+            known = _compare(currency, ast.In(), self.constant(currencies))
+        return _all([known, _not(_any(tests))])
 
     @staticmethod
     def _key(field: Field, value: object) -> object:

@@ -59,6 +59,12 @@ def _holds(  # noqa: C901, PLR0911, PLR0912
         tags = normalise_tags(value)
         hit = any(normalise_text(v) in tags for v in values)
         return hit if operator is Operator.CONTAINS else not hit
+    if (
+        kind is FieldType.MONEY
+        and isinstance(value, Money)
+        and all(not isinstance(v, Money) or v.currency != value.currency for v in values)
+    ):
+        return None  # an amount in another currency compares as unknown, not as unequal
     if operator is Operator.IS:
         return value in values
     if operator is Operator.IS_NOT:
