@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import settings
 
 from retouraanvraag.adapters.sqlite import SqliteStorage
 from retouraanvraag.mail import MailRenderer
@@ -23,6 +24,11 @@ from retouraanvraag.testing import (
     MemoryStorage,
 )
 from retouraanvraag.workflow import Desk, Dispatcher, NewItem, NewRequest, Policy
+
+# A busy CI machine must not turn a slow example into a failure: speed is measured by
+# `make bench`, never by the tests.
+settings.register_profile("retouraanvraag", deadline=None)
+settings.load_profile("retouraanvraag")
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 SHOP = "shop-1"
