@@ -48,6 +48,7 @@ from retouraanvraag.ports import (
     Storage,
     Tab,
 )
+from retouraanvraag.testing._threads import errors_of, run_at_once
 from retouraanvraag.testing.storage_contract import (
     SHOP,
     T0,
@@ -459,22 +460,7 @@ def _hammer(storage: Storage, worker: int, shared: list[str], rounds: int) -> li
 
 
 def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
-
-    def run(n: int) -> None:
-        try:
-            barrier.wait()
-            target(n)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
+    return errors_of(run_at_once(count, target))
 
 
 def _decisions(storage: Storage, request_id: str) -> list[str]:

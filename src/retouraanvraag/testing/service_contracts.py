@@ -25,6 +25,7 @@ import pytest
 from retouraanvraag.errors import PortRejected
 from retouraanvraag.model import Customer, Label, Money, PaidFee, ReturnItem, ReturnRequest
 from retouraanvraag.ports import LabelService, PaymentService
+from retouraanvraag.testing._threads import run_at_once
 
 __all__ = ["LabelServiceContract", "PaymentServiceContract", "contract_request"]
 
@@ -53,22 +54,7 @@ def contract_request(request_id: str = "contract-1") -> ReturnRequest:
 
 def _race(work: Callable[[], object]) -> list[object]:
     """Run ``work`` in several threads released at once; return what each returned or raised."""
-    barrier = threading.Barrier(_THREADS)
-    results: list[object] = [None] * _THREADS
-
-    def run(slot: int) -> None:
-        barrier.wait()
-        try:
-            results[slot] = work()
-        except Exception as exc:  # noqa: BLE001 - the test inspects what came out
-            results[slot] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return run_at_once(_THREADS, lambda _n: work())
 
 
 class LabelServiceContract(abc.ABC):

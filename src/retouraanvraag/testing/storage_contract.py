@@ -62,6 +62,7 @@ from retouraanvraag.ports import (
     Storage,
     Tab,
 )
+from retouraanvraag.testing._threads import errors_of, run_at_once
 
 __all__ = ["SHOP", "T0", "StorageContract", "return_requests", "sample_request"]
 
@@ -232,20 +233,7 @@ class StorageContract(abc.ABC):
 
     @staticmethod
     def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
-        errors: list[BaseException] = []
-
-        def run(n: int) -> None:
-            try:
-                target(n)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
-                errors.append(exc)
-
-        workers = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        return errors
+        return errors_of(run_at_once(count, target))
 
     # -- round trip and versions ------------------------------------------------------------
 
