@@ -265,6 +265,16 @@ def _problem(text: str) -> str:
     return _ADDRESS.sub("<address>", " ".join(text.split()))[:_PROBLEM_LIMIT]
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled_condition(
+    text: str, reasons: ReasonCatalogue, timezone: str
+) -> Callable[[ReturnRequest], bool]:
+    """A tab filter, compiled once per text and policy rather than for every page."""
+    from retouraanvraag.rules import compile_condition  # noqa: PLC0415 - imports the grammar
+
+    return compile_condition(text, reasons=reasons, timezone=timezone)
+
+
 class Desk:
     """The service a shop backend calls: submit, decide, move along, list.
 
@@ -750,10 +760,8 @@ class Desk:
     def _where(self, shop_id: str, rule: str | None) -> Callable[[ReturnRequest], bool] | None:
         if rule is None:
             return None
-        from retouraanvraag.rules import compile_condition  # noqa: PLC0415 - optional part
-
         policy = self.policy(shop_id)
-        return compile_condition(rule, reasons=policy.reasons, timezone=policy.timezone)
+        return _compiled_condition(rule, policy.reasons, policy.timezone)
 
     def requests_tab(
         self,
