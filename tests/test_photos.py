@@ -510,6 +510,10 @@ def test_broken_jpegs_are_refused_with_the_problem_named(data: bytes, problem: s
         validate_photo(data)
 
 
+#: A valid image header: 1 x 1 pixels, 8-bit RGB.
+ONE_PIXEL_IHDR = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+
+
 def corrupt_crc(data: bytes, at: int) -> bytes:
     mutable = bytearray(data)
     mutable[at] ^= 0xFF
@@ -524,7 +528,10 @@ def corrupt_crc(data: bytes, at: int) -> bytes:
         (sample_png()[:20], "chunk IHDR at byte 8 is truncated"),
         (corrupt_crc(sample_png(), 20), "chunk IHDR at byte 8 has a bad CRC"),
         (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IDAT", b"x") + png_chunk(b"IEND", b""), "IHDR"),
-        (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", bytes(13)) + png_chunk(b"IEND", b""), "IDAT"),
+        (
+            b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ONE_PIXEL_IHDR) + png_chunk(b"IEND", b""),
+            "IDAT",
+        ),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x00I1DR\x00\x00\x00\x00", "invalid chunk type"),
     ],
 )
