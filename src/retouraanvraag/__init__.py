@@ -22,12 +22,14 @@ from retouraanvraag.errors import (
     PortRejected,
     PortUnavailable,
     RetouraanvraagError,
+    ReturnFeeMismatch,
     ReturnRefused,
     ReturnWindowExpired,
     RuleError,
     TransitionNotAllowed,
     UnknownCountry,
     UnknownReason,
+    WrongType,
 )
 from retouraanvraag.mail import MailRenderer
 from retouraanvraag.model import (
@@ -121,6 +123,7 @@ __all__ = [
     "RefundMethod",
     "RefusedItem",
     "RetouraanvraagError",
+    "ReturnFeeMismatch",
     "ReturnItem",
     "ReturnRefused",
     "ReturnRequest",
@@ -132,6 +135,7 @@ __all__ = [
     "TransitionNotAllowed",
     "UnknownCountry",
     "UnknownReason",
+    "WrongType",
     "country_name",
     "resolve_country",
 ]

@@ -9,7 +9,10 @@ Each subclass also derives from the builtin that fits (``ValueError``, ``LookupE
 from __future__ import annotations
 
 import copy
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from retouraanvraag.model import Money
 
 
 def _rebuild(
@@ -59,6 +62,26 @@ class InvalidMoney(InvalidInput):
 
 class CurrencyMismatch(InvalidInput):
     """Two amounts in different currencies were combined or compared."""
+
+
+class WrongType(InvalidInput, TypeError):
+    """A value of the wrong type where the library expects another (``None`` for a text, say).
+
+    Attributes:
+        expected: what the field takes, in words (``Money``, ``text``).
+        got: the type name of what was given; the value itself stays out of the message.
+    """
+
+    def __init__(
+        self, *, expected: str, got: str, field: str | None = None, hint: str | None = None
+    ) -> None:
+        """Build the error naming the field, what it takes and what it got."""
+        self.expected = expected
+        self.got = got
+        self.hint = hint
+        super().__init__(
+            f"must be {expected}, not {got}" + (f"; {hint}" if hint else ""), field=field
+        )
 
 
 class UnknownCountry(InvalidInput, LookupError):
@@ -125,6 +148,30 @@ class ReturnRefused(InvalidInput):
         self.refused = refused
         parts = [f"item {i}: {m}" if i is not None else m for i, m in refused]
         super().__init__("return refused: " + "; ".join(parts))
+
+
+class ReturnFeeMismatch(InvalidInput):
+    """The return fee paid is not the one the shop's rules ask (``Retourkosten €2,00``).
+
+    ``message_nl``/``message_en`` are for the customer; ``field`` is ``return_fee``.
+
+    Attributes:
+        asked: the fee the rules ask (``Money``).
+        paid: the fee paid (``Money``), or ``None`` when none was paid.
+    """
+
+    def __init__(self, *, asked: Money, paid: Money | None) -> None:
+        """Build the error with customer-facing messages in Dutch and English."""
+        self.asked = asked
+        self.paid = paid
+        paid_nl = f"er is {paid.format('nl')} betaald" if paid else "er is niets betaald"
+        paid_en = f"{paid.format('en')} was paid" if paid else "none was paid"
+        self.message_nl = f"De retourkosten voor deze retour zijn {asked.format('nl')}; {paid_nl}."
+        self.message_en = f"The return fee for this return is {asked.format('en')}; {paid_en}."
+        super().__init__(
+            f"the rules ask a return fee of {asked}, the submission paid {paid or 'none'}",
+            field="return_fee",
+        )
 
 
 # -- lifecycle ------------------------------------------------------------------------------

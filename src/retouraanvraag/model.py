@@ -16,7 +16,8 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache, total_ordering
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 import attrs
 from babel import Locale
@@ -29,11 +30,16 @@ from retouraanvraag.errors import (
     TransitionNotAllowed,
     UnknownCountry,
     UnknownReason,
+    WrongType,
 )
 
 __all__ = [
+    "CUSTOMER",
     "DEFAULT_REASONS",
+    "SYSTEM",
     "TRANSITIONS",
+    "Actor",
+    "ActorKind",
     "Change",
     "Channel",
     "Customer",
@@ -41,6 +47,7 @@ __all__ = [
     "Effect",
     "EffectKind",
     "HistoryEntry",
+    "HistoryEvent",
     "Label",
     "Language",
     "MailKind",
@@ -59,7 +66,9 @@ __all__ = [
     "Transition",
     "country_name",
     "fold_text",
+    "label_key",
     "resolve_country",
+    "staff_actor",
 ]
 
 
@@ -76,28 +85,83 @@ def _reason_tuple(value: Iterable[Reason]) -> tuple[Reason, ...]:
 
 
 def _photo_tuple(value: Iterable[PhotoRef]) -> tuple[PhotoRef, ...]:
-    return tuple(value)
+    return _collection(value, "photos", "photo references")
 
 
 def _item_tuple(value: Iterable[ReturnItem]) -> tuple[ReturnItem, ...]:
-    return tuple(value)
+    return _collection(value, "items", "items")
 
 
 def _tag_set(value: Iterable[str]) -> frozenset[str]:
-    return frozenset(value)
+    tags = _collection(value, "tags", "texts")
+    for tag in tags:
+        if not isinstance(tag, str):  # before hashing: a list as a tag is unhashable
+            raise WrongType(expected="text", got=type(tag).__name__, field="tags")
+    return frozenset(tags)
+
+
+def _collection(value: object, field: str, what: str) -> tuple[Any, ...]:
+    """``value`` as a tuple; what is not a collection is refused by the field's name.
+
+    Text and bytes iterate, but are never a collection here: ``tags="sale"`` would be four
+    one-letter tags, and ``photos=data`` thousands of one-byte photos.
+    """
+    if not isinstance(value, Iterable) or isinstance(
+        value, str | bytes | bytearray | memoryview | Mapping
+    ):
+        raise WrongType(expected=f"a collection of {what}", got=type(value).__name__, field=field)
+    return tuple(value)
+
+
+def _require(value: object, kind: type, field: str, *, optional: bool = False) -> None:
+    """Refuse, by the field's name, a value that is not a ``kind`` (or ``None``, if optional)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _wrong_type(value, kind, field, optional=optional)
+
+
+def _of(kind: type, *, optional: bool = False) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """A validator refusing what is not a ``kind`` by the attribute's name (see ``_require``)."""
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        _require(value, kind, attribute.name, optional=optional)
+
+    return check
+
+
+def _wrong_type(value: object, kind: type, field: str, *, optional: bool = False) -> WrongType:
+    """The error for ``value`` where a ``kind`` belongs.
+
+    A text where an amount belongs gets a hint: amounts are ``Money``, read with ``parse``.
+    """
+    expected = "text" if kind is str else kind.__name__
+    hint = None
+    if kind is Money and isinstance(value, str):
+        shown = repr(value) if len(value) <= _MAX_MONEY_TEXT else "text"
+        hint = f"pass Money.parse({shown})"
+    elif kind is Money:
+        hint = "pass Money(<minor units>) or Money.parse(<text>)"
+    return WrongType(
+        expected=f"{expected} or None" if optional else expected,
+        got=type(value).__name__,
+        field=field,
+        hint=hint,
+    )
 
 
 # -- money ----------------------------------------------------------------------------------
 
 _MAX_MONEY_TEXT: Final = 64
-_CURRENCY_SYMBOLS: Final = {"€": "EUR", "$": "USD", "£": "GBP"}
+# "US$" is how babel writes dollars in both nl and en: what ``format`` writes, ``parse`` reads.
+_CURRENCY_SYMBOLS: Final = {"€": "EUR", "$": "USD", "US$": "USD", "£": "GBP"}
 _MONEY_RE: Final = re.compile(
     r"""^\s*
     (?P<sign>-)?\s*
-    (?:(?P<pre>[€$£]|[A-Za-z]{3})\s*)?
+    (?:(?P<pre>US\$|[€$£]|[A-Za-z]{3})\s*)?
     (?P<sign2>-)?\s*
     (?P<number>\d[\d.,\s']*?)
-    \s*(?P<post>[€$£]|[A-Za-z]{3})?
+    \s*(?P<post>US\$|[€$£]|[A-Za-z]{3})?
     \s*$""",
     re.VERBOSE,
 )
@@ -109,6 +173,8 @@ def _known_currencies() -> frozenset[str]:
 
 
 def _check_currency(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str):  # before the set look-up: a list is unhashable
+        raise InvalidMoney(f"currency must be an ISO 4217 code, not {type(value).__name__}")
     if value not in _known_currencies():
         raise InvalidMoney(f"unknown currency {value!r} (expected an ISO 4217 code such as EUR)")
 
@@ -120,34 +186,61 @@ MAX_MINOR_UNITS: Final = 10**15
 
 def _check_minor_units(_instance: object, _attribute: object, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidMoney(f"amount must be a whole number of minor units, not {value!r}")
+        hint = f"; to read text, use Money.parse({value!r})" if isinstance(value, str) else ""
+        shown = repr(value) if len(repr(value)) <= _MAX_MONEY_TEXT else type(value).__name__
+        raise InvalidMoney(f"amount must be a whole number of minor units, not {shown}{hint}")
     if value < 0:
         raise InvalidMoney(f"amount must not be negative ({value} minor units)")
     if value > MAX_MINOR_UNITS:
         raise InvalidMoney(f"amount is above the limit of {MAX_MINOR_UNITS} minor units")
 
 
-def _read_number(text: str, precision: int) -> Decimal:
-    """Read ``1.234,56``, ``1,234.56``, ``4,95`` or ``1 234``; the last separator decides."""
-    digits = "".join(text.split()).replace("'", "")
-    separators = [c for c in digits if c in ",."]
-    if not separators:
-        return Decimal(digits)
-    last = separators[-1]
-    other = "." if last == "," else ","
-    if separators.count(last) > 1 and other not in separators:
-        # 1.000.000 — only group separators.
-        whole, fraction = digits.replace(last, ""), ""
-    else:
-        whole, _, fraction = digits.rpartition(last)
-        whole = whole.replace(other, "")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()):
-        raise InvalidMoney(f"cannot read the amount {text!r}")
-    if len(fraction) > precision:
-        raise InvalidMoney(
-            f"{text!r} has {len(fraction)} decimals; at most {precision} are allowed"
+_GROUP_SEPARATORS: Final = frozenset({".", ",", "'", " "})
+_DIGIT_RUNS: Final = re.compile(r"(\D+)")
+
+
+def _read_number(number: str, precision: int, text: str) -> Decimal:
+    """Read the ``number`` of the amount ``text``: ``4,95``, ``1.234.567,89``, ``1 234``.
+
+    The last separator is the decimal one when it is a ``.`` or ``,`` that appears once; every
+    other separator groups digits: one kind per amount, the first group of one to three
+    digits, each further group of exactly three. ``4,9,5`` and ``4,95,00`` are refused, never
+    read as 495 or 49500.
+
+    Raises:
+        InvalidMoney: saying why the number cannot be read.
+    """
+
+    def refuse(why: str) -> InvalidMoney:
+        return InvalidMoney(f"cannot read the amount {text!r}: {why}")
+
+    pieces = _DIGIT_RUNS.split(number)
+    groups = pieces[0::2]
+    separators = [" " if p.isspace() else p for p in pieces[1::2]]
+    if not all(p in _GROUP_SEPARATORS for p in separators):
+        raise refuse("digits are separated by one '.', ',', \"'\" or space at a time")
+    if not groups[-1]:
+        raise refuse("it ends with a separator")
+    fraction = ""
+    if separators and separators[-1] in ".," and separators.count(separators[-1]) == 1:
+        fraction = groups.pop()
+        separators.pop()
+    if len(set(separators)) > 1:
+        kinds = " and ".join(repr(c) for c in sorted(set(separators)))
+        raise refuse(f"it groups digits with both {kinds}")
+    if separators and (len(groups[0]) > 3 or any(len(g) != 3 for g in groups[1:])):  # noqa: PLR2004
+        raise refuse(
+            "a group separator stands between groups of three digits "
+            "(1.234.567,89 or 1,234.56 or 1 234)"
         )
-    return Decimal(f"{whole}.{fraction or 0}")
+    if len(fraction) > precision:
+        hint = ""
+        if not separators and len(fraction) == 3:  # noqa: PLR2004
+            hint = "; as a thousands separator, write 1.234,00 or 1234"
+        raise InvalidMoney(
+            f"{text!r} has {len(fraction)} decimals; at most {precision} are allowed{hint}"
+        )
+    return Decimal(f"{''.join(groups)}.{fraction or 0}")
 
 
 @total_ordering
@@ -190,7 +283,7 @@ class Money:
         if code not in _known_currencies():
             raise InvalidMoney(f"unknown currency {code!r} in {text!r}")
         precision = get_currency_precision(code)
-        value = _read_number(match["number"].strip(), precision)
+        value = _read_number(match["number"].strip(), precision, text)
         return cls(int(value.scaleb(precision)), code)
 
     @classmethod
@@ -325,6 +418,7 @@ def country_name(code: str, language: Language | str = Language.NL) -> str:
 
 
 def _check_country(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    _require(value, str, attribute.name)
     _, names = _country_index()
     if value not in names["en"]:
         raise UnknownCountry(value, field=attribute.name)
@@ -455,11 +549,32 @@ def _check_tags(_instance: object, attribute: attrs.Attribute[Any], value: froze
 _MAX_TAGS: Final = 50
 
 
+#: The moments a request may name (created, ordered, delivered): far wider than any shop
+#: needs, and narrow enough that moving one to any time zone and adding a return window (at
+#: most ten years) stays inside what ``datetime`` can hold.
+EARLIEST_MOMENT: Final = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST_MOMENT: Final = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
+def _check_moment(value: object, field: str) -> None:
+    """Refuse, by the field's name, what is not an aware datetime between the two bounds."""
+    if not isinstance(value, dt.datetime):
+        raise WrongType(expected="a timezone-aware datetime", got=type(value).__name__, field=field)
+    try:
+        offset = value.utcoffset()
+    except (ValueError, TypeError, OverflowError) as exc:  # a tzinfo that cannot say
+        raise InvalidInput("has a time zone without a valid UTC offset", field=field) from exc
+    if offset is None:
+        raise InvalidInput("must be a timezone-aware datetime", field=field)
+    if not EARLIEST_MOMENT <= value <= LATEST_MOMENT:
+        raise InvalidInput(
+            f"must lie between {EARLIEST_MOMENT.year} and {LATEST_MOMENT.year}", field=field
+        )
+
+
 def _aware(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        raise InvalidInput("must be a timezone-aware datetime", field=attribute.name)
+    if value is not None:
+        _check_moment(value, attribute.name)
 
 
 def _check_email(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -473,13 +588,35 @@ def _check_email(_instance: object, attribute: attrs.Attribute[Any], value: obje
         raise InvalidInput("is not a valid e-mail address", field=attribute.name)
 
 
+_Choice = TypeVar("_Choice", bound=enum.Enum)
+
+
+def _choice(kind: type[_Choice], value: object, field: str) -> _Choice:
+    """``value`` as a member of the enum ``kind`` (a member or its value); others by name."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    accepted = ", ".join(repr(member.value) for member in kind)
+    short = isinstance(value, str) and len(value) <= _MAX_MONEY_TEXT
+    shown = repr(value) if short else type(value).__name__
+    raise InvalidInput(f"must be one of {accepted}, not {shown}", field=field)
+
+
+def _language(value: object) -> Language:
+    return _choice(Language, value, "language")
+
+
 @attrs.frozen
 class Customer:
     """Who asks for the return. ``repr`` hides the personal data, as logs must."""
 
     email: str = attrs.field(validator=_check_email, repr=False)
     name: str = attrs.field(validator=_text(200), repr=False)
-    language: Language = attrs.field(default=Language.NL, converter=Language)
+    language: Language = attrs.field(default=Language.NL, converter=_language)
 
 
 @attrs.frozen
@@ -498,7 +635,7 @@ class ReturnItem:
     sku: str = attrs.field(validator=_text(100, one_line=True))
     name: str = attrs.field(validator=_text(300))
     quantity: int = attrs.field()
-    unit_price: Money = attrs.field(validator=attrs.validators.instance_of(Money))
+    unit_price: Money = attrs.field()
     reason: str = attrs.field(validator=_text(64))
     reason_text: str | None = attrs.field(default=None)
     photos: tuple[PhotoRef, ...] = attrs.field(default=(), converter=_photo_tuple)
@@ -506,9 +643,27 @@ class ReturnItem:
     @quantity.validator
     def _check_quantity(self, _attribute: object, value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput("must be a whole number", field="quantity")
+            raise WrongType(expected="a whole number", got=type(value).__name__, field="quantity")
         if not 1 <= value <= 10_000:  # noqa: PLR2004
             raise InvalidInput(f"must be between 1 and 10000, not {value}", field="quantity")
+
+    @unit_price.validator
+    def _check_unit_price(self, _attribute: object, value: object) -> None:
+        # Runs after the quantity's check: the item's value must be an amount too, or its mail
+        # and the return value would fail long after the request was stored.
+        if not isinstance(value, Money):
+            raise _wrong_type(value, Money, "unit_price")
+        if value.amount * self.quantity > MAX_MINOR_UNITS:
+            raise InvalidMoney(
+                f"unit price times quantity {self.quantity} is above the limit of "
+                f"{MAX_MINOR_UNITS} minor units",
+                field="unit_price",
+            )
+
+    @photos.validator
+    def _check_photos(self, _attribute: object, value: tuple[object, ...]) -> None:
+        for j, photo in enumerate(value):
+            _require(photo, PhotoRef, f"photos[{j}]")
 
     @reason_text.validator
     def _check_reason_text(self, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -536,12 +691,24 @@ class Channel(enum.StrEnum):
     API = "api"
 
 
+def _refund_method(value: object) -> RefundMethod:
+    return _choice(RefundMethod, value, "refund_method")
+
+
+def _channel(value: object) -> Channel:
+    return _choice(Channel, value, "channel")
+
+
 @attrs.frozen
 class PaidFee:
     """A return fee the customer paid, with the payment it was paid by."""
 
-    amount: Money
+    amount: Money = attrs.field()
     payment_reference: str = attrs.field(validator=_text(200))
+
+    @amount.validator
+    def _check_amount(self, _attribute: object, value: object) -> None:
+        _require(value, Money, "amount")
 
 
 @attrs.frozen
@@ -670,47 +837,237 @@ class MailKind(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+def _key_part(text: str) -> str:
+    # Shop and request ids may hold ":" (the key's separator) and any other character; quoting
+    # them keeps every key unambiguous: ("a:b", "c") and ("a", "b:c") never share a key.
+    return quote(text, safe="")
+
+
 @attrs.frozen
 class Effect:
-    """A side effect owed by a saved change, with the stable key passed on every try."""
+    """A side effect owed by a saved change, with the stable key passed on every try.
+
+    Keys name the shop as well as the request, so that two shops holding the same request id
+    never share a label, a refund or a mail at a provider. A label key also carries the
+    attempt: once a label is voided, its key is never asked for a label again (a retry after a
+    void asks under the next attempt's key).
+
+    Attributes:
+        kind: what to do.
+        key: the stable key (``label:<shop>:<request>:<attempt>``, ``void:…``,
+            ``refund:<shop>:<request>``, ``mail:<shop>:<request>:<kind>``).
+        request_id: the request the effect belongs to.
+        mail: the mail to send, for mail effects.
+        label_key: for a void, the key of the label to void.
+    """
 
     kind: EffectKind
     key: str
     request_id: str
     mail: MailKind | None = None
+    label_key: str | None = None
 
     @classmethod
-    def create_label(cls, request_id: str) -> Effect:
-        """Create the return label (key ``label:<request>``)."""
-        return cls(EffectKind.CREATE_LABEL, f"label:{request_id}", request_id)
+    def create_label(cls, shop_id: str, request_id: str, attempt: int = 1) -> Effect:
+        """Create the return label (key ``label:<shop>:<request>:<attempt>``)."""
+        key = label_key(shop_id, request_id, attempt)
+        return cls(EffectKind.CREATE_LABEL, key, request_id)
 
     @classmethod
-    def void_label(cls, request_id: str) -> Effect:
-        """Void the label created under ``label:<request>``, if any (key ``void:<request>``)."""
-        return cls(EffectKind.VOID_LABEL, f"void:{request_id}", request_id)
+    def void_label(cls, shop_id: str, request_id: str, attempt: int = 1) -> Effect:
+        """Void the label of ``attempt``, if one was made (key ``void:<shop>:<request>:<n>``)."""
+        return cls.void_of(label_key(shop_id, request_id, attempt), request_id)
 
     @classmethod
-    def refund(cls, request_id: str) -> Effect:
-        """Refund what is left of the paid return fee (key ``refund:<request>``)."""
-        return cls(EffectKind.REFUND, f"refund:{request_id}", request_id)
+    def void_of(cls, target: str, request_id: str) -> Effect:
+        """Void the label made under the label key ``target`` (key ``void:…`` after it)."""
+        return cls(
+            EffectKind.VOID_LABEL,
+            f"void:{target.removeprefix('label:')}",
+            request_id,
+            label_key=target,
+        )
 
     @classmethod
-    def send_mail(cls, request_id: str, kind: MailKind) -> Effect:
-        """Send the customer a mail (key ``mail:<request>:<kind>``)."""
-        return cls(EffectKind.MAIL, f"mail:{request_id}:{kind.value}", request_id, kind)
+    def refund(cls, shop_id: str, request_id: str) -> Effect:
+        """Refund what is left of the paid return fee (key ``refund:<shop>:<request>``)."""
+        return cls(
+            EffectKind.REFUND, f"refund:{_key_part(shop_id)}:{_key_part(request_id)}", request_id
+        )
+
+    @classmethod
+    def send_mail(cls, shop_id: str, request_id: str, kind: MailKind) -> Effect:
+        """Send the customer a mail (key ``mail:<shop>:<request>:<kind>``)."""
+        key = f"mail:{_key_part(shop_id)}:{_key_part(request_id)}:{kind.value}"
+        return cls(EffectKind.MAIL, key, request_id, kind)
+
+
+def label_key(shop_id: str, request_id: str, attempt: int = 1) -> str:
+    """The carrier key of a request's label attempt: ``label:<shop>:<request>:<attempt>``."""
+    return f"label:{_key_part(shop_id)}:{_key_part(request_id)}:{attempt}"
+
+
+class ActorKind(enum.StrEnum):
+    """Who can change a request."""
+
+    STAFF = "staff"
+    CUSTOMER = "customer"
+    RULE = "rule"
+    SYSTEM = "system"
+
+
+# A staff id is an id, not a name: it goes into the history and the logs, so it is short,
+# one token, and cannot pass for another kind of actor ("rule:…", "customer").
+_STAFF_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_RESERVED_STAFF_IDS: Final = frozenset({"customer", "system", "policy", "rule", "staff"})
+_MAX_RULE_NAME: Final = 200
+
+
+def _check_actor_name(instance: Actor, _attribute: object, value: str | None) -> None:
+    match instance.kind:
+        case ActorKind.STAFF:
+            if (
+                not isinstance(value, str)
+                or not _STAFF_ID.fullmatch(value)
+                or value.casefold() in _RESERVED_STAFF_IDS
+            ):
+                raise InvalidInput(
+                    "a staff id is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+                    "letter or digit (and not a reserved word such as 'customer' or 'rule')",
+                    field="actor",
+                )
+        case ActorKind.RULE:
+            if (
+                not isinstance(value, str)
+                or not value.strip()
+                or len(value) > _MAX_RULE_NAME
+                or any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in value)
+            ):
+                raise InvalidInput("a rule actor needs the rule's one-line name", field="actor")
+        case _:
+            if value is not None:
+                raise InvalidInput(f"a {instance.kind.value} actor has no name", field="actor")
+
+
+@attrs.frozen
+class Actor:
+    """Who made a change: a staff member (by id), the customer, a rule, or the system.
+
+    The desk takes staff (and, for a cancel, the customer) from its callers; a rule actor
+    enters the history only through a rule set's decision at submission, and the system acts
+    for the policy's default and for the dispatcher's effects. ``str(actor)`` is the form the
+    history shows and stores: ``staff:anna``, ``customer``, ``rule:Buitenland``, ``system``.
+    """
+
+    kind: ActorKind = attrs.field(converter=ActorKind)
+    name: str | None = attrs.field(default=None, validator=_check_actor_name)
+
+    @classmethod
+    def staff(cls, staff_id: str) -> Actor:
+        """A staff member by id (``Actor.staff("anna")``).
+
+        Raises:
+            InvalidInput: not a valid staff id.
+        """
+        return cls(ActorKind.STAFF, staff_id)
+
+    @classmethod
+    def rule(cls, name: str) -> Actor:
+        """The rule named ``name`` (the desk makes these from a rule set's outcome)."""
+        return cls(ActorKind.RULE, name)
+
+    @classmethod
+    def parse(cls, text: str) -> Actor:
+        """Read the stored form back (``str(actor)``).
+
+        Raises:
+            InvalidInput: not an actor's stored form.
+        """
+        if not isinstance(text, str):
+            raise InvalidInput("an actor is stored as text", field="actor")
+        if text in {"customer", "system"}:
+            return cls(ActorKind(text))
+        if text == "policy":  # how versions before 0.2 recorded the policy's default
+            return SYSTEM
+        kind, sep, name = text.partition(":")
+        if not sep or kind not in {"staff", "rule"}:
+            raise InvalidInput("not a stored actor (staff:<id>, customer, rule:<name>, system)")
+        return cls(ActorKind(kind), name)
+
+    def __str__(self) -> str:
+        """``staff:anna``, ``customer``, ``rule:Buitenland`` or ``system``."""
+        return f"{self.kind.value}:{self.name}" if self.name is not None else self.kind.value
+
+
+#: The customer who asked for the return.
+CUSTOMER: Final = Actor(ActorKind.CUSTOMER)
+#: The library itself: the policy's default decision, the dispatcher's effects.
+SYSTEM: Final = Actor(ActorKind.SYSTEM)
+
+
+def staff_actor(actor: Actor | str, *, allow_customer: bool = False) -> Actor:
+    """The actor of a desk command: staff by id (``"anna"`` or ``"staff:anna"``).
+
+    Raises:
+        InvalidInput: not a staff id, or a kind of actor a caller cannot act as (a rule, the
+            system; the customer unless ``allow_customer``).
+    """
+    if isinstance(actor, Actor):
+        allowed = {ActorKind.STAFF} | ({ActorKind.CUSTOMER} if allow_customer else set())
+        if actor.kind not in allowed:
+            raise InvalidInput(
+                f"a {actor.kind.value} actor cannot run this command; "
+                + ("rules decide only through the rule set" if actor.kind is ActorKind.RULE
+                   else "pass Actor.staff(<id>)"),
+                field="actor",
+            )
+        return actor
+    if not isinstance(actor, str):
+        raise InvalidInput(f"must be an Actor or a staff id, not {type(actor).__name__}",
+                           field="actor")
+    if allow_customer and actor == "customer":
+        return CUSTOMER
+    return Actor.staff(actor.removeprefix("staff:"))
+
+
+class HistoryEvent(enum.StrEnum):
+    """What the dispatcher records in a request's history, beside the commands."""
+
+    LABEL_CREATED = "label_created"
+    LABEL_VOIDED = "label_voided"
+    REFUNDED = "refunded"
+    MAIL_SENT = "mail_sent"
+    GIVEN_UP = "effect_given_up"
+
+
+def _actor(value: Actor | str) -> Actor:
+    return value if isinstance(value, Actor) else Actor.parse(value)
 
 
 @attrs.frozen
 class HistoryEntry:
-    """One accepted command: who, when, what, and the rules trace that decided it."""
+    """One thing that happened to a request: who, when, what.
+
+    A command (``submit``, ``approve_with_label``, …) moves the status and may carry the rules
+    trace that decided it; an effect the dispatcher did or gave up (a :class:`HistoryEvent`:
+    label created or voided, refund, mail sent, given up) keeps the status and names its key
+    in ``effect``, with what the provider answered in ``note`` (carrier and tracking number,
+    amount and refund reference, mail kind, the error).
+    """
 
     at: dt.datetime
-    actor: str
+    actor: Actor = attrs.field(converter=_actor)
     command: str
     status_from: Status | None
     status_to: Status
     note: str | None = None
     trace: tuple[str, ...] = ()
+    effect: str | None = None
+
+    @property
+    def is_command(self) -> bool:
+        """Whether this entry is a command (not an effect's record)."""
+        return self.effect is None
 
 
 @attrs.frozen
@@ -761,13 +1118,22 @@ def _check_items(
         raise InvalidInput("a return request needs at least one item", field="items")
     if len(value) > 500:  # noqa: PLR2004
         raise InvalidInput("a return request holds at most 500 items", field="items")
+    total = 0
     for i, item in enumerate(value):
+        _require(item, ReturnItem, f"items[{i}]")
         if item.unit_price.currency != instance.order_value.currency:
             raise CurrencyMismatch(
                 f"item price is in {item.unit_price.currency}, "
                 f"the order in {instance.order_value.currency}",
                 field=f"items[{i}].unit_price",
             )
+        total += item.unit_price.amount * item.quantity
+    if total > MAX_MINOR_UNITS:
+        # The return value (the rules' "Retourwaarde", the mails) must be an amount too.
+        raise InvalidMoney(
+            f"the items' total value is above the limit of {MAX_MINOR_UNITS} minor units",
+            field="items",
+        )
 
 
 @attrs.frozen
@@ -777,32 +1143,37 @@ class ReturnRequest:
     Commands (:meth:`approve`, :meth:`reject`, :meth:`cancel`, :meth:`mark_received`,
     :meth:`complete`) return a :class:`Change`; the request itself never changes in place.
     ``version`` is the storage's compare-and-set counter (0 before the first save).
+    ``return_fee`` is the fee the customer paid, ``return_fee_asked`` the one the shop's rules
+    asked at submission (``None``: the rules asked none). Every amount the request derives
+    (each item's value, the return value) is an amount the library can hold.
     """
 
     shop_id: str = attrs.field(validator=_text(100, one_line=True))
     id: str = attrs.field(validator=_text(100, one_line=True))
     order_number: str = attrs.field(validator=_text(100, one_line=True))
-    customer: Customer = attrs.field(validator=attrs.validators.instance_of(Customer))
+    customer: Customer = attrs.field(validator=_of(Customer))
     from_country: str = attrs.field(validator=_check_country)
-    order_value: Money = attrs.field(validator=attrs.validators.instance_of(Money))
+    order_value: Money = attrs.field(validator=_of(Money))
     items: tuple[ReturnItem, ...] = attrs.field(converter=_item_tuple, validator=_check_items)
     created_at: dt.datetime = attrs.field(validator=_aware)
     ordered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
     delivered_at: dt.datetime | None = attrs.field(default=None, validator=_aware)
     refund_method: RefundMethod = attrs.field(
-        default=RefundMethod.MONEY_BACK, converter=RefundMethod
+        default=RefundMethod.MONEY_BACK, converter=_refund_method
     )
     return_method: str | None = attrs.field(default=None, validator=_optional_text(100))
-    channel: Channel = attrs.field(default=Channel.PORTAL, converter=Channel)
+    channel: Channel = attrs.field(default=Channel.PORTAL, converter=_channel)
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=_tag_set, validator=_check_tags
     )
     return_fee: PaidFee | None = attrs.field(default=None)
+    return_fee_asked: Money | None = attrs.field(default=None)
     status: Status = Status.REQUESTED
     reject_reason: str | None = None
     label: Label | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Label))
     )
+    label_attempt: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     carrier: str | None = attrs.field(default=None, validator=_optional_text(100))
     refunds: tuple[RefundRecord, ...] = ()
     attention: tuple[str, ...] = ()
@@ -811,11 +1182,22 @@ class ReturnRequest:
 
     @return_fee.validator
     def _check_fee(self, _attribute: object, value: PaidFee | None) -> None:
+        _require(value, PaidFee, "return_fee", optional=True)
         if value is not None and value.amount.currency != self.order_value.currency:
             raise CurrencyMismatch(
                 f"return fee is in {value.amount.currency}, the order in "
                 f"{self.order_value.currency}",
                 field="return_fee",
+            )
+
+    @return_fee_asked.validator
+    def _check_fee_asked(self, _attribute: object, value: Money | None) -> None:
+        _require(value, Money, "return_fee_asked", optional=True)
+        if value is not None and value.currency != self.order_value.currency:
+            raise CurrencyMismatch(
+                f"the rules ask a return fee in {value.currency}, the order is in "
+                f"{self.order_value.currency}",
+                field="return_fee_asked",
             )
 
     # -- derived ----------------------------------------------------------------------------
@@ -849,12 +1231,17 @@ class ReturnRequest:
         return bool(self.attention)
 
     @property
-    def decided_by(self) -> str | None:
+    def decided_by(self) -> Actor | None:
         """The actor of the decision (approve/reject), if one was taken."""
         for entry in reversed(self.history):
-            if entry.command in {"approve_with_label", "approve_without_label", "reject"}:
+            if entry.command in _DECISIONS:
                 return entry.actor
         return None
+
+    @property
+    def label_key(self) -> str:
+        """The carrier key of the current label attempt."""
+        return label_key(self.shop_id, self.id, self.label_attempt)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -862,7 +1249,7 @@ class ReturnRequest:
         self,
         command: str,
         *,
-        actor: str,
+        actor: Actor,
         at: dt.datetime,
         note: str | None = None,
         trace: tuple[str, ...] = (),
@@ -883,7 +1270,10 @@ class ReturnRequest:
             reject_reason=reject_reason or self.reject_reason,
         )
 
-    def submitted(self, *, actor: str = "customer") -> Change:
+    def _mail(self, kind: MailKind) -> Effect:
+        return Effect.send_mail(self.shop_id, self.id, kind)
+
+    def submitted(self, *, actor: Actor = CUSTOMER) -> Change:
         """The request as first saved, with its confirmation mail."""
         if self.history or self.version:
             raise TransitionNotAllowed(
@@ -891,14 +1281,14 @@ class ReturnRequest:
             )
         entry = HistoryEntry(self.created_at, actor, "submit", None, Status.REQUESTED)
         request = attrs.evolve(self, status=Status.REQUESTED, history=(entry,))
-        return Change(request, (Effect.send_mail(self.id, MailKind.REQUEST_RECEIVED),))
+        return Change(request, (self._mail(MailKind.REQUEST_RECEIVED),))
 
     def approve(
         self,
         *,
         with_label: bool,
         refund_return_fee: bool,
-        actor: str,
+        actor: Actor,
         at: dt.datetime,
         carrier: str | None = None,
         trace: tuple[str, ...] = (),
@@ -913,16 +1303,16 @@ class ReturnRequest:
         # Refunds go first, so that the mail that follows can say the money is back.
         effects: list[Effect] = []
         if refund_return_fee and self.refund_due.amount:
-            effects.append(Effect.refund(self.id))
+            effects.append(Effect.refund(self.shop_id, self.id))
         if with_label:
             # The "label aangemaakt" mail is queued once the label exists (it is attached).
-            effects.append(Effect.create_label(self.id))
+            effects.append(Effect.create_label(self.shop_id, self.id, self.label_attempt))
         else:
-            effects.append(Effect.send_mail(self.id, MailKind.APPROVED_WITHOUT_RETURN))
+            effects.append(self._mail(MailKind.APPROVED_WITHOUT_RETURN))
         return Change(request, tuple(effects))
 
     def reject(
-        self, *, reason: str, actor: str, at: dt.datetime, trace: tuple[str, ...] = ()
+        self, *, reason: str, actor: Actor, at: dt.datetime, trace: tuple[str, ...] = ()
     ) -> Change:
         """Reject with a reason the customer will read; a paid fee is refunded.
 
@@ -938,11 +1328,11 @@ class ReturnRequest:
         request = self._move(
             "reject", actor=actor, at=at, note=reason, trace=trace, reject_reason=reason
         )
-        effects = [Effect.refund(self.id)] if self.refund_due.amount else []
-        effects.append(Effect.send_mail(self.id, MailKind.REJECTED))
+        effects = [Effect.refund(self.shop_id, self.id)] if self.refund_due.amount else []
+        effects.append(self._mail(MailKind.REJECTED))
         return Change(request, tuple(effects))
 
-    def cancel(self, *, actor: str, at: dt.datetime) -> Change:
+    def cancel(self, *, actor: Actor, at: dt.datetime) -> Change:
         """Withdraw the request before the parcel arrived; voids the label, refunds the fee.
 
         Raises:
@@ -952,13 +1342,13 @@ class ReturnRequest:
         request = self._move("cancel", actor=actor, at=at)
         effects = []
         if was_approved:
-            effects.append(Effect.void_label(self.id))
+            effects.append(Effect.void_label(self.shop_id, self.id, self.label_attempt))
         if self.refund_due.amount:
-            effects.append(Effect.refund(self.id))
-        effects.append(Effect.send_mail(self.id, MailKind.CANCELLED))
+            effects.append(Effect.refund(self.shop_id, self.id))
+        effects.append(self._mail(MailKind.CANCELLED))
         return Change(request, tuple(effects))
 
-    def mark_received(self, *, actor: str, at: dt.datetime) -> Change:
+    def mark_received(self, *, actor: Actor, at: dt.datetime) -> Change:
         """Record that the parcel arrived.
 
         Raises:
@@ -966,7 +1356,7 @@ class ReturnRequest:
         """
         return Change(self._move("mark_received", actor=actor, at=at), ())
 
-    def complete(self, *, actor: str, at: dt.datetime) -> Change:
+    def complete(self, *, actor: Actor, at: dt.datetime) -> Change:
         """Close the return after processing.
 
         Raises:
@@ -974,14 +1364,49 @@ class ReturnRequest:
         """
         return Change(self._move("complete", actor=actor, at=at), ())
 
-    # -- effect results (called by the dispatcher) ------------------------------------------
+    # -- effect results (the dispatcher calls the port, the aggregate says what follows) ----
 
-    def with_label(self, label: Label) -> ReturnRequest:
-        """The request with the label the carrier created."""
-        return attrs.evolve(self, label=label)
+    def _record(
+        self, event: HistoryEvent, effect: Effect, at: dt.datetime, note: str | None
+    ) -> tuple[HistoryEntry, ...]:
+        entry = HistoryEntry(
+            at, SYSTEM, event.value, self.status, self.status, note, effect=effect.key
+        )
+        return (*self.history, entry)
 
-    def with_refund(self, refund: RefundRecord) -> ReturnRequest:
-        """The request with a confirmed refund added.
+    def wants_label(self, key: str) -> bool:
+        """Whether a label made under ``key`` belongs on this request.
+
+        Only the current attempt's label of a request approved with a label does: after a
+        cancel, or under a key that was given up (and so voided), a label must not exist.
+        """
+        return key == self.label_key and self.status in _WITH_LABEL
+
+    def label_created(self, effect: Effect, label: Label, *, at: dt.datetime) -> Change:
+        """The carrier made ``label`` under ``effect.key``: keep it and mail it, or void it.
+
+        A label that is no longer wanted (see :meth:`wants_label`: the request was cancelled
+        while the carrier worked, say) is voided at once under its own key.
+        """
+        note = f"{label.carrier} {label.tracking_number}"
+        history = self._record(HistoryEvent.LABEL_CREATED, effect, at, note)
+        if not self.wants_label(effect.key):
+            return Change(
+                attrs.evolve(self, history=history), (Effect.void_of(effect.key, self.id),)
+            )
+        follow = (self._mail(MailKind.LABEL_CREATED),)
+        if self.label is not None:
+            return Change(self, follow)  # recorded by an earlier try: only the mail may be owed
+        return Change(attrs.evolve(self, label=label, history=history), follow)
+
+    def label_voided(self, effect: Effect, *, at: dt.datetime) -> ReturnRequest:
+        """The carrier voided the label under ``effect.label_key`` (or had none to void)."""
+        return attrs.evolve(
+            self, history=self._record(HistoryEvent.LABEL_VOIDED, effect, at, effect.label_key)
+        )
+
+    def with_refund(self, refund: RefundRecord, effect: Effect | None = None) -> ReturnRequest:
+        """The request with a confirmed refund added (and recorded, given its effect).
 
         Raises:
             InvalidInput: the refund would exceed the paid fee.
@@ -992,18 +1417,57 @@ class ReturnRequest:
                 f"({self.refund_due})",
                 field="refunds",
             )
-        return attrs.evolve(self, refunds=(*self.refunds, refund))
+        history = self.history
+        if effect is not None:
+            note = f"{refund.amount} {refund.reference}"
+            history = self._record(HistoryEvent.REFUNDED, effect, refund.at, note)
+        return attrs.evolve(self, refunds=(*self.refunds, refund), history=history)
+
+    def mail_sent(self, effect: Effect, *, at: dt.datetime) -> ReturnRequest:
+        """The transport took the mail owed under ``effect``."""
+        kind = effect.mail.value if effect.mail else None
+        return attrs.evolve(self, history=self._record(HistoryEvent.MAIL_SENT, effect, at, kind))
+
+    def given_up(self, effect: Effect, problem: str, *, at: dt.datetime) -> Change:
+        """``effect`` failed for good: a person must look; a label it may have made is voided."""
+        request = attrs.evolve(
+            self,
+            attention=(*self.attention, f"{effect.key}: {problem}"),
+            history=self._record(HistoryEvent.GIVEN_UP, effect, at, problem),
+        )
+        if effect.kind is EffectKind.CREATE_LABEL:
+            # The carrier may have made the label before its answer was lost.
+            return Change(request, (Effect.void_of(effect.key, self.id),))
+        return Change(request, ())
 
     def with_attention(self, problem: str) -> ReturnRequest:
         """The request marked as needing a person, with what went wrong."""
         return attrs.evolve(self, attention=(*self.attention, problem))
 
     def resolve_attention(
-        self, *, actor: str, at: dt.datetime, note: str | None = None
-    ) -> ReturnRequest:
-        """The request with its attention flags cleared by a person, in its history.
+        self,
+        *,
+        actor: Actor,
+        at: dt.datetime,
+        retry: tuple[Effect, ...] = (),
+    ) -> Change:
+        """Clear the attention flags, in the history; ``retry`` are given-up effects to redo.
 
-        The status does not change; the history entry's command is ``resolve_attention``.
+        A given-up label is never asked for again under its key (it was voided): the retry
+        asks for the next attempt's label under a new key. Every other effect is redone under
+        its own key (the returned change's ``effects`` hold only the new label effect; the
+        store revives the others). The status does not change.
         """
+        note = f"retry {', '.join(e.key for e in retry)}" if retry else None
         entry = HistoryEntry(at, actor, "resolve_attention", self.status, self.status, note)
-        return attrs.evolve(self, attention=(), history=(*self.history, entry))
+        request = attrs.evolve(self, attention=(), history=(*self.history, entry))
+        effects: tuple[Effect, ...] = ()
+        if any(e.kind is EffectKind.CREATE_LABEL and e.key == self.label_key for e in retry):
+            attempt = self.label_attempt + 1
+            request = attrs.evolve(request, label_attempt=attempt)
+            effects = (Effect.create_label(self.shop_id, self.id, attempt),)
+        return Change(request, effects)
+
+
+_DECISIONS: Final = frozenset({"approve_with_label", "approve_without_label", "reject"})
+_WITH_LABEL: Final = frozenset({Status.APPROVED, Status.RECEIVED, Status.COMPLETED})

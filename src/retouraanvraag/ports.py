@@ -298,16 +298,22 @@ class LabelService(Protocol):
         """Create the return label for ``request``.
 
         ``key`` is stable across retries: a second call with the same key returns the label
-        made by the first and creates nothing new.
+        made by the first and creates nothing new. A key that was voided is spent: a call
+        under it is refused (``PortRejected``), never answered with the voided label or a new
+        one. The library itself asks under a fresh key after a void.
 
         Raises:
             PortUnavailable: try again later.
-            PortRejected: the carrier refuses (an unsupported country, say).
+            PortRejected: the carrier refuses (an unsupported country, a voided key, say).
         """
         ...
 
     def void_label(self, key: str) -> None:
-        """Void the label created under ``key``; a no-op when there is none or it is void.
+        """Void the label created under ``key``; a no-op when it is void already.
+
+        A void is final for its key, also when no label was made under it yet: a slow
+        ``create_label`` under that key that arrives later must be refused. (A carrier without
+        such a notion needs the adapter to remember voided keys.)
 
         Raises:
             PortUnavailable: try again later.

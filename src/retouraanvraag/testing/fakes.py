@@ -27,9 +27,12 @@ _FAKE_PDF = b"%PDF-1.4\n% retouraanvraag fake label\n%%EOF\n"
 class FakeLabels:
     """A carrier that creates labels idempotently by key and voids them.
 
+    A void is final for its key: a later ``create_label`` under a voided key is refused with
+    ``PortRejected``, also when the void came first (nothing had been made yet).
+
     Attributes:
         created: the label made under each key (one per key, however often it is asked).
-        voided: the keys whose label was voided.
+        voided: the keys voided (with or without a label made under them).
         calls: every call, as ``(method, key)``.
     """
 
@@ -46,9 +49,11 @@ class FakeLabels:
         self.calls: list[tuple[str, str]] = []
 
     def create_label(self, key: str, request: ReturnRequest) -> Label:
-        """Create (or return the already created) label for ``key``."""
+        """Create (or return the already created) label for ``key``; a voided key is refused."""
         with self._lock:
             self.calls.append(("create_label", key))
+            if key in self.voided:
+                raise PortRejected(f"{key}: this label key was voided; ask under a new key")
             if key in self.created:
                 return self.created[key]
             if request.from_country in self._refuse:
@@ -63,11 +68,10 @@ class FakeLabels:
             return label
 
     def void_label(self, key: str) -> None:
-        """Void the label made under ``key``; nothing to do when there is none."""
+        """Void the label made under ``key`` (or, with none yet, make sure none ever is)."""
         with self._lock:
             self.calls.append(("void_label", key))
-            if key in self.created:
-                self.voided.add(key)
+            self.voided.add(key)
 
     @property
     def active(self) -> dict[str, Label]:

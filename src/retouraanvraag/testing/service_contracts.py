@@ -107,6 +107,27 @@ class LabelServiceContract(abc.ABC):
         labels.void_label("label:contract-1")
         labels.void_label("label:contract-1")
 
+    def test_a_voided_key_never_gives_a_label_again(self, labels: LabelService) -> None:
+        """After a void, the key is spent: asking under it again is refused for good.
+
+        The library never asks under a voided key (a retry asks under the next attempt's key),
+        but a worker whose call was slow can: it must not get back the voided label, nor a new
+        active one, or a customer would be mailed a label that does not work.
+        """
+        request = contract_request()
+        labels.create_label("label:contract-1", request)
+        labels.void_label("label:contract-1")
+        with pytest.raises(PortRejected):
+            labels.create_label("label:contract-1", request)
+
+    def test_a_void_before_the_label_is_final(self, labels: LabelService) -> None:
+        """A void that comes before the label (a cancel racing a slow carrier) still wins."""
+        labels.void_label("label:contract-1")
+        with pytest.raises(PortRejected):
+            labels.create_label("label:contract-1", contract_request())
+        # Another key is untouched by it.
+        assert labels.create_label("label:contract-2", contract_request("contract-2"))
+
 
 class PaymentServiceContract(abc.ABC):
     """Every promise of :class:`~retouraanvraag.ports.PaymentService`."""
