@@ -22,7 +22,7 @@ from pathlib import Path
 import attrs
 
 from retouraanvraag.adapters import MemoryStorage, SqliteStorage
-from retouraanvraag.model import Customer, Money, PaidFee, ReturnItem, ReturnRequest, Status
+from retouraanvraag.model import Actor, Customer, Money, PaidFee, ReturnItem, ReturnRequest, Status
 from retouraanvraag.ports import Commit, Query, Storage, Tab
 
 SHOP = "shop-bench"
@@ -47,6 +47,9 @@ def new_request(request_id: str, created_at: dt.datetime) -> ReturnRequest:
     )
 
 
+STAFF = Actor.staff("staff-1")
+
+
 @contextmanager
 def stores(directory: Path, name: str) -> Iterator[tuple[Storage, Storage]]:
     with SqliteStorage(directory / f"{name}.sqlite3") as sqlite:
@@ -60,7 +63,7 @@ def submit_and_decide(storage: Storage, count: int, prefix: str) -> float:
     for draft in drafts:
         submitted = draft.submitted()
         saved = storage.commit(Commit(submitted.request, None, submitted.effects))
-        decision = saved.approve(with_label=True, refund_return_fee=True, actor="staff", at=T0)
+        decision = saved.approve(with_label=True, refund_return_fee=True, actor=STAFF, at=T0)
         storage.commit(Commit(decision.request, saved.version, decision.effects))
     return time.perf_counter() - start
 

@@ -175,7 +175,10 @@ def main() -> None:  # noqa: PLR0915 - a script, read top to bottom
     report = dispatcher.run_until_idle()
     print(f"  {report.done} effects done, {report.retried} to retry, {report.dead} failed for good")
     for key, label in labels.created.items():
-        print(f"  label {label.carrier} {label.tracking_number} for {key[:14]}")
+        _kind, _shop, request_id, attempt = key.split(":")  # label:<shop>:<request>:<attempt>
+        print(
+            f"  label {label.carrier} {label.tracking_number} for {request_id[:8]}, try {attempt}"
+        )
     for refund in payments.refunds:
         print(f"  refunded {refund.amount.format('nl')} on payment {refund.payment_reference}")
 
@@ -183,6 +186,11 @@ def main() -> None:  # noqa: PLR0915 - a script, read top to bottom
     for _key, sent in mail.recorder.sent:
         attached = ", ".join(a.filename for a in sent.attachments)
         print(f"  to {sent.to:<24} {sent.subject}" + (f"  [{attached}]" if attached else ""))
+
+    heading("History of order 1001: who did what, and every effect done")
+    for entry in desk.get(SHOP, dutch.id).history:
+        what = entry.command if entry.is_command else f"  {entry.command}"
+        print(f"  {entry.at:%H:%M}  {entry.actor!s:<18} {what:<22} {entry.note or ''}".rstrip())
 
     heading("Incoming returns tab")
     show(desk.incoming_returns(SHOP).items)

@@ -73,11 +73,24 @@ class Ledger:
             return self._read(fd)
 
     def act(
-        self, kind: str, key: str, make: Callable[[int], dict[str, Any]], *, dedupe: bool
+        self,
+        kind: str,
+        key: str,
+        make: Callable[[int], dict[str, Any]],
+        *,
+        dedupe: bool,
+        unless: str | None = None,
     ) -> dict[str, Any]:
-        """Record an act under ``key``; with ``dedupe`` return an earlier one of the same key."""
+        """Record an act under ``key``; with ``dedupe`` return an earlier one of the same key.
+
+        Raises:
+            PortRejected: an act of kind ``unless`` was recorded under ``key`` (checked under
+                the same lock as the act, so no other process gets in between).
+        """
         with self._locked() as fd:
             done = self._read(fd)
+            if unless is not None and any(e["kind"] == unless and e["key"] == key for e in done):
+                raise errors.PortRejected(f"{key}: this label key was voided")
             if dedupe:
                 for entry in done:
                     if entry["kind"] == kind and entry["key"] == key:
@@ -94,22 +107,25 @@ class Ledger:
 
 
 class LedgerLabels:
-    """A carrier whose labels live in the ledger: one per key, voids recorded."""
+    """A carrier whose labels live in the ledger: one per key, voids recorded.
+
+    As the label contract demands, a void is final for its key: a label is never made under a
+    voided key afterwards, also when the void came first.
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
     def create_label(self, key: str, request: ReturnRequest) -> Label:
         entry = self._ledger.act(
-            "label", key, lambda n: {"tracking": f"3SLEDGER{n:08d}"}, dedupe=True
+            "label", key, lambda n: {"tracking": f"3SLEDGER{n:08d}"}, dedupe=True, unless="void"
         )
         return Label(
             carrier=request.carrier or "PostNL", tracking_number=entry["tracking"], document=b"%PDF"
         )
 
     def void_label(self, key: str) -> None:
-        if any(e["kind"] == "label" and e["key"] == key for e in self._ledger.entries()):
-            self._ledger.act("void", key, lambda _n: {}, dedupe=True)
+        self._ledger.act("void", key, lambda _n: {}, dedupe=True)
 
 
 class LedgerPayments:
@@ -340,10 +356,10 @@ def _desk_command(desk: Desk, dispatcher: Dispatcher, command: str, request_id: 
         case "approve_with_label" | "approve_without_label":
             with_label = command == "approve_with_label"
             result = desk.approve(
-                SHOP, request_id, with_label=with_label, refund_return_fee=True, actor="staff"
+                SHOP, request_id, with_label=with_label, refund_return_fee=True, actor="staff-1"
             )
         case "reject":
-            result = desk.reject(SHOP, request_id, reason="Nee", actor="staff")
+            result = desk.reject(SHOP, request_id, reason="Nee", actor="staff-1")
         case "cancel":
             result = desk.cancel(SHOP, request_id)
         case "mark_received":

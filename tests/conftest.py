@@ -59,6 +59,11 @@ class World:
         fee = changes.pop("return_fee", PaidFee(Money(495), f"pay_{self.serial}"))
         if isinstance(fee, PaidFee):
             self.payments.charge(fee.payment_reference, fee.amount)
+        delivered = changes.get("delivered_at")
+        if isinstance(delivered, dt.datetime) and "ordered_at" not in changes:
+            # An earlier delivery than the default order date brings the order along with it:
+            # the desk refuses a delivery before its order.
+            changes["ordered_at"] = min(NOW - dt.timedelta(days=10), delivered)
         base = NewRequest(
             shop_id=SHOP,
             order_number="1001",

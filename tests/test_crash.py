@@ -25,7 +25,7 @@ import attrs
 import pytest
 
 from retouraanvraag.adapters.sqlite import SqliteStorage
-from retouraanvraag.model import Customer, Money, PaidFee, Status
+from retouraanvraag.model import Customer, Effect, MailKind, Money, PaidFee, Status, label_key
 from retouraanvraag.ports import EffectState
 from retouraanvraag.workflow import Desk, Dispatcher, NewItem, NewRequest
 
@@ -80,7 +80,7 @@ def prepare(root: Path) -> Scenario:
         ids = {
             name: desk.submit(submission(i)).id for i, name in enumerate(("r1", "r2", "r3", "r4"))
         }
-        desk.approve(support.SHOP, ids["r3"], actor="staff")
+        desk.approve(support.SHOP, ids["r3"], actor="staff-1")
         Dispatcher(
             storage,
             labels=support.LedgerLabels(book),
@@ -89,10 +89,10 @@ def prepare(root: Path) -> Scenario:
             renderer=support.renderer(),
             clock=clock,
         ).run_until_idle()
-        desk.approve(support.SHOP, ids["r1"], refund_return_fee=True, actor="staff")
-        desk.reject(support.SHOP, ids["r2"], reason="Buiten de termijn", actor="staff")
+        desk.approve(support.SHOP, ids["r1"], refund_return_fee=True, actor="staff-1")
+        desk.reject(support.SHOP, ids["r2"], reason="Buiten de termijn", actor="staff-1")
         desk.cancel(support.SHOP, ids["r3"])
-        desk.approve(support.SHOP, ids["r4"], with_label=False, actor="staff")
+        desk.approve(support.SHOP, ids["r4"], with_label=False, actor="staff-1")
     return attrs.evolve(scenario, ids=ids)
 
 
@@ -135,14 +135,26 @@ def kill_points(root: Path) -> list[KillPoint]:
     return points
 
 
+def mail_key(request_id: str, kind: MailKind) -> str:
+    return Effect.send_mail(support.SHOP, request_id, kind).key
+
+
+def label_of(request_id: str) -> str:
+    return label_key(support.SHOP, request_id)
+
+
+def refund_of(request_id: str) -> str:
+    return Effect.refund(support.SHOP, request_id).key
+
+
 def owed_mails(ids: dict[str, str]) -> set[str]:
     return {
-        *(f"mail:{i}:request_received" for i in ids.values()),
-        f"mail:{ids['r1']}:label_created",
-        f"mail:{ids['r3']}:label_created",
-        f"mail:{ids['r2']}:rejected",
-        f"mail:{ids['r3']}:cancelled",
-        f"mail:{ids['r4']}:approved_without_return",
+        *(mail_key(i, MailKind.REQUEST_RECEIVED) for i in ids.values()),
+        mail_key(ids["r1"], MailKind.LABEL_CREATED),
+        mail_key(ids["r3"], MailKind.LABEL_CREATED),
+        mail_key(ids["r2"], MailKind.REJECTED),
+        mail_key(ids["r3"], MailKind.CANCELLED),
+        mail_key(ids["r4"], MailKind.APPROVED_WITHOUT_RETURN),
     }
 
 
@@ -160,22 +172,26 @@ def check_recovered(scenario: Scenario, *, dedupe: bool) -> int:
         for request_id in ids.values():
             states = {e.key: e.state for e in storage.outbox(support.SHOP, request_id)}
             assert set(states.values()) == {EffectState.DONE}, states
+            # Every effect done is in the history, once, whatever the crash interrupted.
+            history = storage.get(support.SHOP, request_id).history
+            recorded = [h.effect for h in history if h.effect is not None]
+            assert sorted(recorded) == sorted(states), (recorded, states)
     # Labels: one per approved-with-label request, the one the request carries; r3's voided.
     labels = {e["key"]: e for e in entries if e["kind"] == "label"}
-    assert book.count("label") == Counter({f"label:{ids['r1']}": 1, f"label:{ids['r3']}": 1})
+    assert book.count("label") == Counter({label_of(ids["r1"]): 1, label_of(ids["r3"]): 1})
     r1 = requests["r1"]
     assert r1.status is Status.APPROVED
     assert r1.label is not None
-    assert r1.label.tracking_number == labels[f"label:{ids['r1']}"]["tracking"]
-    assert set(book.count("void")) == {f"label:{ids['r3']}"}
+    assert r1.label.tracking_number == labels[label_of(ids["r1"])]["tracking"]
+    assert set(book.count("void")) == {label_of(ids["r3"])}
     # Refunds: exactly one per request that owes one, of the whole fee, recorded on it.
     refunds = {e["key"]: e for e in entries if e["kind"] == "refund"}
-    assert book.count("refund") == Counter({f"refund:{ids[n]}": 1 for n in ("r1", "r2", "r3")})
+    assert book.count("refund") == Counter({refund_of(ids[n]): 1 for n in ("r1", "r2", "r3")})
     for name in ("r1", "r2", "r3"):
         request = requests[name]
         assert request.refunded == FEE
         (record,) = request.refunds
-        assert record.reference == refunds[f"refund:{request.id}"]["reference"]
+        assert record.reference == refunds[refund_of(request.id)]["reference"]
         assert refunds[record.key]["amount"] == FEE.amount
     assert requests["r4"].refunds == ()
     assert not any(r.needs_attention for r in requests.values())

@@ -9,6 +9,7 @@ invariants are checked on what the providers did, not on what the store says.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import threading
@@ -125,7 +126,7 @@ def _dispatcher(world: World, owner: str, **ports: Any) -> Dispatcher:
     return world.make_dispatcher(owner=owner, lease=LEASE, **ports)
 
 
-def _run_a(world: World, plan: Plan | None, request_id: str) -> list[str]:
+def _run_a(world: World, plan: Plan | None, request_id: str) -> list[str]:  # noqa: C901
     """Worker A drains the outbox; the plan's interference strikes at one of its calls."""
     calls: list[str] = []
     current_key: dict[str, str] = {}
@@ -143,10 +144,8 @@ def _run_a(world: World, plan: Plan | None, request_id: str) -> list[str]:
         plan.in_flight = current_key.get("key")
         world.clock.advance(LEASE + dt.timedelta(seconds=1))
         if plan.what.startswith("cancel"):
-            try:
+            with contextlib.suppress(errors.TransitionNotAllowed):
                 world.desk.cancel(SHOP, request_id)
-            except errors.TransitionNotAllowed:
-                pass
         if plan.what.endswith("B drains"):
             _dispatcher(world, "B").run_until_idle()
 
@@ -183,7 +182,7 @@ def _drain(world: World) -> None:
         _dispatcher(world, "C").run_until_idle()
 
 
-def _check(world: World, request_id: str, plan: Plan | None) -> Counter[str]:
+def _check(world: World, request_id: str, plan: Plan | None) -> Counter[str]:  # noqa: C901
     """The invariants, on what the providers did."""
     figures: Counter[str] = Counter()
     stored = world.storage.get(SHOP, request_id)
@@ -227,9 +226,9 @@ def _check(world: World, request_id: str, plan: Plan | None) -> Counter[str]:
     for before, after in itertools.pairwise(commands):
         assert after.status_from == before.status_to
     records = Counter((h.command, h.effect) for h in stored.history if not h.is_command)
-    for (event, key), count in records.items():
+    for (event, effect_key), count in records.items():
         if event in {HistoryEvent.LABEL_CREATED, HistoryEvent.REFUNDED}:
-            assert count == 1, (event, key, count)
+            assert count == 1, (event, effect_key, count)
     refunded = [h for h in stored.history if h.command == HistoryEvent.REFUNDED]
     assert len(refunded) == len(stored.refunds)
     return figures
@@ -356,13 +355,14 @@ def test_no_two_shop_and_request_pairs_share_a_key(
 ) -> None:
     if (shop, request) == (other, second):
         return
-    for make in (
-        lambda s, r: Effect.create_label(s, r).key,
-        lambda s, r: Effect.void_label(s, r).key,
-        lambda s, r: Effect.refund(s, r).key,
-        lambda s, r: Effect.send_mail(s, r, MailKind.REJECTED).key,
-    ):
-        assert make(shop, request) != make(other, second)
+    makers: tuple[Callable[[str, str], Effect], ...] = (
+        Effect.create_label,
+        Effect.void_label,
+        Effect.refund,
+        lambda s, r: Effect.send_mail(s, r, MailKind.REJECTED),
+    )
+    for make in makers:
+        assert make(shop, request).key != make(other, second).key
 
 
 def test_a_stale_worker_starts_nothing_whose_lease_ran_out(world: World) -> None:
@@ -548,11 +548,12 @@ def test_staff_actors_cannot_be_forged(world: World, actor: str) -> None:
 @pytest.mark.parametrize("actor", [Actor.rule("Buitenland"), SYSTEM, CUSTOMER])
 def test_only_staff_decide(world: World, actor: Actor) -> None:
     request = world.desk.submit(world.new_request())
-    for command in (
+    commands: tuple[Callable[[], object], ...] = (
         lambda: world.desk.approve(SHOP, request.id, actor=actor),
         lambda: world.desk.reject(SHOP, request.id, reason="Nee", actor=actor),
         lambda: world.desk.resolve_attention(SHOP, request.id, actor=actor),
-    ):
+    )
+    for command in commands:
         with pytest.raises(errors.InvalidInput, match="cannot run this command"):
             command()
 
@@ -631,3 +632,44 @@ def test_refunding_a_fee_that_was_never_paid_is_refused(world: World) -> None:
         world.desk.approve(SHOP, request.id, refund_return_fee=True, actor="anna")
     assert caught.value.field == "refund_return_fee"
     assert world.desk.get(SHOP, request.id).status is Status.REQUESTED
+
+
+@pytest.mark.parametrize(
+    ("stored", "actor"),
+    [
+        ("staff-7", Actor.staff("staff-7")),
+        ("staff:anna", Actor.staff("anna")),
+        ("policy", SYSTEM),
+        ("customer", CUSTOMER),
+        ("rule:regel 2", Actor.rule("regel 2")),
+    ],
+)
+def test_histories_stored_before_typed_actors_still_read(stored: str, actor: Actor) -> None:
+    assert Actor.parse(stored) == actor
+
+
+@pytest.mark.parametrize("stored", ["", "anna smith", "rule:", "staff:rule:x", "a\nb", "x" * 65])
+def test_a_damaged_stored_actor_is_refused(stored: str) -> None:
+    with pytest.raises(errors.InvalidInput):
+        Actor.parse(stored)
+
+
+def test_a_given_up_label_is_not_asked_for_once_the_parcel_arrived(world: World) -> None:
+    request = world.desk.submit(world.new_request())
+    world.desk.approve(SHOP, request.id, with_label=True, actor="anna")
+    refusing = inject_faults(
+        world.labels,
+        lambda _n, name: Fault.BEFORE if name == "create_label" else None,
+        error=errors.PortRejected,
+    )
+    world.make_dispatcher(labels=refusing).run_until_idle()
+    world.desk.mark_received(SHOP, request.id, actor="anna")
+    resolved = world.desk.resolve_attention(SHOP, request.id, actor="anna", retry=True)
+    assert resolved.label_attempt == 1
+    world.dispatcher.run_until_idle()
+    assert world.labels.active == {}
+    assert [m.kind for m in world.mail.to(request.id)] == [MailKind.REQUEST_RECEIVED]
+    # Nothing is left to retry: a second resolve changes nothing.
+    assert world.desk.resolve_attention(SHOP, request.id, actor="anna", retry=True) == (
+        world.desk.get(SHOP, request.id)
+    )

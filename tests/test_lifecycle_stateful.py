@@ -5,8 +5,12 @@ sequences against the in-memory and SQLite stores while labels, payments and mai
 or after acting. Checked throughout and at the end:
 
 - only transitions of the table happen; an illegal command changes nothing;
-- one history entry per accepted command;
-- at most one label per request, and none left active on a cancelled request;
+- one command entry in the history per accepted command (the dispatcher's records of
+  effects come beside them, never move the status, and record each effect done once);
+- at most one label per key; at the end, a request's only active label is the one it
+  carries, and any other still active has a void that was given up (a person must look);
+- a person resolving attention with ``retry`` asks for a given-up label under the next
+  attempt's key, never the voided one;
 - refunds never exceed the paid fee (at the provider and on the request);
 - every owed mail is delivered exactly once per key (mail fails only before acting here:
   a failure after an SMTP server accepted a mail is the documented at-least-once case).
@@ -33,7 +37,16 @@ from hypothesis.stateful import (
 
 from retouraanvraag import errors
 from retouraanvraag.adapters.sqlite import SqliteStorage
-from retouraanvraag.model import TRANSITIONS, MailKind, Money, Status
+from retouraanvraag.model import (
+    TRANSITIONS,
+    Effect,
+    EffectKind,
+    HistoryEvent,
+    MailKind,
+    Money,
+    Status,
+    label_key,
+)
 from retouraanvraag.ports import EffectState, Storage
 from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, inject_faults
@@ -55,13 +68,14 @@ class DeskMachine(RuleBasedStateMachine):
     def make_storage(self) -> Storage:
         return MemoryStorage()
 
-    @initialize(seed=st.integers(0, 2**32 - 1), failure=st.sampled_from([0.0, 0.15, 0.4]))
+    @initialize(seed=st.integers(0, 2**32 - 1), failure=st.sampled_from([0.0, 0.15, 0.4, 0.8]))
     def setup(self, seed: int, failure: float) -> None:
         self.world = build_world(self.make_storage())
         self.rng = random.Random(seed)
         self.failure = failure
         self.faults_on = True
         self.accepted: Counter[str] = Counter()
+        self.resolved: set[str] = set()
 
         def plan(_n: int, _method: str, *, after: bool) -> Fault | None:
             if not self.faults_on or self.rng.random() >= self.failure:
@@ -103,17 +117,28 @@ class DeskMachine(RuleBasedStateMachine):
         self.accepted[request.id] += 1
         return request.id
 
-    def _command(self, request_id: str, command: str, run: object) -> None:
+    def _command(
+        self, request_id: str, command: str, run: object, *, invalid: bool = False
+    ) -> None:
+        """Run ``command``; ``invalid``: its arguments are refused where the status allows it."""
         before = self.world.desk.get(SHOP, request_id)
         expected = ALLOWED.get((before.status, command))
         try:
             after = run()  # type: ignore[operator]
+        except errors.InvalidInput as exc:
+            refused_field = exc.field
+            assert invalid, f"{command} refused its arguments: {refused_field}"
+            assert expected is not None, f"{command} from {before.status}: not TransitionNotAllowed"
+            assert refused_field == "refund_return_fee"
+            assert self.world.desk.get(SHOP, request_id) == before
+            return
         except errors.TransitionNotAllowed as exc:
             refused_from = exc.status
             assert expected is None, f"{command} refused from {before.status}"
             assert refused_from == before.status.value
             assert self.world.desk.get(SHOP, request_id).history == before.history
             return
+        assert not invalid, f"{command} accepted arguments it must refuse"
         assert expected is not None, f"{command} accepted from {before.status}"
         assert after.status is expected
         self.accepted[request_id] += 1
@@ -121,12 +146,16 @@ class DeskMachine(RuleBasedStateMachine):
     @rule(request_id=requests, with_label=st.booleans(), refund=st.booleans())
     def approve(self, request_id: str, with_label: bool, refund: bool) -> None:
         command = "approve_with_label" if with_label else "approve_without_label"
+        unpaid = self.world.desk.get(SHOP, request_id).return_fee is None
         self._command(
             request_id,
             command,
             lambda: self.world.desk.approve(
-                SHOP, request_id, with_label=with_label, refund_return_fee=refund, actor="staff"
+                SHOP, request_id, with_label=with_label, refund_return_fee=refund, actor="staff-1"
             ),
+            # Asking to refund a fee that was never paid is an error (a status that does not
+            # allow the command is reported first, as TransitionNotAllowed).
+            invalid=refund and unpaid,
         )
 
     @rule(request_id=requests)
@@ -134,7 +163,7 @@ class DeskMachine(RuleBasedStateMachine):
         self._command(
             request_id,
             "reject",
-            lambda: self.world.desk.reject(SHOP, request_id, reason="Nee", actor="staff"),
+            lambda: self.world.desk.reject(SHOP, request_id, reason="Nee", actor="staff-1"),
         )
 
     @rule(request_id=requests)
@@ -158,6 +187,38 @@ class DeskMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: hasattr(self, "world"))
+    @rule(refuse=st.booleans())
+    def carrier_refuses_the_country(self, refuse: bool) -> None:
+        """The carrier stops (or starts again) collecting from NL: labels fail for good."""
+        self.world.labels._refuse = frozenset({"NL"}) if refuse else frozenset()
+
+    @rule(request_id=requests, retry=st.booleans())
+    def resolve_attention(self, request_id: str, retry: bool) -> None:
+        w = self.world
+        before = w.desk.get(SHOP, request_id)
+        dead = [e.effect for e in w.storage.outbox(SHOP, request_id) if e.state is EffectState.DEAD]
+        # Only a request still waiting for its parcel asks for a new label.
+        label_dead = before.status is Status.APPROVED and any(
+            e.kind is EffectKind.CREATE_LABEL and e.key == before.label_key for e in dead
+        )
+        after = w.desk.resolve_attention(SHOP, request_id, actor="staff-2", retry=retry)
+        assert not after.needs_attention
+        assert after.status is before.status
+        commands = [h for h in after.history if h.is_command]
+        if len(commands) > self.accepted[request_id]:
+            self.accepted[request_id] += 1
+            assert commands[-1].command == "resolve_attention"
+            self.resolved.add(request_id)
+        else:
+            assert after == before
+        # A given-up label is asked for again under the next attempt's key, never the old one.
+        assert after.label_attempt == before.label_attempt + (1 if retry and label_dead else 0)
+        if retry and label_dead:
+            pending = {e.key for e in w.storage.outbox(SHOP, request_id)}
+            assert after.label_key in pending
+            assert before.label_key != after.label_key
+
+    @precondition(lambda self: hasattr(self, "world"))
     @rule(minutes=st.integers(0, 10))
     def dispatch(self, minutes: int) -> None:
         self.world.clock.advance(dt.timedelta(minutes=minutes))
@@ -170,9 +231,23 @@ class DeskMachine(RuleBasedStateMachine):
     def history_has_one_entry_per_accepted_command(self) -> None:
         for request_id, count in self.accepted.items():
             request = self.world.desk.get(SHOP, request_id)
-            assert len(request.history) == count
+            commands = [h for h in request.history if h.is_command]
+            assert len(commands) == count
+            status = commands[0].status_to
             for entry in request.history[1:]:
-                assert ALLOWED[entry.status_from, entry.command] is entry.status_to  # type: ignore[index]
+                assert entry.status_from is status
+                if entry.is_command and entry.command != "resolve_attention":
+                    assert ALLOWED[entry.status_from, entry.command] is entry.status_to
+                else:  # an effect's record, or a person clearing attention: status unchanged
+                    assert entry.status_to is status
+                status = entry.status_to
+            # An effect is done once: a key given up and retried is recorded done only once.
+            done = [
+                h.effect
+                for h in request.history
+                if not h.is_command and h.command != HistoryEvent.GIVEN_UP
+            ]
+            assert len(done) == len(set(done)), done
 
     @precondition(lambda self: hasattr(self, "world"))
     @invariant()
@@ -199,6 +274,7 @@ class DeskMachine(RuleBasedStateMachine):
     def check_settled(self) -> None:
         w = self.world
         self.faults_on = False
+        w.labels._refuse = frozenset()
         for _ in range(20):
             w.clock.advance(dt.timedelta(hours=1))
             w.dispatcher.run_until_idle()
@@ -209,11 +285,20 @@ class DeskMachine(RuleBasedStateMachine):
             entries = w.storage.outbox(SHOP, request_id)
             assert all(e.state is not EffectState.PENDING for e in entries)
             dead = {e.key for e in entries if e.state is EffectState.DEAD}
-            assert request.needs_attention == bool(dead)
-            label_key = f"label:{request_id}"
-            if request.status is Status.CANCELLED:
-                assert label_key not in w.labels.active
-            mail_key = f"mail:{request_id}:{MailKind.REQUEST_RECEIVED.value}"
+            flagged = {problem.partition(": ")[0] for problem in request.attention}
+            assert flagged <= dead
+            if request_id not in self.resolved:
+                assert request.needs_attention == bool(dead)
+            keys = [label_key(SHOP, request_id, n) for n in range(1, request.label_attempt + 1)]
+            active = {k for k in keys if k in w.labels.active}
+            wanted = request.label_key if request.wants_label(request.label_key) else None
+            if wanted is not None and request.label is not None:
+                assert w.labels.active.get(wanted) == request.label
+            for key in active:
+                if key != wanted or request.label is None:
+                    # A label nobody wants is voided, or its void failed for good.
+                    assert Effect.void_of(key, request_id).key in dead, (key, dead)
+            mail_key = Effect.send_mail(SHOP, request_id, MailKind.REQUEST_RECEIVED).key
             assert deliveries[mail_key] == 1 or mail_key in dead
             fee = request.return_fee
             if fee and request.status in {Status.REJECTED, Status.CANCELLED} and not dead:

@@ -3,19 +3,25 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import pickle
+import re
 from decimal import Decimal
 
 import attrs
 import pytest
+from babel.numbers import list_currencies
 from hypothesis import given
 from hypothesis import strategies as st
 
 from retouraanvraag import errors
 from retouraanvraag._codec import request_from_json, request_to_json
 from retouraanvraag.model import (
+    CUSTOMER,
+    MAX_MINOR_UNITS,
     TRANSITIONS,
+    Actor,
     Customer,
     Decision,
+    Effect,
     EffectKind,
     Label,
     Language,
@@ -29,6 +35,7 @@ from retouraanvraag.model import (
     ReturnRequest,
     Status,
     country_name,
+    label_key,
     resolve_country,
 )
 
@@ -69,6 +76,12 @@ def make_request(**changes: object) -> ReturnRequest:
         ("4,95 eur", 495, "EUR"),
         ("0", 0, "EUR"),
         ("1 234,5", 123450, "EUR"),
+        ("1.234.567,89", 123456789, "EUR"),
+        ("1,000,000.00", 100000000, "EUR"),
+        ("1'234.50", 123450, "EUR"),
+        ("€\u00a01.234,56", 123456, "EUR"),
+        ("1\u202f234,50", 123450, "EUR"),
+        ("1.234 KWD", 1234, "KWD"),
     ],
 )
 def test_money_parses_what_merchants_type(text: str, minor: int, currency: str) -> None:
@@ -87,6 +100,16 @@ def test_money_parses_what_merchants_type(text: str, minor: int, currency: str) 
         ("1,2,3.4.5", "cannot read"),
         ("", "cannot read"),
         ("9" * 100, "cannot read"),
+        ("€4,9,5", "groups of three digits"),
+        ("4,95,00", "groups of three digits"),
+        ("1.23.456", "groups of three digits"),
+        ("12,34.5", "groups of three digits"),
+        ("1234.567,89", "groups of three digits"),
+        ("12 34", "groups of three digits"),
+        ("1.234 567,00", "both"),
+        ("4,", "ends with a separator"),
+        ("1,.5", "one '.', ','"),
+        ("€1.000", "thousands separator"),
     ],
 )
 def test_money_refuses_bad_amounts_with_a_clear_message(text: str, problem: str) -> None:
@@ -156,6 +179,70 @@ def test_money_round_trips_through_text_and_both_locales(money: Money) -> None:
     assert Money.parse(str(money)) == money
     assert Money.parse(money.format("nl")) == money
     assert Money.parse(money.format("en")) == money
+
+
+@given(
+    amount=st.integers(0, MAX_MINOR_UNITS),
+    currency=st.sampled_from(sorted(list_currencies())),
+)
+def test_money_round_trips_through_text_over_the_whole_range(amount: int, currency: str) -> None:
+    money = Money(amount, currency)
+    assert Money.parse(str(money)) == money
+
+
+@given(amount=st.integers(0, MAX_MINOR_UNITS), currency=st.sampled_from(["EUR", "GBP", "USD"]))
+def test_money_round_trips_through_both_locales_over_the_whole_range(
+    amount: int, currency: str
+) -> None:
+    money = Money(amount, currency)
+    assert Money.parse(money.format("nl")) == money
+    assert Money.parse(money.format("en")) == money
+
+
+_WHOLE = r"(?:\d{1,3}(?:(?P<group>[.,' ])\d{3})(?:(?P=group)\d{3})*|\d+)"
+
+
+def _reference_minor_units(number: str, precision: int) -> int | None:
+    """What a careful reader makes of ``number``: minor units, or ``None`` for "cannot".
+
+    Spelled as the two readings a person weighs: with a decimal part (the last ``.`` or ``,``,
+    not also the group separator), else a whole number grouped in threes.
+    """
+    number = " ".join(number.split())
+    with_fraction = re.fullmatch(_WHOLE + r"(?P<point>[.,])(?P<fraction>\d+)", number)
+    if with_fraction and with_fraction["group"] != with_fraction["point"]:
+        whole, fraction = number[: with_fraction.start("point")], with_fraction["fraction"]
+    elif re.fullmatch(_WHOLE, number):
+        whole, fraction = number, ""
+    else:
+        return None
+    if len(fraction) > precision:
+        return None
+    digits = re.sub(r"\D", "", whole) + fraction.ljust(precision, "0")
+    return int(digits)
+
+
+@given(st.text(alphabet="0123456789.,' ", min_size=1, max_size=16))
+def test_money_parse_agrees_with_a_reference_reader(number: str) -> None:
+    expected = _reference_minor_units(number, 2)
+    if expected is None or expected > MAX_MINOR_UNITS:
+        with pytest.raises(errors.InvalidMoney):
+            Money.parse(f"€{number}")
+    else:
+        assert Money.parse(f"€{number}") == Money(expected)
+
+
+@given(
+    amount=st.integers(0, MAX_MINOR_UNITS),
+    group=st.sampled_from([".", ",", " ", "'", "\u00a0"]),
+    point=st.sampled_from([".", ","]),
+)
+def test_money_reads_any_grouping_with_a_decimal_part(amount: int, group: str, point: str) -> None:
+    if group == point:
+        return
+    whole, cents = divmod(amount, 100)
+    text = f"{whole:,}".replace(",", group) + f"{point}{cents:02d}"
+    assert Money.parse(f"EUR {text}") == Money(amount)
 
 
 # -- countries and reasons -----------------------------------------------------------------
@@ -325,17 +412,20 @@ def test_request_derives_values() -> None:
 # -- lifecycle -----------------------------------------------------------------------------
 
 
+STAFF = Actor.staff("s-1")
+S = Actor.staff("s")
+
 COMMANDS = {
     "approve_with_label": lambda r: r.approve(
-        with_label=True, refund_return_fee=False, actor="staff", at=NOW
+        with_label=True, refund_return_fee=False, actor=STAFF, at=NOW
     ),
     "approve_without_label": lambda r: r.approve(
-        with_label=False, refund_return_fee=False, actor="staff", at=NOW
+        with_label=False, refund_return_fee=False, actor=STAFF, at=NOW
     ),
-    "reject": lambda r: r.reject(reason="Buiten termijn", actor="staff", at=NOW),
-    "cancel": lambda r: r.cancel(actor="customer", at=NOW),
-    "mark_received": lambda r: r.mark_received(actor="staff", at=NOW),
-    "complete": lambda r: r.complete(actor="staff", at=NOW),
+    "reject": lambda r: r.reject(reason="Buiten termijn", actor=STAFF, at=NOW),
+    "cancel": lambda r: r.cancel(actor=CUSTOMER, at=NOW),
+    "mark_received": lambda r: r.mark_received(actor=STAFF, at=NOW),
+    "complete": lambda r: r.complete(actor=STAFF, at=NOW),
 }
 
 
@@ -375,68 +465,80 @@ def test_submitting_twice_is_refused() -> None:
 
 
 def test_approve_with_label_owes_a_label_and_refund_when_asked() -> None:
-    change = make_request().approve(with_label=True, refund_return_fee=True, actor="s", at=NOW)
+    change = make_request().approve(with_label=True, refund_return_fee=True, actor=S, at=NOW)
     assert [e.kind for e in change.effects] == [EffectKind.REFUND, EffectKind.CREATE_LABEL]
-    assert change.effects[0].key == "refund:req-1"
-    assert change.effects[1].key == "label:req-1"
+    assert change.effects[0].key == Effect.refund("shop-1", "req-1").key
+    assert change.effects[1].key == label_key("shop-1", "req-1") == change.request.label_key
 
 
 def test_approve_without_label_mails_and_refunds_only_when_asked() -> None:
-    change = make_request().approve(with_label=False, refund_return_fee=False, actor="s", at=NOW)
-    assert [e.key for e in change.effects] == ["mail:req-1:approved_without_return"]
+    change = make_request().approve(with_label=False, refund_return_fee=False, actor=S, at=NOW)
+    assert [e.key for e in change.effects] == [
+        Effect.send_mail("shop-1", "req-1", MailKind.APPROVED_WITHOUT_RETURN).key
+    ]
 
 
 def test_reject_needs_a_reason_and_refunds_a_paid_fee() -> None:
     request = make_request()
     for empty in ("", "   "):
         with pytest.raises(errors.InvalidInput, match="reject reason is required"):
-            request.reject(reason=empty, actor="s", at=NOW)
+            request.reject(reason=empty, actor=S, at=NOW)
     with pytest.raises(errors.InvalidInput, match="2000"):
-        request.reject(reason="x" * 2001, actor="s", at=NOW)
-    change = request.reject(reason="  Buiten de termijn ", actor="s", at=NOW)
+        request.reject(reason="x" * 2001, actor=S, at=NOW)
+    change = request.reject(reason="  Buiten de termijn ", actor=S, at=NOW)
     assert change.request.reject_reason == "Buiten de termijn"
-    assert {e.key for e in change.effects} == {"mail:req-1:rejected", "refund:req-1"}
-    unpaid = make_request(return_fee=None).reject(reason="Nee", actor="s", at=NOW)
+    assert {e.key for e in change.effects} == {
+        Effect.send_mail("shop-1", "req-1", MailKind.REJECTED).key,
+        Effect.refund("shop-1", "req-1").key,
+    }
+    unpaid = make_request(return_fee=None).reject(reason="Nee", actor=S, at=NOW)
     assert [e.kind for e in unpaid.effects] == [EffectKind.MAIL]
 
 
 def test_cancel_after_approval_voids_the_label_and_refunds() -> None:
-    approved = make_request().approve(with_label=True, refund_return_fee=False, actor="s", at=NOW)
-    change = approved.request.cancel(actor="customer", at=NOW)
+    approved = make_request().approve(with_label=True, refund_return_fee=False, actor=S, at=NOW)
+    change = approved.request.cancel(actor=CUSTOMER, at=NOW)
     assert [e.key for e in change.effects] == [
-        "void:req-1",
-        "refund:req-1",
-        "mail:req-1:cancelled",
+        Effect.void_label("shop-1", "req-1").key,
+        Effect.refund("shop-1", "req-1").key,
+        Effect.send_mail("shop-1", "req-1", MailKind.CANCELLED).key,
     ]
+    assert change.effects[0].label_key == approved.request.label_key
     assert change.effects[-1].mail is MailKind.CANCELLED
 
 
 def test_refunds_never_exceed_the_paid_fee() -> None:
     request = make_request()
-    once = request.with_refund(RefundRecord("refund:req-1", Money(495), "re_1", NOW))
+    key = Effect.refund("shop-1", "req-1").key
+    once = request.with_refund(RefundRecord(key, Money(495), "re_1", NOW))
     assert once.refunded == Money(495)
     assert once.refund_due == Money(0)
     with pytest.raises(errors.InvalidInput, match="exceeds"):
-        once.with_refund(RefundRecord("refund:req-1", Money(1), "re_2", NOW))
+        once.with_refund(RefundRecord(key, Money(1), "re_2", NOW))
     with pytest.raises(errors.InvalidInput, match="exceeds"):
-        request.with_refund(RefundRecord("refund:req-1", Money(0), "re_2", NOW))
+        request.with_refund(RefundRecord(key, Money(0), "re_2", NOW))
 
 
 def test_attention_flags_and_decider() -> None:
     request = make_request()
     assert request.decided_by is None
-    flagged = request.with_attention("label:req-1: refused")
+    flagged = request.with_attention(f"{request.label_key}: refused")
     assert flagged.needs_attention
-    resolved = flagged.resolve_attention(actor="staff-7", at=NOW)
-    assert not resolved.needs_attention
-    assert resolved.status is flagged.status
-    assert (resolved.history[-1].command, resolved.history[-1].actor) == (
-        "resolve_attention",
-        "staff-7",
+    resolved = flagged.resolve_attention(actor=Actor.staff("staff-7"), at=NOW)
+    assert resolved.effects == ()
+    assert not resolved.request.needs_attention
+    assert resolved.request.status is flagged.status
+    last = resolved.request.history[-1]
+    assert (last.command, str(last.actor)) == ("resolve_attention", "staff:staff-7")
+    approved = request.approve(
+        with_label=True, refund_return_fee=False, actor=Actor.staff("s-7"), at=NOW
     )
-    approved = request.approve(with_label=True, refund_return_fee=False, actor="s-7", at=NOW)
-    assert approved.request.decided_by == "s-7"
-    assert approved.request.with_label(Label("PostNL", "3S", b"x")).label is not None
+    assert approved.request.decided_by == Actor.staff("s-7")
+    (label_effect,) = approved.effects
+    made = approved.request.label_created(label_effect, Label("PostNL", "3S", b"x"), at=NOW)
+    assert made.request.label is not None
+    assert [e.kind for e in made.effects] == [EffectKind.MAIL]
+    assert made.request.history[-1].effect == label_effect.key
 
 
 def test_decisions_order_by_strictness() -> None:

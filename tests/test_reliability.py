@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -28,12 +29,15 @@ from retouraanvraag import errors
 from retouraanvraag.adapters.sqlite import SqliteStorage
 from retouraanvraag.model import (
     TRANSITIONS,
+    Effect,
+    HistoryEntry,
     MailKind,
     Money,
     PaidFee,
     RefundRecord,
     ReturnRequest,
     Status,
+    label_key,
 )
 from retouraanvraag.ports import Commit, EffectState, Query, Storage
 from retouraanvraag.testing import FakeLabels, FakePayments, MailRecorder, MemoryStorage
@@ -49,6 +53,15 @@ ALLOWED = {(s, t.command): t.target for t in TRANSITIONS for s in t.sources}
 DECISIONS = frozenset({"approve_with_label", "approve_without_label", "reject"})
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["tests._reliability_support"])
+
+
+def commands_of(request: ReturnRequest) -> list[HistoryEntry]:
+    """The request's command entries (not the dispatcher's records of effects)."""
+    return [h for h in request.history if h.is_command]
+
+
+def mail_key(request_id: str, kind: MailKind) -> str:
+    return Effect.send_mail(SHOP, request_id, kind).key
 
 
 def storage_of(kind: str, tmp_path: Path) -> Storage:
@@ -265,8 +278,8 @@ def test_concurrent_calls_with_one_key_execute_once(store: Storage) -> None:
         stored = world.desk.get(SHOP, request.id)
         assert [h.command for h in stored.history] == ["submit", "approve_with_label"]
         world.dispatcher.run_until_idle()
-        assert world.labels.calls.count(("create_label", f"label:{request.id}")) == 1
-        assert world.payments.calls.count(f"refund:{request.id}") == 1
+        assert world.labels.calls.count(("create_label", label_key(SHOP, request.id))) == 1
+        assert world.payments.calls.count(Effect.refund(SHOP, request.id).key) == 1
     # Every caller got the one result: none was refused, none executed a second time.
     assert refused == 0
 
@@ -400,7 +413,8 @@ def race_rounds(path: Path, rounds: int, per_round: int) -> Counter[str]:  # noq
             assert unhandled == []
             for request_id in ids:
                 stored = storage.get(SHOP, request_id)
-                commands = [h.command for h in stored.history[1:]]
+                decided = commands_of(stored)[1:]
+                commands = [h.command for h in decided]
                 mine = [(role, r) for role, i, r in results if i == request_id]
                 won = [(role, r) for role, r in mine if isinstance(r, ReturnRequest)]
                 lost = [r for _, r in mine if isinstance(r, errors.TransitionNotAllowed)]
@@ -414,10 +428,10 @@ def race_rounds(path: Path, rounds: int, per_round: int) -> Counter[str]:  # noq
                 assert sum(c in DECISIONS for c in commands) <= 1
                 assert commands[0] in DECISIONS | {"cancel"}
                 assert len(commands) == 1 or commands == ["approve_with_label", "cancel"]
-                statuses = {h.status_to.value for h in stored.history[1:]}
+                statuses = {h.status_to.value for h in decided}
                 assert all(exc.status in statuses for exc in lost)
-                assert Counter(h.actor for h in stored.history[1:]) == Counter(
-                    f"t{r}" for r, _ in won
+                assert Counter(str(h.actor) for h in decided) == Counter(
+                    f"staff:t{r}" for r, _ in won
                 )
                 figures[f"first:{commands[0]}"] += 1
                 figures["refused"] += len(lost)
@@ -434,21 +448,21 @@ def race_rounds(path: Path, rounds: int, per_round: int) -> Counter[str]:  # noq
         stored = storage.get(SHOP, request_id)
         assert all(e.state is EffectState.DONE for e in storage.outbox(SHOP, request_id))
         assert not stored.needs_attention
-        label_key = f"label:{request_id}"
+        key = label_key(SHOP, request_id)
         approve = next((h for h in stored.history if h.command.startswith("approve")), None)
         if stored.status is Status.APPROVED:
             assert stored.label is not None
-            assert world.labels.active[label_key] == stored.label
+            assert world.labels.active[key] == stored.label
         else:
-            assert label_key not in world.labels.active
+            assert key not in world.labels.active
         refund_owed = stored.status in {Status.REJECTED, Status.CANCELLED} or (
-            approve is not None and ROLES[int(approve.actor[1:])][1]
+            approve is not None and ROLES[int((approve.actor.name or "")[1:])][1]
         )
         assert stored.refunded == (Money(495) if refund_owed else Money(0))
         assert world.payments.refunded(stored.return_fee.payment_reference) == stored.refunded  # type: ignore[union-attr]
-        assert deliveries[f"mail:{request_id}:request_received"] >= 1
+        assert deliveries[mail_key(request_id, MailKind.REQUEST_RECEIVED)] >= 1
     approved_with_label = {
-        f"label:{i}"
+        label_key(SHOP, i)
         for i in all_ids
         if any(h.command == "approve_with_label" for h in storage.get(SHOP, i).history)
     }
@@ -549,12 +563,13 @@ def processes_on_one_file(tmp_path: Path, processes: int, commands: int) -> Coun
                 for r in log
                 if r[1] == request_id and r[0] != "dispatch" and not r[2].startswith("refused")
             ]
-            assert len(stored.history) == 1 + len(accepted)
-            for before, after in zip(stored.history, stored.history[1:], strict=False):
+            done = commands_of(stored)
+            assert len(done) == 1 + len(accepted)
+            for before, after in itertools.pairwise(done):
                 assert after.status_from is before.status_to
                 assert ALLOWED[after.status_from, after.command] is after.status_to
             assert all(e.state is EffectState.DONE for e in storage.outbox(SHOP, request_id))
-            key = f"label:{request_id}"
+            key = label_key(SHOP, request_id)
             if stored.status in {Status.APPROVED, Status.RECEIVED, Status.COMPLETED}:
                 assert stored.label is not None
                 assert labels[key] == 1
@@ -563,7 +578,7 @@ def processes_on_one_file(tmp_path: Path, processes: int, commands: int) -> Coun
                 assert key not in labels or key in voids
             fee = stored.return_fee.amount if stored.return_fee else Money(0)
             assert stored.refunded == (Money(0) if stored.status is Status.REQUESTED else fee)
-            assert refunds[f"refund:{request_id}"] == (
+            assert refunds[Effect.refund(SHOP, request_id).key] == (
                 0 if stored.status is Status.REQUESTED else 1
             )
             figures[f"final:{stored.status.value}"] += 1
@@ -611,8 +626,8 @@ def nth_call_of(
 def scenario(world: World, kind: str) -> ReturnRequest:
     request = world.desk.submit(world.new_request())
     if kind == "approve":
-        return world.desk.approve(SHOP, request.id, refund_return_fee=True, actor="staff")
-    return world.desk.reject(SHOP, request.id, reason="Buiten de termijn", actor="staff")
+        return world.desk.approve(SHOP, request.id, refund_return_fee=True, actor="staff-1")
+    return world.desk.reject(SHOP, request.id, reason="Buiten de termijn", actor="staff-1")
 
 
 def reference_calls(kind: str) -> dict[str, int]:
@@ -671,15 +686,15 @@ def test_every_failure_point_before_and_after_acting_converges(store: Storage) -
         assert stored.refunds[0].reference == world.payments.refunds[0].reference
         if kind == "approve":
             assert stored.status is Status.APPROVED
-            assert list(world.labels.active) == [f"label:{stored.id}"]
-            assert stored.label == world.labels.active[f"label:{stored.id}"]
+            assert list(world.labels.active) == [label_key(SHOP, stored.id)]
+            assert stored.label == world.labels.active[label_key(SHOP, stored.id)]
             owed = {MailKind.REQUEST_RECEIVED, MailKind.LABEL_CREATED}
         else:
             assert stored.status is Status.REJECTED
             assert world.labels.calls == []
             owed = {MailKind.REQUEST_RECEIVED, MailKind.REJECTED}
         deliveries = world.mail.deliveries()
-        assert set(deliveries) == {f"mail:{stored.id}:{k.value}" for k in owed}
+        assert set(deliveries) == {mail_key(stored.id, k) for k in owed}
         twice = sum(n - 1 for n in deliveries.values())
         # A mail is delivered again only when its acceptance (or its settling commit) was lost.
         assert twice <= (
@@ -727,7 +742,7 @@ def test_an_effect_failing_for_good_needs_attention_and_leaves_no_stray_label(
     assert states[EffectState.DEAD] >= 1
     assert states[EffectState.PENDING] == 0
     # Whatever the carrier made is on the request or voided; money never exceeds the fee.
-    assert set(world.labels.active) <= ({f"label:{stored.id}"} if stored.label else set())
+    assert set(world.labels.active) <= ({stored.label_key} if stored.label else set())
     assert sum((r.amount for r in world.payments.refunds), Money(0)) <= Money(495)
     assert len(world.payments.refunds) <= 1
 
@@ -765,7 +780,7 @@ def test_a_mail_is_sent_once_when_a_staff_member_decides_during_the_send(store: 
         world.mail, lambda: world.desk.approve(SHOP, request.id, with_label=False, actor="s")
     )
     dispatcher_for(world, mail=mail).run_until_idle()
-    assert world.mail.deliveries()[f"mail:{request.id}:request_received"] == 1
+    assert world.mail.deliveries()[mail_key(request.id, MailKind.REQUEST_RECEIVED)] == 1
 
 
 def test_a_worker_that_lost_its_lease_stops_instead_of_repeating_the_effect(store: Storage) -> None:
@@ -780,7 +795,7 @@ def test_a_worker_that_lost_its_lease_stops_instead_of_repeating_the_effect(stor
     slow = dispatcher_for(world, mail=_MeddlingMail(world.mail, lease_runs_out), owner="slow")
     slow.run_until_idle()
     # At least once allows two deliveries (the slow worker's and the one that took over).
-    assert world.mail.deliveries()[f"mail:{request.id}:request_received"] <= 2
+    assert world.mail.deliveries()[mail_key(request.id, MailKind.REQUEST_RECEIVED)] <= 2
 
 
 # -- shops: another shop's ids are not found, always ----------------------------------------

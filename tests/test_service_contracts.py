@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from retouraanvraag.errors import PortRejected, PortUnavailable
@@ -15,10 +18,20 @@ from retouraanvraag.testing.service_contracts import (
     contract_request,
 )
 
+from ._reliability_support import Ledger, LedgerLabels
+
 
 class TestFakeLabels(LabelServiceContract):
     def make_labels(self) -> LabelService:
         return FakeLabels()
+
+
+class TestLedgerLabels(LabelServiceContract):
+    """The file-ledger carrier of the crash and process tests keeps the same promises."""
+
+    def make_labels(self) -> LabelService:
+        root = Path(tempfile.mkdtemp(prefix="retouraanvraag-ledger-"))
+        return LedgerLabels(Ledger(root / "ledger.jsonl"))
 
 
 class TestFakePayments(PaymentServiceContract):

@@ -10,8 +10,12 @@ import pytest
 from retouraanvraag import errors, rules
 from retouraanvraag import photos as _photos
 from retouraanvraag.model import (
+    CUSTOMER,
+    SYSTEM,
+    Actor,
     Customer,
     Decision,
+    Effect,
     MailKind,
     Money,
     Outcome,
@@ -19,6 +23,7 @@ from retouraanvraag.model import (
     RefusedItem,
     ReturnRequest,
     Status,
+    label_key,
 )
 from retouraanvraag.ports import EffectState, Mail, Query, Storage
 from retouraanvraag.testing import MemoryStorage
@@ -35,6 +40,10 @@ def mail_kinds(world: World, request_id: str) -> list[MailKind]:
     return [m.kind for m in world.mail.to(request_id)]
 
 
+def mail_key(request_id: str, kind: MailKind) -> str:
+    return Effect.send_mail(SHOP, request_id, kind).key
+
+
 # -- submit --------------------------------------------------------------------------------
 
 
@@ -44,7 +53,7 @@ def test_submit_stores_a_requested_return_and_owes_a_confirmation(world: World) 
     assert request.version == 1
     assert request.from_country == "NL"
     assert request.items[0].reason == "too_small"
-    assert [(h.actor, h.command) for h in request.history] == [("customer", "submit")]
+    assert [(h.actor, h.command) for h in request.history] == [(CUSTOMER, "submit")]
     assert world.desk.get(SHOP, request.id) == request
     report = world.dispatcher.run_until_idle()
     assert report.done == 1
@@ -177,12 +186,13 @@ def test_approve_with_label_creates_it_mails_it_and_refunds(world: World) -> Non
         SHOP, request.id, with_label=True, refund_return_fee=True, actor="staff-7"
     )
     assert approved.status is Status.APPROVED
-    assert approved.history[-1].actor == "staff-7"
+    assert approved.history[-1].actor == Actor.staff("staff-7")
+    assert str(approved.history[-1].actor) == "staff:staff-7"
     world.dispatcher.run_until_idle()
     stored = world.desk.get(SHOP, request.id)
     assert stored.label is not None
     assert stored.refunded == Money(495)
-    assert list(world.labels.created) == [f"label:{request.id}"]
+    assert list(world.labels.created) == [label_key(SHOP, request.id)]
     assert mail_kinds(world, request.id) == [MailKind.REQUEST_RECEIVED, MailKind.LABEL_CREATED]
     label_mail = world.mail.to(request.id)[-1]
     assert [a.filename for a in label_mail.attachments] == ["retourlabel.pdf"]
@@ -237,7 +247,7 @@ def test_cancel_voids_the_label_and_refunds(world: World) -> None:
     world.dispatcher.run_until_idle()
     world.desk.cancel(SHOP, request.id)
     world.dispatcher.run_until_idle()
-    assert world.labels.voided == {f"label:{request.id}"}
+    assert world.labels.voided == {label_key(SHOP, request.id)}
     assert world.labels.active == {}
     assert world.desk.get(SHOP, request.id).refunded == Money(495)
     assert mail_kinds(world, request.id)[-1] is MailKind.CANCELLED
@@ -274,7 +284,7 @@ def test_a_return_travels_to_completed_through_the_tabs(world: World) -> None:
 def test_requests_tab_keeps_rejected_ones_behind_a_filter(world: World) -> None:
     waiting = world.desk.submit(world.new_request())
     rejected = world.desk.submit(world.new_request())
-    world.desk.reject(SHOP, rejected.id, reason="Nee", actor="staff")
+    world.desk.reject(SHOP, rejected.id, reason="Nee", actor="staff-1")
     assert {r.id for r in world.desk.requests_tab(SHOP).items} == {waiting.id, rejected.id}
     assert [r.id for r in world.desk.requests_tab(SHOP, rejected=True).items] == [rejected.id]
     assert [r.id for r in world.desk.requests_tab(SHOP, rejected=False).items] == [waiting.id]
@@ -370,7 +380,7 @@ def test_two_people_deciding_at_once_one_wins(world: World) -> None:
     assert len(winners) == 1
     assert len(losers) == 1
     assert losers[0].status == winners[0].status.value
-    assert len(world.desk.get(SHOP, request.id).history) == 2
+    assert len([h for h in world.desk.get(SHOP, request.id).history if h.is_command]) == 2
 
 
 # -- effects failing -----------------------------------------------------------------------
@@ -392,23 +402,23 @@ def test_a_transient_failure_is_retried_with_backoff(world: World) -> None:
     assert world.dispatcher.run_until_idle().handled == 0  # not due yet
     world.clock.advance(dt.timedelta(seconds=31))
     assert world.dispatcher.run_until_idle().done == 1
-    assert world.mail.deliveries() == {f"mail:{request.id}:request_received": 1}
+    assert world.mail.deliveries() == {mail_key(request.id, MailKind.REQUEST_RECEIVED): 1}
 
 
 def test_a_permanent_failure_flags_the_request_and_drops_nothing(world: World) -> None:
     world.labels = type(world.labels)(refuse_countries=frozenset({"NL"}))
     world.dispatcher = world.make_dispatcher()
     request = world.desk.submit(world.new_request())
-    world.desk.approve(SHOP, request.id, actor="staff")
+    world.desk.approve(SHOP, request.id, actor="staff-1")
     report = world.dispatcher.run_until_idle()
     assert report.dead == 1
     flagged = world.desk.get(SHOP, request.id)
     assert flagged.needs_attention
-    assert f"label:{request.id}" in flagged.attention[0]
+    assert label_key(SHOP, request.id) in flagged.attention[0]
     assert [r.id for r in world.desk.needing_attention(SHOP).items] == [request.id]
     states = {e.key: e.state for e in world.storage.outbox(SHOP, request.id)}
-    assert states[f"label:{request.id}"] is EffectState.DEAD
-    cleared = world.desk.resolve_attention(SHOP, request.id, actor="staff")
+    assert states[label_key(SHOP, request.id)] is EffectState.DEAD
+    cleared = world.desk.resolve_attention(SHOP, request.id, actor="staff-1")
     assert not cleared.needs_attention
     assert world.desk.needing_attention(SHOP).items == ()
 
@@ -439,7 +449,7 @@ def test_failure_after_the_provider_acted_does_not_duplicate(world: World) -> No
         backoff=dt.timedelta(seconds=1),
     )
     request = world.desk.submit(world.new_request())
-    world.desk.approve(SHOP, request.id, refund_return_fee=True, actor="staff")
+    world.desk.approve(SHOP, request.id, refund_return_fee=True, actor="staff-1")
     for _ in range(3):
         world.dispatcher.run_until_idle()
         world.clock.advance(dt.timedelta(minutes=5))
@@ -455,11 +465,11 @@ def test_a_dead_workers_lease_runs_out_and_another_worker_takes_over(world: Worl
     claimed = world.storage.claim(
         owner="dead-worker", now=world.clock.now(), lease=dt.timedelta(minutes=5), limit=10
     )
-    assert [e.key for e in claimed] == [f"mail:{request.id}:request_received"]
+    assert [e.key for e in claimed] == [mail_key(request.id, MailKind.REQUEST_RECEIVED)]
     assert world.dispatcher.run_until_idle().handled == 0
     world.clock.advance(dt.timedelta(minutes=6))
     assert world.dispatcher.run_until_idle().done == 1
-    assert world.mail.deliveries()[f"mail:{request.id}:request_received"] == 1
+    assert world.mail.deliveries()[mail_key(request.id, MailKind.REQUEST_RECEIVED)] == 1
 
 
 def test_a_worker_whose_lease_ran_out_leaves_the_entry_to_the_new_owner(world: World) -> None:
@@ -514,7 +524,7 @@ def test_the_worker_loop_drains_survives_an_unavailable_store_and_stops(world: W
     worker = world.make_dispatcher(storage=FlakyStore(world.storage))
     report = worker.run_worker(stop, poll=0)
     assert report.done == 1
-    assert world.mail.deliveries() == {f"mail:{request.id}:request_received": 1}
+    assert world.mail.deliveries() == {mail_key(request.id, MailKind.REQUEST_RECEIVED): 1}
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap(world: World) -> None:
@@ -545,7 +555,8 @@ def test_without_manual_approval_requests_are_approved_with_a_label(world: World
     world.use_policy(Policy(manual_approval=False))
     request = world.desk.submit(world.new_request())
     assert request.status is Status.APPROVED
-    assert request.history[-1].actor == "policy"
+    assert request.history[-1].actor == SYSTEM
+    assert str(request.history[-1].actor) == "system"
     world.dispatcher.run_until_idle()
     assert mail_kinds(world, request.id) == [MailKind.REQUEST_RECEIVED, MailKind.LABEL_CREATED]
 
@@ -568,7 +579,8 @@ def test_a_rules_decision_is_applied_and_recorded(
     assert request.status is status
     last = request.history[-1]
     if outcome.rule and status is not Status.REQUESTED:
-        assert last.actor == f"rule:{outcome.rule}"
+        assert last.actor == Actor.rule(outcome.rule)
+        assert str(last.actor) == f"rule:{outcome.rule}"
     assert last.trace == outcome.trace
     if status is Status.REJECTED:
         assert request.reject_reason == "Sale-artikel"
@@ -627,7 +639,7 @@ def test_the_help_article_rules_decide_at_submission(world: World) -> None:
     world.use_policy(Policy(rules=rules.parse(HELP_ARTICLE_RULES)))
     dutch = world.desk.submit(world.new_request())
     assert dutch.status is Status.APPROVED
-    assert dutch.history[-1].actor == "rule:regel 2"
+    assert str(dutch.history[-1].actor) == "rule:regel 2"
     assert dutch.history[-1].trace
     damaged = NewItem("LMP", "Lamp", 1, Money(4995), "Product beschadigd")
     german = world.desk.submit(world.new_request(from_country="Duitsland", items=(damaged,)))
@@ -635,7 +647,7 @@ def test_the_help_article_rules_decide_at_submission(world: World) -> None:
     sale = world.desk.submit(world.new_request(tags=frozenset({"sale"})))
     assert sale.status is Status.REJECTED
     assert sale.reject_reason == "Sale-artikelen ruilen we niet"
-    assert sale.history[-1].actor == "rule:Sale"
+    assert sale.history[-1].actor == Actor.rule("Sale")
     gift = NewItem("GC-25", "Cadeaubon", 1, Money(2500), "Bedacht")
     preview = world.desk.preview(world.new_request(items=(damaged, gift)))
     assert [r.index for r in preview.refused] == [1]
@@ -705,7 +717,7 @@ def test_the_carrier_the_rules_chose_is_kept_for_a_reviewed_request(world: World
     world.use_policy(Policy(rules=rules.parse(carrier)))
     request = world.desk.submit(world.new_request())
     assert request.status is Status.REQUESTED
-    world.desk.approve(SHOP, request.id, actor="staff")
+    world.desk.approve(SHOP, request.id, actor="staff-1")
     world.dispatcher.run_until_idle()
     label = world.desk.get(SHOP, request.id).label
     assert label is not None
@@ -768,16 +780,22 @@ def test_retrying_failed_effects_after_the_cause_is_fixed(world: World) -> None:
     world.labels = type(world.labels)(refuse_countries=frozenset({"NL"}))
     world.dispatcher = world.make_dispatcher()
     request = world.desk.submit(world.new_request())
-    world.desk.approve(SHOP, request.id, actor="staff")
+    world.desk.approve(SHOP, request.id, actor="staff-1")
     assert world.dispatcher.run_until_idle().dead == 1
     world.labels._refuse = frozenset()  # the carrier now collects from NL
+    first, second = label_key(SHOP, request.id, 1), label_key(SHOP, request.id, 2)
     resolved = world.desk.resolve_attention(SHOP, request.id, actor="staff-7", retry=True)
     assert not resolved.needs_attention
     assert resolved.history[-1].command == "resolve_attention"
-    assert resolved.history[-1].note == f"retry label:{request.id}"
+    assert resolved.history[-1].note == f"retry {first}"
+    # The given-up label was voided: the retry asks under the next attempt's key.
+    assert (resolved.label_attempt, resolved.label_key) == (2, second)
     world.dispatcher.run_until_idle()
     stored = world.desk.get(SHOP, request.id)
     assert stored.label is not None
+    assert first in world.labels.voided
+    assert list(world.labels.active) == [second]
+    assert stored.label == world.labels.created[second]
     assert MailKind.LABEL_CREATED in mail_kinds(world, request.id)
     # Nothing left to resolve: the request comes back as it is.
     assert world.desk.resolve_attention(SHOP, request.id, actor="staff-7") == stored

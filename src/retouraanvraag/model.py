@@ -990,9 +990,11 @@ class Actor:
         if text == "policy":  # how versions before 0.2 recorded the policy's default
             return SYSTEM
         kind, sep, name = text.partition(":")
-        if not sep or kind not in {"staff", "rule"}:
-            raise InvalidInput("not a stored actor (staff:<id>, customer, rule:<name>, system)")
-        return cls(ActorKind(kind), name)
+        if sep and kind in {"staff", "rule"}:
+            return cls(ActorKind(kind), name)
+        if _STAFF_ID.fullmatch(text) and text.casefold() not in _RESERVED_STAFF_IDS:
+            return cls.staff(text)  # versions before 0.2 stored a staff id as it was given
+        raise InvalidInput("not a stored actor (staff:<id>, customer, rule:<name>, system)")
 
     def __str__(self) -> str:
         """``staff:anna``, ``customer``, ``rule:Buitenland`` or ``system``."""
@@ -1382,6 +1384,16 @@ class ReturnRequest:
         """
         return key == self.label_key and self.status in _WITH_LABEL
 
+    def can_retry(self, effect: Effect) -> bool:
+        """Whether a given-up ``effect`` can run again (see :meth:`resolve_attention`).
+
+        A label can, as a new attempt, only while the request waits for its parcel and only
+        for the current attempt (an older one was superseded); every other effect can.
+        """
+        if effect.kind is not EffectKind.CREATE_LABEL:
+            return True
+        return effect.key == self.label_key and self.status is Status.APPROVED
+
     def label_created(self, effect: Effect, label: Label, *, at: dt.datetime) -> Change:
         """The carrier made ``label`` under ``effect.key``: keep it and mail it, or void it.
 
@@ -1454,15 +1466,16 @@ class ReturnRequest:
         """Clear the attention flags, in the history; ``retry`` are given-up effects to redo.
 
         A given-up label is never asked for again under its key (it was voided): the retry
-        asks for the next attempt's label under a new key. Every other effect is redone under
-        its own key (the returned change's ``effects`` hold only the new label effect; the
-        store revives the others). The status does not change.
+        asks for the next attempt's label under a new key, while the request still waits for
+        its parcel. Every other effect is redone under its own key (the returned change's
+        ``effects`` hold only the new label effect; the store revives the others). The status
+        does not change.
         """
         note = f"retry {', '.join(e.key for e in retry)}" if retry else None
         entry = HistoryEntry(at, actor, "resolve_attention", self.status, self.status, note)
         request = attrs.evolve(self, attention=(), history=(*self.history, entry))
         effects: tuple[Effect, ...] = ()
-        if any(e.kind is EffectKind.CREATE_LABEL and e.key == self.label_key for e in retry):
+        if any(e.kind is EffectKind.CREATE_LABEL and self.can_retry(e) for e in retry):
             attempt = self.label_attempt + 1
             request = attrs.evolve(request, label_attempt=attempt)
             effects = (Effect.create_label(self.shop_id, self.id, attempt),)

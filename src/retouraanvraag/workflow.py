@@ -772,14 +772,15 @@ class Desk:
         staff = staff_actor(actor)
 
         def step(request: ReturnRequest, now: dt.datetime) -> Change:
+            change = request.approve(
+                with_label=with_label, refund_return_fee=refund_return_fee, actor=staff, at=now
+            )
             if refund_return_fee and request.return_fee is None:
                 raise InvalidInput(
                     f"request {request.id} has no paid return fee to refund",
                     field="refund_return_fee",
                 )
-            return request.approve(
-                with_label=with_label, refund_return_fee=refund_return_fee, actor=staff, at=now
-            )
+            return change
 
         return self._run(
             shop_id=shop_id,
@@ -928,9 +929,7 @@ class Desk:
             dead = tuple(
                 e.effect
                 for e in self._storage.outbox(shop_id, request_id)
-                if e.state is EffectState.DEAD
-                # A label given up under an older attempt was superseded by a later one.
-                and (e.effect.kind is not EffectKind.CREATE_LABEL or e.key == request.label_key)
+                if e.state is EffectState.DEAD and request.can_retry(e.effect)
             )
             if not request.needs_attention and not (retry and dead):
                 return request
