@@ -29,10 +29,11 @@ from typing import Any, TypeVar, cast
 
 from retouraanvraag import errors
 from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.mail import MailRenderer
 from retouraanvraag.model import Label, Money, ReturnRequest
 from retouraanvraag.ports import Mail
-from retouraanvraag.workflow import Desk, Dispatcher
+from retouraanvraag.workflow import Desk
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.mail import MailRenderer
 from retouraanvraag.model import Customer, Money, PaidFee
 from retouraanvraag.ports import Storage
@@ -23,7 +24,7 @@ from retouraanvraag.testing import (
     MemoryPhotoStore,
     MemoryStorage,
 )
-from retouraanvraag.workflow import Desk, Dispatcher, NewItem, NewRequest, Policy
+from retouraanvraag.workflow import Desk, NewItem, NewRequest, Policy
 
 # A busy CI machine must not turn a slow example into a failure: speed is measured by
 # `make bench`, never by the tests.

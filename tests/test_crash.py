@@ -25,9 +25,10 @@ import attrs
 import pytest
 
 from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.model import Customer, Effect, MailKind, Money, PaidFee, Status, label_key
 from retouraanvraag.ports import EffectState
-from retouraanvraag.workflow import Desk, Dispatcher, NewItem, NewRequest
+from retouraanvraag.workflow import Desk, NewItem, NewRequest
 
 from . import _reliability_support as support
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from retouraanvraag import errors
 from retouraanvraag.adapters.maildir import MaildirTransport
+from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.model import (
     CUSTOMER,
     SYSTEM,
@@ -42,7 +43,6 @@ from retouraanvraag.model import (
 )
 from retouraanvraag.ports import Commit, EffectState, Storage
 from retouraanvraag.testing.faults import Fault, fail_nth, inject_faults
-from retouraanvraag.workflow import Dispatcher
 
 from .conftest import NOW, SHOP, World, build_world, make_storage
 

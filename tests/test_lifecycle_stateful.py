@@ -37,6 +37,7 @@ from hypothesis.stateful import (
 
 from retouraanvraag import errors
 from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.model import (
     TRANSITIONS,
     Effect,
@@ -50,7 +51,7 @@ from retouraanvraag.model import (
 from retouraanvraag.ports import EffectState, Storage
 from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, inject_faults
-from retouraanvraag.workflow import Dispatcher, NewItem
+from retouraanvraag.workflow import NewItem
 
 from .conftest import SHOP, build_world
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from retouraanvraag import errors
 from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.model import (
     TRANSITIONS,
     Effect,
@@ -42,7 +43,7 @@ from retouraanvraag.model import (
 from retouraanvraag.ports import Commit, EffectState, Query, Storage
 from retouraanvraag.testing import FakeLabels, FakePayments, MailRecorder, MemoryStorage
 from retouraanvraag.testing.faults import Fault, FaultPlan, fail_nth, inject_faults
-from retouraanvraag.workflow import Desk, Dispatcher
+from retouraanvraag.workflow import Desk
 
 from . import _reliability_support as support
 from .conftest import NOW, SHOP, World, build_world

@@ -8,6 +8,7 @@ queries) and :class:`Dispatcher` (the effects), and see ``README.md``.
 
 from __future__ import annotations
 
+from retouraanvraag.dispatcher import Dispatcher, DispatchReport
 from retouraanvraag.errors import (
     ConcurrentModification,
     CurrencyMismatch,
@@ -70,8 +71,6 @@ from retouraanvraag.ports import (
 )
 from retouraanvraag.workflow import (
     Desk,
-    Dispatcher,
-    DispatchReport,
     NewItem,
     NewRequest,
     Policy,

@@ -1019,14 +1019,18 @@ def staff_actor(actor: Actor | str, *, allow_customer: bool = False) -> Actor:
         if actor.kind not in allowed:
             raise InvalidInput(
                 f"a {actor.kind.value} actor cannot run this command; "
-                + ("rules decide only through the rule set" if actor.kind is ActorKind.RULE
-                   else "pass Actor.staff(<id>)"),
+                + (
+                    "rules decide only through the rule set"
+                    if actor.kind is ActorKind.RULE
+                    else "pass Actor.staff(<id>)"
+                ),
                 field="actor",
             )
         return actor
     if not isinstance(actor, str):
-        raise InvalidInput(f"must be an Actor or a staff id, not {type(actor).__name__}",
-                           field="actor")
+        raise InvalidInput(
+            f"must be an Actor or a staff id, not {type(actor).__name__}", field="actor"
+        )
     if allow_customer and actor == "customer":
         return CUSTOMER
     return Actor.staff(actor.removeprefix("staff:"))

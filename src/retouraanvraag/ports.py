@@ -14,21 +14,24 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
 from retouraanvraag.model import (
+    Decision,
     Effect,
     Label,
     MailKind,
     Money,
+    Outcome,
     PhotoRef,
     ReturnRequest,
     Status,
 )
 
 __all__ = [
+    "COMMAND_RETRIES",
     "Attachment",
     "Clock",
     "Commit",
@@ -36,16 +39,23 @@ __all__ = [
     "IdempotencyRecord",
     "LabelService",
     "Mail",
+    "MailRendering",
     "MailTransport",
     "OutboxEntry",
     "Page",
     "PaymentService",
     "PhotoStore",
     "Query",
+    "RuleEvaluator",
     "Settlement",
     "Storage",
+    "SystemClock",
     "Tab",
 ]
+
+#: How often the desk and the dispatcher redo a change that lost a compare-and-set race
+#: (``ConcurrentModification``) before they give up.
+COMMAND_RETRIES: Final = 8
 
 
 # -- value objects crossing the storage port -------------------------------------------------
@@ -422,4 +432,28 @@ class Clock(Protocol):
 
     def now(self) -> dt.datetime:
         """An aware datetime in UTC."""
+        ...
+
+
+class SystemClock:
+    """The machine's clock, in UTC: the default :class:`Clock` of the desk and the dispatcher."""
+
+    def now(self) -> dt.datetime:
+        """The current time, aware, in UTC."""
+        return dt.datetime.now(dt.UTC)
+
+
+class RuleEvaluator(Protocol):
+    """What the desk needs of a rule set: an outcome per request (see ``retouraanvraag.rules``)."""
+
+    def evaluate(self, request: ReturnRequest, *, default: Decision | None = None) -> Outcome:
+        """Decide ``request``; items no rule decides take ``default``. Never raises."""
+        ...
+
+
+class MailRendering(Protocol):
+    """Turns a request and a mail kind into a message (``retouraanvraag.mail.MailRenderer``)."""
+
+    def render(self, request: ReturnRequest, kind: MailKind, *, key: str) -> Mail:
+        """Render the mail owed under ``key``."""
         ...

@@ -1,15 +1,7 @@
-"""The system clock."""
+"""The system clock (it lives in :mod:`retouraanvraag.ports`, where the core reaches it)."""
 
 from __future__ import annotations
 
-import datetime as dt
+from retouraanvraag.ports import SystemClock
 
 __all__ = ["SystemClock"]
-
-
-class SystemClock:
-    """The machine's clock, in UTC."""
-
-    def now(self) -> dt.datetime:
-        """The current time, aware, in UTC."""
-        return dt.datetime.now(dt.UTC)
