@@ -42,6 +42,7 @@ __all__ = [
     "ActorKind",
     "Change",
     "Channel",
+    "Command",
     "Customer",
     "Decision",
     "Effect",
@@ -63,6 +64,7 @@ __all__ = [
     "ReturnItem",
     "ReturnRequest",
     "Status",
+    "Tab",
     "Transition",
     "country_name",
     "fold_text",
@@ -752,37 +754,114 @@ class Status(enum.StrEnum):
         return not any(self in t.sources for t in TRANSITIONS)
 
 
+class Command(enum.StrEnum):
+    """What a person, a rule or the library can do to a request; recorded in its history."""
+
+    SUBMIT = "submit"
+    APPROVE_WITH_LABEL = "approve_with_label"
+    APPROVE_WITHOUT_LABEL = "approve_without_label"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    MARK_RECEIVED = "mark_received"
+    COMPLETE = "complete"
+    RESOLVE_ATTENTION = "resolve_attention"
+
+
+class Tab(enum.StrEnum):
+    """The merchant's tabs (DESIGN §2); which one lists a status is in the transition table."""
+
+    REQUESTS = "requests"
+    INCOMING = "incoming"
+    HISTORY = "history"
+
+    @property
+    def statuses(self) -> frozenset[Status]:
+        """The statuses listed in this tab."""
+        return _TAB_STATUSES[self]
+
+
 @attrs.frozen
 class Transition:
-    """A row of the transition table: ``command`` moves ``sources`` to ``target``."""
+    """A row of the transition table: ``command`` moves ``sources`` to ``target``.
 
-    command: str
+    Attributes:
+        command: the command.
+        sources: the statuses it may start from (none: it creates the request).
+        target: where it leaves the request.
+        tab: the merchant's tab that lists ``target``.
+        decides: whether it is the decision on the request (approve or reject).
+        effects: what it owes, in words (the docs' lifecycle table shows them).
+    """
+
+    command: Command
     sources: frozenset[Status]
     target: Status
+    tab: Tab
+    decides: bool = False
+    effects: str = "—"
 
+
+_ASKED_REFUND: Final = "refund the paid fee if asked"
 
 #: The lifecycle as data. Code, docs and the diagram read it; nobody repeats it.
 TRANSITIONS: Final = (
-    Transition("approve_with_label", frozenset({Status.REQUESTED}), Status.APPROVED),
     Transition(
-        "approve_without_label", frozenset({Status.REQUESTED}), Status.APPROVED_WITHOUT_RETURN
+        Command.SUBMIT,
+        frozenset(),
+        Status.REQUESTED,
+        Tab.REQUESTS,
+        effects="mail *aanvraag ontvangen*; a rule's decision may follow at once",
     ),
-    Transition("reject", frozenset({Status.REQUESTED}), Status.REJECTED),
-    Transition("cancel", frozenset({Status.REQUESTED, Status.APPROVED}), Status.CANCELLED),
-    Transition("mark_received", frozenset({Status.APPROVED}), Status.RECEIVED),
-    Transition("complete", frozenset({Status.RECEIVED}), Status.COMPLETED),
+    Transition(
+        Command.APPROVE_WITH_LABEL,
+        frozenset({Status.REQUESTED}),
+        Status.APPROVED,
+        Tab.INCOMING,
+        decides=True,
+        effects="create label, then mail *label aangemaakt* with the label attached; "
+        + _ASKED_REFUND,
+    ),
+    Transition(
+        Command.APPROVE_WITHOUT_LABEL,
+        frozenset({Status.REQUESTED}),
+        Status.APPROVED_WITHOUT_RETURN,
+        Tab.HISTORY,
+        decides=True,
+        effects=f"mail *goedgekeurd, niet terugsturen*; {_ASKED_REFUND}",
+    ),
+    Transition(
+        Command.REJECT,
+        frozenset({Status.REQUESTED}),
+        Status.REJECTED,
+        Tab.REQUESTS,
+        decides=True,
+        effects="mail with the reason; a paid fee is refunded automatically",
+    ),
+    Transition(
+        Command.CANCEL,
+        frozenset({Status.REQUESTED, Status.APPROVED}),
+        Status.CANCELLED,
+        Tab.HISTORY,
+        effects="void the label if one exists; refund a paid fee; mail *geannuleerd*",
+    ),
+    Transition(Command.MARK_RECEIVED, frozenset({Status.APPROVED}), Status.RECEIVED, Tab.INCOMING),
+    Transition(Command.COMPLETE, frozenset({Status.RECEIVED}), Status.COMPLETED, Tab.HISTORY),
 )
 _BY_COMMAND: Final = {t.command: t for t in TRANSITIONS}
+_TAB_STATUSES: Final = {
+    tab: frozenset(t.target for t in TRANSITIONS if t.tab is tab) for tab in Tab
+}
+_DECISIONS: Final = frozenset(t.command for t in TRANSITIONS if t.decides)
 
 
 def _check_transitions(table: Iterable[Transition]) -> None:
-    """Validate the table at import: unique commands, every status reachable, finals final."""
+    """Validate the table at import: unique commands, every status reachable and in one tab."""
     rows = list(table)
     commands = [t.command for t in rows]
     if len(set(commands)) != len(commands):
         msg = "transition table: a command appears twice"
         raise AssertionError(msg)
-    reachable = {Status.REQUESTED}
+    reachable = {t.target for t in rows if not t.sources}
     changed = True
     while changed:
         before = len(reachable)
@@ -795,9 +874,24 @@ def _check_transitions(table: Iterable[Transition]) -> None:
         if row.target in row.sources:
             msg = f"transition table: {row.command} loops on {row.target}"
             raise AssertionError(msg)
+    tabs = {(t.target, t.tab) for t in rows}
+    if len(tabs) != len(Status):
+        msg = "transition table: a status is listed in two tabs"
+        raise AssertionError(msg)
 
 
 _check_transitions(TRANSITIONS)
+
+
+def _command(value: object) -> Command | HistoryEvent:
+    """A history entry's ``command``: a :class:`Command` or an effect's :class:`HistoryEvent`."""
+    if isinstance(value, str):
+        for kind in (Command, HistoryEvent):
+            try:
+                return kind(value)
+            except ValueError:
+                continue
+    raise InvalidInput("not a command or an effect event", field="command")
 
 
 class Decision(enum.StrEnum):
@@ -1063,7 +1157,7 @@ class HistoryEntry:
 
     at: dt.datetime
     actor: Actor = attrs.field(converter=_actor)
-    command: str
+    command: Command | HistoryEvent = attrs.field(converter=_command)
     status_from: Status | None
     status_to: Status
     note: str | None = None
@@ -1253,7 +1347,7 @@ class ReturnRequest:
 
     def _move(
         self,
-        command: str,
+        command: Command,
         *,
         actor: Actor,
         at: dt.datetime,
@@ -1283,9 +1377,9 @@ class ReturnRequest:
         """The request as first saved, with its confirmation mail."""
         if self.history or self.version:
             raise TransitionNotAllowed(
-                request_id=self.id, status=self.status.value, command="submit"
+                request_id=self.id, status=self.status.value, command=Command.SUBMIT
             )
-        entry = HistoryEntry(self.created_at, actor, "submit", None, Status.REQUESTED)
+        entry = HistoryEntry(self.created_at, actor, Command.SUBMIT, None, Status.REQUESTED)
         request = attrs.evolve(self, status=Status.REQUESTED, history=(entry,))
         return Change(request, (self._mail(MailKind.REQUEST_RECEIVED),))
 
@@ -1304,7 +1398,7 @@ class ReturnRequest:
         Raises:
             TransitionNotAllowed: the request is not ``requested``.
         """
-        command = "approve_with_label" if with_label else "approve_without_label"
+        command = Command.APPROVE_WITH_LABEL if with_label else Command.APPROVE_WITHOUT_LABEL
         request = self._move(command, actor=actor, at=at, trace=trace, carrier=carrier)
         # Refunds go first, so that the mail that follows can say the money is back.
         effects: list[Effect] = []
@@ -1332,7 +1426,7 @@ class ReturnRequest:
             raise InvalidInput("a reject reason is at most 2000 characters", field="reason")
         reason = reason.strip()
         request = self._move(
-            "reject", actor=actor, at=at, note=reason, trace=trace, reject_reason=reason
+            Command.REJECT, actor=actor, at=at, note=reason, trace=trace, reject_reason=reason
         )
         effects = [Effect.refund(self.shop_id, self.id)] if self.refund_due.amount else []
         effects.append(self._mail(MailKind.REJECTED))
@@ -1345,7 +1439,7 @@ class ReturnRequest:
             TransitionNotAllowed: the request is neither ``requested`` nor ``approved``.
         """
         was_approved = self.status is Status.APPROVED
-        request = self._move("cancel", actor=actor, at=at)
+        request = self._move(Command.CANCEL, actor=actor, at=at)
         effects = []
         if was_approved:
             effects.append(Effect.void_label(self.shop_id, self.id, self.label_attempt))
@@ -1360,7 +1454,7 @@ class ReturnRequest:
         Raises:
             TransitionNotAllowed: the request is not ``approved``.
         """
-        return Change(self._move("mark_received", actor=actor, at=at), ())
+        return Change(self._move(Command.MARK_RECEIVED, actor=actor, at=at), ())
 
     def complete(self, *, actor: Actor, at: dt.datetime) -> Change:
         """Close the return after processing.
@@ -1368,16 +1462,14 @@ class ReturnRequest:
         Raises:
             TransitionNotAllowed: the request is not ``received``.
         """
-        return Change(self._move("complete", actor=actor, at=at), ())
+        return Change(self._move(Command.COMPLETE, actor=actor, at=at), ())
 
     # -- effect results (the dispatcher calls the port, the aggregate says what follows) ----
 
     def _record(
         self, event: HistoryEvent, effect: Effect, at: dt.datetime, note: str | None
     ) -> tuple[HistoryEntry, ...]:
-        entry = HistoryEntry(
-            at, SYSTEM, event.value, self.status, self.status, note, effect=effect.key
-        )
+        entry = HistoryEntry(at, SYSTEM, event, self.status, self.status, note, effect=effect.key)
         return (*self.history, entry)
 
     def wants_label(self, key: str) -> bool:
@@ -1476,7 +1568,7 @@ class ReturnRequest:
         does not change.
         """
         note = f"retry {', '.join(e.key for e in retry)}" if retry else None
-        entry = HistoryEntry(at, actor, "resolve_attention", self.status, self.status, note)
+        entry = HistoryEntry(at, actor, Command.RESOLVE_ATTENTION, self.status, self.status, note)
         request = attrs.evolve(self, attention=(), history=(*self.history, entry))
         effects: tuple[Effect, ...] = ()
         if any(e.kind is EffectKind.CREATE_LABEL and self.can_retry(e) for e in retry):
@@ -1486,5 +1578,4 @@ class ReturnRequest:
         return Change(request, effects)
 
 
-_DECISIONS: Final = frozenset({"approve_with_label", "approve_without_label", "reject"})
 _WITH_LABEL: Final = frozenset({Status.APPROVED, Status.RECEIVED, Status.COMPLETED})

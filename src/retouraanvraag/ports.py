@@ -28,6 +28,7 @@ from retouraanvraag.model import (
     PhotoRef,
     ReturnRequest,
     Status,
+    Tab,
 )
 
 __all__ = [
@@ -142,26 +143,6 @@ class Commit:
 
 def _status_set(value: Iterable[Status] | None) -> frozenset[Status] | None:
     return None if value is None else frozenset(value)
-
-
-class Tab(enum.StrEnum):
-    """The merchant's tabs (DESIGN §2)."""
-
-    REQUESTS = "requests"
-    INCOMING = "incoming"
-    HISTORY = "history"
-
-    @property
-    def statuses(self) -> frozenset[Status]:
-        """The statuses listed in this tab."""
-        return _TAB_STATUSES[self]
-
-
-_TAB_STATUSES = {
-    Tab.REQUESTS: frozenset({Status.REQUESTED, Status.REJECTED}),
-    Tab.INCOMING: frozenset({Status.APPROVED, Status.RECEIVED}),
-    Tab.HISTORY: frozenset({Status.APPROVED_WITHOUT_RETURN, Status.CANCELLED, Status.COMPLETED}),
-}
 
 
 @attrs.frozen

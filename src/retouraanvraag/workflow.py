@@ -43,6 +43,7 @@ from retouraanvraag.model import (
     Actor,
     Change,
     Channel,
+    Command,
     Customer,
     Decision,
     EffectKind,
@@ -200,7 +201,7 @@ class NewRequest:
     return_fee: PaidFee | None = None
 
 
-def _fingerprint(command: str, arguments: Mapping[str, Any]) -> str:
+def _fingerprint(command: Command, arguments: Mapping[str, Any]) -> str:
     payload = json.dumps(
         {"command": command, "arguments": converter.unstructure(arguments)},
         sort_keys=True,
@@ -215,7 +216,7 @@ def _submission_fingerprint(new: NewRequest) -> str:
         {**attrs.asdict(item, recurse=False), "photos": [_digest(p) for p in item.photos]}
         for item in new.items
     ]
-    return _fingerprint("submit", {**attrs.asdict(new, recurse=False), "items": items})
+    return _fingerprint(Command.SUBMIT, {**attrs.asdict(new, recurse=False), "items": items})
 
 
 def _digest(upload: object) -> str:
@@ -479,7 +480,7 @@ class Desk:
         """
         _check_submission(new)
         fingerprint = _submission_fingerprint(new)
-        first = self._replay(new.shop_id, idempotency_key, fingerprint, "submit")
+        first = self._replay(new.shop_id, idempotency_key, fingerprint, Command.SUBMIT)
         if first is not None:
             return first
         policy = self.policy(new.shop_id)
@@ -554,7 +555,7 @@ class Desk:
             if idempotency_key is None or not isinstance(exc, ConcurrentModification):
                 raise
             # Another call with this key won the race; return its result (or refuse).
-            first = self._replay(request.shop_id, idempotency_key, fingerprint, "submit")
+            first = self._replay(request.shop_id, idempotency_key, fingerprint, Command.SUBMIT)
             if first is None:
                 raise
             return first
@@ -638,7 +639,7 @@ class Desk:
     # -- commands on a stored request -------------------------------------------------------
 
     def _replay(
-        self, shop_id: str, key: str | None, fingerprint: str, command: str
+        self, shop_id: str, key: str | None, fingerprint: str, command: Command
     ) -> ReturnRequest | None:
         """The first result under ``key``, if there is one (and the arguments match)."""
         if key is None:
@@ -655,7 +656,7 @@ class Desk:
         *,
         shop_id: str,
         request_id: str,
-        command: str,
+        command: Command,
         arguments: Mapping[str, Any],
         step: Callable[[ReturnRequest, dt.datetime], Change],
         idempotency_key: str | None,
@@ -741,7 +742,7 @@ class Desk:
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
-            command="approve",
+            command=Command.APPROVE_WITH_LABEL if with_label else Command.APPROVE_WITHOUT_LABEL,
             arguments={
                 "with_label": with_label,
                 "refund_return_fee": refund_return_fee,
@@ -774,7 +775,7 @@ class Desk:
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
-            command="reject",
+            command=Command.REJECT,
             arguments={"reason": reason, "actor": staff},
             step=lambda r, now: r.reject(reason=reason, actor=staff, at=now),
             idempotency_key=idempotency_key,
@@ -801,7 +802,7 @@ class Desk:
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
-            command="cancel",
+            command=Command.CANCEL,
             arguments={"actor": who},
             step=lambda r, now: r.cancel(actor=who, at=now),
             idempotency_key=idempotency_key,
@@ -826,7 +827,7 @@ class Desk:
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
-            command="mark_received",
+            command=Command.MARK_RECEIVED,
             arguments={"actor": staff},
             step=lambda r, now: r.mark_received(actor=staff, at=now),
             idempotency_key=idempotency_key,
@@ -851,7 +852,7 @@ class Desk:
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
-            command="complete",
+            command=Command.COMPLETE,
             arguments={"actor": staff},
             step=lambda r, now: r.complete(actor=staff, at=now),
             idempotency_key=idempotency_key,
