@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import html
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import attrs
@@ -18,9 +20,11 @@ from retouraanvraag.mail import (
     TemplateError,
     default_template,
     envelope_sender,
+    message_bytes,
     message_id_for,
     to_email_message,
 )
+from retouraanvraag.mail._headers import split_mailbox
 from retouraanvraag.model import (
     Customer,
     Label,
@@ -418,6 +422,11 @@ def test_header_values_with_line_breaks_are_neutralised(renderer: MailRenderer) 
         ({"sender": 'Shop <"a b"@example.nl>'}, "sender"),
         ({"message_id": "no-brackets@x"}, "message_id"),
         ({"message_id": "<a@b>\r\nBcc: c@d.nl"}, "message_id"),
+        ({"message_id": "<=?utf-8?q?a=0D=0ABcc:_c@d.nl?=@shop.example>"}, "message_id"),
+        ({"to": "=?utf-8?q?a=0D=0AX-Evil=3A_1?=@example.nl"}, "to"),
+        ({"to": "a\x00b@example.nl"}, "to"),
+        ({"sender": "Shop <=?utf-8?q?x=0A?=@shop.example>"}, "sender"),
+        ({"kind": "not_a_kind"}, "kind"),
     ],
 )
 def test_invalid_addresses_and_ids_are_refused(
@@ -440,3 +449,94 @@ def test_an_empty_attachment_name_gets_a_default(renderer: MailRenderer) -> None
     )
     (part,) = to_email_message(mail).iter_attachments()
     assert part.get_filename() == "bijlage"
+
+
+# -- headers the library writes itself --------------------------------------------------------
+
+
+def parsed_back(mail: Mail) -> EmailMessage:
+    data = message_bytes(to_email_message(mail), key="mail:req-1:x")
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_a_non_ascii_shop_name_is_encoded_once_on_the_way_out() -> None:
+    renderer = MailRenderer(sender="retouren@shop.example", shop_name="Anaïs & Zonen B.V.")
+    mail = render(renderer, MailKind.REQUEST_RECEIVED)
+    assert mail.sender == '"Anaïs & Zonen B.V." <retouren@shop.example>'
+    data = message_bytes(to_email_message(mail), key="k")
+    assert b"From: =?utf-8?b?" in data
+    (sender,) = message_from_bytes(data, policy=policy.default)["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (
+        "Anaïs & Zonen B.V.",
+        "retouren@shop.example",
+    )
+
+
+def test_a_long_shop_name_with_commas_and_brackets_stays_one_mailbox() -> None:
+    # The stdlib drops the quotes of such a name when it folds it: two addresses would arrive.
+    name = "Voorbeeldshop Amsterdam B.V., afdeling retouren <evil@attacker.example>, Noord"
+    renderer = MailRenderer(sender="retouren@shop.example", shop_name=name)
+    message = parsed_back(render(renderer, MailKind.CANCELLED))
+    (sender,) = message["From"].addresses
+    assert sender.addr_spec == "retouren@shop.example"
+    assert "".join(sender.display_name.split()) == "".join(name.split())
+
+
+def test_an_encoded_word_in_the_subject_arrives_as_the_text_typed() -> None:
+    typed = "=?utf-8?q?1001=0D=0AReply-To:_evil@attacker.example?="
+    mail = render(renderer_for_tests(), MailKind.REQUEST_RECEIVED, order_number=typed)
+    assert mail.subject.endswith(
+        "(bestelling = ?utf-8?q?1001=0D=0AReply-To:_evil@attacker.example?=)"
+    )
+    message = parsed_back(mail)
+    assert message["Reply-To"] is None
+    assert message["Subject"] == mail.subject
+
+
+def renderer_for_tests() -> MailRenderer:
+    return MailRenderer(sender="retouren@shop.example", shop_name="Voorbeeldshop")
+
+
+@pytest.mark.parametrize(
+    ("sender", "name", "address"),
+    [
+        ("retouren@shop.example", "", "retouren@shop.example"),
+        ("Shop <retouren@shop.example>", "Shop", "retouren@shop.example"),
+        ('"Shop \\"B.V.\\"" <retouren@shop.example>', 'Shop "B.V."', "retouren@shop.example"),
+        ("a <b@c> <retouren@shop.example>", "a <b@c>", "retouren@shop.example"),
+        ("Shop, Evil <evil@attacker.example>", "Shop, Evil", "evil@attacker.example"),
+    ],
+)
+def test_the_sender_splits_at_the_last_angle_brackets(sender: str, name: str, address: str) -> None:
+    assert split_mailbox(sender) == (name, address)
+
+
+def test_container_content_types_are_attached_as_plain_bytes(renderer: MailRenderer) -> None:
+    mail = attrs.evolve(
+        render(renderer, MailKind.CANCELLED),
+        attachments=(
+            Attachment("a.eml", "message/rfc822", b"Bcc: evil@attacker.example\r\n\r\nx"),
+            Attachment("b", "multipart/mixed", b"--x\r\n"),
+        ),
+    )
+    message = parsed_back(mail)
+    types = [part.get_content_type() for part in message.iter_attachments()]
+    assert types == ["application/octet-stream", "application/octet-stream"]
+    assert all(part["Bcc"] is None for part in message.walk())
+
+
+def test_an_unknown_language_tag_falls_back_to_dutch(renderer: MailRenderer) -> None:
+    mail = attrs.evolve(render(renderer, MailKind.CANCELLED), language="=?utf-8?q?x?=")
+    assert to_email_message(mail)["Content-Language"] == "nl"
+
+
+def test_a_built_message_copies_with_its_own_headers(renderer: MailRenderer) -> None:
+    message = to_email_message(render(renderer, MailKind.LABEL_CREATED, label=LABEL))
+    twin = copy.deepcopy(message)
+    for name in ("From", "To", "Subject"):
+        assert twin[name] == message[name]
+        assert twin[name].fold(policy=policy.SMTP) == message[name].fold(policy=policy.SMTP)
+    head = message_bytes(twin, key="k").split(b"\r\nMessage-ID:")[0]
+    assert head == message_bytes(message, key="k").split(b"\r\nMessage-ID:")[0]

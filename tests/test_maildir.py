@@ -12,7 +12,7 @@ import pytest
 
 from retouraanvraag.adapters.maildir import MaildirTransport
 from retouraanvraag.errors import PortRejected, PortUnavailable
-from retouraanvraag.mail import to_email_message
+from retouraanvraag.mail import message_bytes, to_email_message
 from retouraanvraag.ports import Mail, MailTransport
 from retouraanvraag.testing import MailRecorder
 from retouraanvraag.testing.mail_contract import MailTransportContract, sample_mail
@@ -105,7 +105,7 @@ def test_a_new_file_left_by_a_crashed_try_is_not_duplicated(tmp_path: Path) -> N
     digest = hashlib.sha256(b"mail:r1:cancelled").hexdigest()
     (tmp_path / "retouraanvraag-keys" / digest).unlink()
     # new/<name> exists: the next try must see it rather than link a second copy.
-    transport._deliver(name, to_email_message(sample_mail()))
+    transport._deliver(name, message_bytes(to_email_message(sample_mail()), key="k"))
     assert files_in(tmp_path) == [name]
 
 
@@ -198,7 +198,9 @@ def test_a_retry_that_finds_the_message_linked_already_flushes_new_again(
     transport.send("mail:r1:cancelled", sample_mail())
     (name,) = names(tmp_path / "new")
     fsynced.clear()
-    transport._deliver(name, to_email_message(sample_mail()))  # the link exists: a crashed try
+    transport._deliver(
+        name, message_bytes(to_email_message(sample_mail()), key="k")
+    )  # the link exists: a crashed try
     assert fsynced[-1] == identity(tmp_path / "new")
     assert files_in(tmp_path) == [name]
 

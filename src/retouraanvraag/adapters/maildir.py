@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Final
 
 from retouraanvraag.errors import InvalidInput, PortRejected, PortUnavailable
-from retouraanvraag.mail import to_email_message
+from retouraanvraag.mail import message_bytes, to_email_message
 from retouraanvraag.ports import Mail
 
 __all__ = ["MaildirTransport"]
@@ -63,19 +63,24 @@ class MaildirTransport:
     def send(self, key: str, mail: Mail) -> None:
         """Deliver ``mail`` unless a mail was already delivered under ``key``.
 
+        The message is serialised and checked to carry only the headers the library writes
+        (:func:`~retouraanvraag.mail.message_bytes`) before anything touches the disk.
+
         Raises:
-            PortRejected: the mail cannot be built (an invalid recipient or sender).
+            PortRejected: the mail cannot be built (an invalid recipient or sender), or would
+                carry a header the library did not write.
             PortUnavailable: the folder cannot be written (disk full, permissions, …).
         """
         try:
             message = to_email_message(mail)
         except InvalidInput as exc:
             raise PortRejected(f"{key}: {exc}") from exc
+        data = _serialise(message, key=key)
         digest = hashlib.sha256(key.encode()).hexdigest()
         name = f"{digest[:40]}.retouraanvraag"
         with self._lock:
             try:
-                self._deliver_once(digest, name, message)
+                self._deliver_once(digest, name, data)
             except OSError as exc:
                 raise PortUnavailable(
                     f"{key}: maildir {self._path} cannot be written ({type(exc).__name__})"
@@ -99,7 +104,7 @@ class MaildirTransport:
             raise PortUnavailable(f"maildir {self._path} cannot be read") from exc
         return parsed
 
-    def _deliver_once(self, digest: str, name: str, message: EmailMessage) -> None:
+    def _deliver_once(self, digest: str, name: str, data: bytes) -> None:
         for folder in ("tmp", "new", "cur", _INDEX):
             (self._path / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
         index = self._path / _INDEX
@@ -107,7 +112,7 @@ class MaildirTransport:
         if marker.exists():
             return
         if not self._present(name):
-            self._deliver(name, message)
+            self._deliver(name, data)
         _write_atomically(marker, name.encode())
         _fsync_folder(index)
 
@@ -117,8 +122,7 @@ class MaildirTransport:
         # A reader moves new/<name> to cur/<name>:2,<flags>.
         return any(entry.name.split(":", 1)[0] == name for entry in os.scandir(self._path / "cur"))
 
-    def _deliver(self, name: str, message: EmailMessage) -> None:
-        data = _serialise(message)
+    def _deliver(self, name: str, data: bytes) -> None:
         tmp = self._path / "tmp" / f"{name}.{secrets.token_hex(8)}.{_hostname()}"
         try:
             _write_private(tmp, data)
@@ -131,11 +135,11 @@ class MaildirTransport:
             tmp.unlink(missing_ok=True)
 
 
-def _serialise(message: EmailMessage) -> bytes:
+def _serialise(message: EmailMessage, *, key: str) -> bytes:
     try:
-        return message.as_bytes(policy=policy.default.clone(linesep="\n"))
+        return message_bytes(message, key=key, linesep="\n")
     except UnicodeEncodeError:  # a non-ASCII address needs the UTF-8 form (RFC 6532)
-        return message.as_bytes(policy=policy.default.clone(linesep="\n", utf8=True))
+        return message_bytes(message, key=key, linesep="\n", utf8=True)
 
 
 def _parse(data: bytes) -> EmailMessage:

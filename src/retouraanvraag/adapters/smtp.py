@@ -19,6 +19,8 @@ Errors map to the port vocabulary: a ``4xx`` reply, a refused or dropped connect
 timeout are transient (:class:`~retouraanvraag.errors.PortUnavailable`); a ``5xx`` reply, a
 refused recipient, failed authentication, a server lacking STARTTLS or AUTH, or a server
 certificate that does not verify are permanent (:class:`~retouraanvraag.errors.PortRejected`).
+So is a mail that would carry a header the library did not write: the serialised bytes are
+parsed back and checked before the connection is opened (``docs/mail.md``, "Headers").
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ import contextlib
 import re
 import smtplib
 import ssl
-from email import policy
-from email.message import EmailMessage
 from typing import Final
 
 from retouraanvraag.errors import InvalidInput, PortRejected, PortUnavailable
-from retouraanvraag.mail import envelope_sender, to_email_message
+from retouraanvraag.mail import envelope_sender, message_bytes, to_email_message
 from retouraanvraag.ports import Mail
 
 __all__ = ["SmtpTransport"]
@@ -111,24 +111,30 @@ class SmtpTransport:
     def send(self, key: str, mail: Mail) -> None:
         """Deliver ``mail`` to its recipient. Retries of ``key`` may deliver it again.
 
+        The message is built and serialised before connecting, and the bytes are checked to
+        carry only the headers the library writes (:func:`~retouraanvraag.mail.message_bytes`).
+
         Raises:
             PortUnavailable: a 4xx reply, no connection, a dropped connection or a timeout.
             PortRejected: a 5xx reply, the recipient refused, the login refused, a missing
                 STARTTLS or AUTH, a server certificate that does not verify, or a mail that cannot
-                be built (an invalid address).
+                be built (an invalid address) or would carry a header the library did not write.
         """
         try:
             message = to_email_message(mail)
             sender = envelope_sender(mail)
         except InvalidInput as exc:
             raise PortRejected(f"{key}: {exc}") from exc
+        to = mail.to.strip()
+        international = not (sender.isascii() and to.isascii())
+        data = message_bytes(message, key=key, utf8=international)
         try:
             client = self._connect()
         except (smtplib.SMTPException, OSError) as exc:
             raise _translate(key, exc) from exc
         try:
             self._hello(client)
-            self._transmit(client, message, sender, mail.to.strip())
+            self._transmit(client, data, sender, to, international=international)
         except (smtplib.SMTPException, OSError) as exc:
             raise _translate(key, exc) from exc
         finally:
@@ -138,17 +144,17 @@ class SmtpTransport:
             client.close()
 
     @staticmethod
-    def _transmit(client: smtplib.SMTP, message: EmailMessage, sender: str, to: str) -> None:
-        # Serialised here rather than by send_message, whose generator turns a body line
-        # "From …" into ">From …" (mbox quoting has no place in SMTP).
-        international = not (sender.isascii() and to.isascii())
+    def _transmit(
+        client: smtplib.SMTP, data: bytes, sender: str, to: str, *, international: bool
+    ) -> None:
+        # Bytes serialised by message_bytes rather than by send_message, whose generator turns
+        # a body line "From …" into ">From …" (mbox quoting has no place in SMTP).
         options: list[str] = []
         if international:
             if not client.has_extn("smtputf8"):
                 msg = "a non-ASCII address needs SMTPUTF8, which the server lacks"
                 raise smtplib.SMTPNotSupportedError(msg)
             options = ["SMTPUTF8", "BODY=8BITMIME"]
-        data = message.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
         client.sendmail(sender, [to], data, mail_options=options)
 
     def _connect(self) -> smtplib.SMTP:

@@ -2,14 +2,21 @@
 
 :class:`MailRenderer` turns a request and a :class:`~retouraanvraag.model.MailKind` into a
 :class:`~retouraanvraag.ports.Mail`; :func:`to_email_message` turns that into a stdlib
-:class:`email.message.EmailMessage`, which the SMTP and Maildir transports send. The shipped
+:class:`email.message.EmailMessage`, and :func:`message_bytes` into the bytes the SMTP and Maildir
+transports send, checked to carry only the headers the library writes. The shipped
 templates are package data (``mail/templates/<language>/<kind>.{subject.txt,txt,html}``);
 hosts replace any of them with a :class:`MailTemplate`. See ``docs/mail.md``.
 """
 
 from __future__ import annotations
 
-from retouraanvraag.mail._message import envelope_sender, to_email_message
+from retouraanvraag.mail._message import (
+    MESSAGE_HEADERS,
+    PART_HEADERS,
+    envelope_sender,
+    message_bytes,
+    to_email_message,
+)
 from retouraanvraag.mail._render import (
     PLACEHOLDERS,
     MailNotRenderable,
@@ -21,6 +28,8 @@ from retouraanvraag.mail._render import (
 )
 
 __all__ = [
+    "MESSAGE_HEADERS",
+    "PART_HEADERS",
     "PLACEHOLDERS",
     "MailNotRenderable",
     "MailRenderer",
@@ -28,6 +37,7 @@ __all__ = [
     "TemplateError",
     "default_template",
     "envelope_sender",
+    "message_bytes",
     "message_id_for",
     "to_email_message",
 ]

@@ -9,7 +9,6 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable, Mapping
-from email.utils import formataddr, parseaddr
 from importlib import resources
 from typing import Final
 
@@ -18,6 +17,7 @@ from babel.dates import format_date
 from dateutil import tz
 
 from retouraanvraag.errors import InvalidInput, UnknownReason
+from retouraanvraag.mail._headers import checked_address, display_form, split_mailbox
 from retouraanvraag.model import Language, MailKind, ReasonCatalogue, ReturnRequest
 from retouraanvraag.ports import Attachment, Mail
 
@@ -165,6 +165,44 @@ def one_line(text: str) -> str:
     return " ".join(cleaned.split())
 
 
+def header_text(text: str) -> str:
+    """``text`` as a header may carry it: one line, and taken literally by every mail parser.
+
+    Putting a value on one line is not enough. The stdlib ``email`` package decodes RFC 2047
+    encoded words (``=?utf-8?q?…=0D=0A…?=``) in a header value when the header is set, and
+    Pythons without its own fix (CVE-2024-6923: before 3.11.10, 3.12.5 and 3.13.0) then write the
+    decoded CR LF as a real line break: a header of the attacker's choosing. An encoded word
+    must start with ``=?``; a space inside every ``=?`` means no parser (ours, the reader's, or
+    a relay's that parses and writes the message again) decodes anything the library did not
+    encode itself. Lone surrogates, which no charset can write, become U+FFFD.
+    """
+    cleaned = "".join("\N{REPLACEMENT CHARACTER}" if _is_surrogate(c) else c for c in text)
+    return one_line(cleaned).replace("=?", "= ?")
+
+
+def _is_surrogate(char: str) -> bool:
+    return "\ud800" <= char <= "\udfff"
+
+
+def display_address(name: str, address: str) -> str:
+    """``Name <address>``, the name as literal text, quoted when it must be; never encoded.
+
+    The encoded form (what :func:`email.utils.formataddr` makes of a non-ASCII name) would be
+    decoded again when the header is built; the plain text is encoded once, on the way out.
+    """
+    return display_form(header_text(name), address)
+
+
+def _sender_address(sender: str) -> str:
+    """The address of the renderer's ``sender`` setting, whose domain names the Message-IDs."""
+    if not isinstance(sender, str) or one_line(sender) != sender:
+        raise InvalidInput("is not a single e-mail address", field="sender")
+    address = checked_address(split_mailbox(sender)[1], field="sender")
+    if not _DOMAIN_RE.match(address.rpartition("@")[2]):
+        raise InvalidInput("is not a single e-mail address", field="sender")
+    return address
+
+
 class MailRenderer:
     """Renders the customer mails of the return lifecycle in Dutch or English.
 
@@ -196,10 +234,8 @@ class MailRenderer:
         timezone: str = "Europe/Amsterdam",
     ) -> None:
         """Check the configuration and every template once."""
-        _name, address = parseaddr(sender)
-        local, _, domain = address.rpartition("@")
-        if one_line(sender) != sender or not local or not _DOMAIN_RE.match(domain):
-            raise InvalidInput("is not a single e-mail address", field="sender")
+        address = _sender_address(sender)
+        domain = address.rpartition("@")[2]
         if not shop_name.strip() or one_line(shop_name) != shop_name.strip():
             raise InvalidInput("must be one line of text", field="shop_name")
         zone = tz.gettz(timezone)
@@ -230,8 +266,8 @@ class MailRenderer:
 
     @property
     def sender(self) -> str:
-        """The From header: the shop's name and the sender address."""
-        return formataddr((self._shop_name, self._address))
+        """The From header: the shop's name and the sender address (``Shop <a@shop.example>``)."""
+        return display_address(self._shop_name, self._address)
 
     def render(self, request: ReturnRequest, kind: MailKind, *, key: str) -> Mail:
         """Render the ``kind`` mail about ``request``, sent under the effect ``key``.
@@ -257,7 +293,8 @@ class MailRenderer:
         html_body = _fill(template.html, values, _html_value)
         return Mail(
             to=request.customer.email,
-            subject=one_line(_fill(template.subject, values, one_line)),
+            # The whole subject, not each value: a template's "=" and a value's "?" meet here.
+            subject=header_text(_fill(template.subject, values, one_line)),
             text=re.sub(r"\n{3,}", "\n\n", text).strip() + "\n",
             html=re.sub(r"\n{2,}", "\n", html_body).strip() + "\n",
             kind=kind,

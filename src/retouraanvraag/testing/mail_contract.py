@@ -27,10 +27,11 @@ from typing import ClassVar
 
 import attrs
 
+from retouraanvraag.errors import PortRejected
 from retouraanvraag.model import MailKind
 from retouraanvraag.ports import Attachment, Mail, MailTransport
 
-__all__ = ["MailTransportContract", "sample_mail"]
+__all__ = ["ENCODED_INJECTIONS", "MailTransportContract", "sample_mail"]
 
 #: A body that trips naive transports: non-ASCII, a lone dot, a "From " line, a long line.
 SAMPLE_TEXT = (
@@ -42,6 +43,14 @@ SAMPLE_TEXT = (
 )
 SAMPLE_HTML = "<p>Beste Anaïs,</p>\n<p>We betalen &euro; 4,95 aan je terug.</p>\n"
 SAMPLE_PDF = b"%PDF-1.4\n" + bytes(range(256)) + b"\r\n.\r\n%%EOF\n"
+
+#: RFC 2047 encoded words (q and b) that decode to a line break and a header of their own.
+ENCODED_INJECTIONS = (
+    "=?utf-8?q?1001=0D=0AReply-To:_evil@attacker.example?=",
+    "=?utf-8?q?1001=0ABcc:_evil@attacker.example?=",
+    "=?UTF-8?B?MTAwMQ0KQmNjOiBldmlsQGF0dGFja2VyLmV4YW1wbGU=?=",
+    "=?utf-8?b?MTAwMQpYLUV2aWw6IDE=?=",
+)
 
 
 def sample_mail(**changes: object) -> Mail:
@@ -152,6 +161,28 @@ class MailTransportContract(abc.ABC):
             message["Subject"] == "Hallo Bcc: evil@example.com X-Evil: 1",
             f"subject is {message['Subject']!r}",
         )
+
+    def test_an_encoded_word_in_a_header_value_cannot_add_a_header(self) -> None:
+        """RFC 2047 words that decode to CR LF (subject, sender name, file name) add no header."""
+        transport = self.make_transport()
+        injected = {"bcc", "reply-to", "x-evil", "cc"}
+        for index, word in enumerate(ENCODED_INJECTIONS):
+            mail = sample_mail(
+                subject=f"Bestelling {word}",
+                sender=f'"Shop {word}" <retouren@shop.example>',
+                message_id=f"<ew-{index}@shop.example>",
+                attachments=(Attachment(f"{word}.pdf", "application/pdf", SAMPLE_PDF),),
+            )
+            try:
+                transport.send(f"mail:req-1:ew-{index}", mail)
+            except PortRejected as exc:  # refusing is allowed; leaking the value is not
+                _check("attacker" not in str(exc), "the error message quotes the header value")
+        for message in self.delivered(transport):
+            for part in message.walk():
+                names = {name.lower() for name in part}
+                _check(not names & injected, f"a header was injected: {sorted(names & injected)}")
+                for name, value in part.items():
+                    _check(len(str(value).splitlines()) <= 1, f"{name} reads as several lines")
 
     def test_concurrent_sends_of_different_keys_all_arrive(self) -> None:
         """Sends from several threads at once each deliver their own mail."""
