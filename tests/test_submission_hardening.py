@@ -750,3 +750,19 @@ def test_a_stored_request_keeps_no_fee_asked_in_another_currency() -> None:
             created_at=NOW,
             return_fee_asked=Money(200, "GBP"),
         )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "=?utf-8?q?a=0D=0AX-Evil=3A_1?=@example.nl",
+        "a=?b@example.nl",
+        "jan\ud800@example.nl",
+        "jan\u202e@example.nl",
+    ],
+)
+def test_an_address_a_mail_header_would_decode_is_refused(address: str) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        Customer(address, "Jan")
+    assert caught.value.field == "email"
+    assert address not in str(caught.value)

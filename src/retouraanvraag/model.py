@@ -584,7 +584,10 @@ def _check_email(_instance: object, attribute: attrs.Attribute[Any], value: obje
         not isinstance(value, str)
         or len(value) > 254  # noqa: PLR2004
         or not _EMAIL_RE.fullmatch(value)
-        or any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in value)
+        # "=?" opens an encoded word in a header: no address needs it, and a mail reader
+        # would decode it.
+        or "=?" in value
+        or any(unicodedata.category(c) in {"Cc", "Cf", "Cs", "Zl", "Zp"} for c in value)
     ):
         # The address itself stays out of the message: errors end up in logs.
         raise InvalidInput("is not a valid e-mail address", field=attribute.name)
