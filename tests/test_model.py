@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 import pickle
 import re
+import unicodedata
 from decimal import Decimal
 
 import attrs
@@ -12,7 +13,7 @@ from babel.numbers import list_currencies
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retouraanvraag import errors
+from retouraanvraag import errors, model
 from retouraanvraag._codec import request_from_json, request_to_json
 from retouraanvraag.model import (
     CUSTOMER,
@@ -594,3 +595,11 @@ def test_corrupt_json_is_a_clear_error() -> None:
 def test_money_parse_never_raises_anything_but_invalid_money(text: str) -> None:
     with contextlib.suppress(errors.InvalidMoney):
         Money.parse(text)
+
+
+@given(st.text(max_size=40))
+def test_the_control_character_check_is_unicodes_category_cc(text: str) -> None:
+    assert bool(model._CONTROL.search(text)) == any(unicodedata.category(c) == "Cc" for c in text)
+    assert bool(model._CONTROL_BUT_LINES.search(text)) == any(
+        unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text
+    )
