@@ -597,9 +597,11 @@ def test_money_parse_never_raises_anything_but_invalid_money(text: str) -> None:
         Money.parse(text)
 
 
-@given(st.text(max_size=40))
-def test_the_control_character_check_is_unicodes_category_cc(text: str) -> None:
-    assert bool(model._CONTROL.search(text)) == any(unicodedata.category(c) == "Cc" for c in text)
+@given(st.text(st.characters(exclude_categories=()), max_size=40))
+def test_the_control_character_check_is_unicodes_categories_cc_and_cs(text: str) -> None:
+    assert bool(model._CONTROL.search(text)) == any(
+        unicodedata.category(c) in {"Cc", "Cs"} for c in text
+    )
     assert bool(model._CONTROL_BUT_LINES.search(text)) == any(
-        unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text
+        unicodedata.category(c) in {"Cc", "Cs"} and c not in "\n\t" for c in text
     )

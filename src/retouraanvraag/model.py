@@ -514,9 +514,9 @@ _EMAIL_RE: Final = re.compile(
 
 # Unicode's control characters (category Cc) are exactly U+0000 to U+001F and U+007F to U+009F; a
 # compiled class finds one without a per-character category look-up (a validator runs on every
-# request built).
-_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_LINES: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# request built). Lone surrogates (category Cs) are refused with them: no encoder can store them.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_BUT_LINES: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _text(

@@ -195,6 +195,8 @@ class Storage(Protocol):
 
         Raises:
             NotFound: no such request in this shop.
+            PortRejected: the stored row is damaged (it names the shop and the request); a
+                person must look, retrying will not help.
             PortUnavailable: the store cannot be reached now.
         """
         ...
@@ -228,6 +230,7 @@ class Storage(Protocol):
         """The record stored under ``key`` in this shop, or ``None``.
 
         Raises:
+            PortRejected: the stored record is damaged (it names the shop and the key).
             PortUnavailable: the store cannot be reached now.
         """
         ...
@@ -236,7 +239,8 @@ class Storage(Protocol):
         """List requests of one shop, oldest first, by ``(created_at, id)``.
 
         With a ``where`` predicate a store may stop scanning early: a page can then be short,
-        even empty, while ``next_cursor`` is not ``None``. Follow the cursor to the end.
+        even empty, while ``next_cursor`` is not ``None``. Follow the cursor to the end. A
+        damaged row is left out and logged with its ids, so that one row never hides a tab.
 
         Raises:
             InvalidInput: the cursor is not one this store handed out.
@@ -250,7 +254,9 @@ class Storage(Protocol):
         """Lease up to ``limit`` due pending entries that nobody holds (or whose lease ran out).
 
         Claimed entries carry ``lease_owner=owner`` and ``lease_until=now + lease``; no other
-        caller gets them until the lease runs out. Oldest first.
+        caller gets them until the lease runs out. Oldest first. A damaged entry is set aside
+        (dead, its request flagged as needing attention when it can be read) and never blocks
+        the others, in any shop.
 
         Raises:
             InvalidInput: a naive ``now``, a lease that is not positive, a negative limit or an
@@ -274,6 +280,8 @@ class Storage(Protocol):
 
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
         """Every outbox entry of one request, in the order they were queued.
+
+        A damaged entry is left out and logged with its ids.
 
         Raises:
             PortUnavailable: the store cannot be reached now.

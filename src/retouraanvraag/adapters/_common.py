@@ -3,7 +3,8 @@
 :mod:`retouraanvraag.adapters.memory` and :mod:`retouraanvraag.adapters.sqlite` check commits,
 claims and settlements, compare versions, hold the money cap, write timestamps and cursors, and
 settle or revive outbox entries with these functions: what a cursor looks like and how an entry
-settles is decided here, once.
+settles is decided here, once. So is what a damaged row is called and what becomes of it
+(:class:`DamagedRow`, :func:`flagged`, :func:`log_damage`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import logging
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -26,8 +28,15 @@ from retouraanvraag.errors import (
     NotFound,
     PortRejected,
 )
-from retouraanvraag.model import ReturnRequest
-from retouraanvraag.ports import Commit, EffectState, OutboxEntry, Page, Settlement
+from retouraanvraag.model import Effect, ReturnRequest
+from retouraanvraag.ports import (
+    Commit,
+    EffectState,
+    IdempotencyRecord,
+    OutboxEntry,
+    Page,
+    Settlement,
+)
 
 #: A request's place in a listing: its normalised ``created_at`` and its id.
 Position = tuple[str, str]
@@ -92,6 +101,15 @@ def decode_cursor(cursor: str) -> Position:
     ):
         raise InvalidInput("is not a cursor this store handed out", field="cursor")
     return data[1], data[2]
+
+
+def is_position(created_at: object, request_id: object) -> bool:
+    """Whether a row's ``(created_at, id)`` can stand in a cursor (a damaged row's may not)."""
+    return (
+        isinstance(created_at, str)
+        and isinstance(request_id, str)
+        and _TIMESTAMP_RE.fullmatch(created_at) is not None
+    )
 
 
 def page_of(found: Sequence[tuple[Position, ReturnRequest]], limit: int) -> Page:
@@ -320,3 +338,135 @@ def money_cap_error(request_id: str, paid: int, refunded: int) -> PortRejected:
 def fee_fixed_error(request_id: str) -> PortRejected:
     """The error for a commit that changes the fee a customer paid: it is fixed at submission."""
     return PortRejected(f"request {request_id}: the paid return fee cannot change after submission")
+
+
+# -- damaged rows -----------------------------------------------------------------------------
+#
+# A stored row (or, in memory, a stored object) that does not read back as what the store
+# wrote: bytes that are not UTF-8, a column of the wrong type, JSON that does not parse or
+# describes something else. Such a row is never handed out as if it were fine, and never
+# stops the rows beside it: claims set it aside, listings leave it out and log it, and a read
+# of that very row raises ``DamagedRow`` (a ``PortRejected``: a person must look).
+
+
+class DamagedRow(PortRejected):
+    """A stored row that cannot be read back; a person must repair it.
+
+    Attributes:
+        shop_id: the row's shop (as far as it can be read).
+        request_id: the request the row belongs to (as far as it can be read).
+        key: the outbox or idempotency key of the row, ``None`` for a request row.
+        problem: what is wrong, naming columns and fields, never the values stored.
+    """
+
+    def __init__(
+        self, message: str, *, shop_id: str, request_id: str, key: str | None, problem: str
+    ) -> None:
+        """Build the error (:func:`damaged_request` and its siblings do)."""
+        self.shop_id = shop_id
+        self.request_id = request_id
+        self.key = key
+        self.problem = problem
+        super().__init__(message)
+
+
+def damaged_request(shop_id: str, request_id: str, problem: str) -> DamagedRow:
+    """The error for a request row that cannot be read back."""
+    return DamagedRow(
+        f"shop {shop_id}: request {request_id}: the stored row cannot be read: {problem}",
+        shop_id=shop_id,
+        request_id=request_id,
+        key=None,
+        problem=problem,
+    )
+
+
+def damaged_entry(shop_id: str, key: str, request_id: str, problem: str) -> DamagedRow:
+    """The error for an outbox row that cannot be read back."""
+    return DamagedRow(
+        f"shop {shop_id}: outbox entry {key!r} of request {request_id} cannot be read: {problem}",
+        shop_id=shop_id,
+        request_id=request_id,
+        key=key,
+        problem=problem,
+    )
+
+
+def damaged_record(shop_id: str, key: str, request_id: str, problem: str) -> DamagedRow:
+    """The error for an idempotency record that cannot be read back."""
+    return DamagedRow(
+        f"shop {shop_id}: the record stored under idempotency key {key!r} (request "
+        f"{request_id}) cannot be read: {problem}",
+        shop_id=shop_id,
+        request_id=request_id,
+        key=key,
+        problem=problem,
+    )
+
+
+def readable(value: object) -> str:
+    """An id read from a damaged row, as text fit for a message: ids are never personal.
+
+    Text stays as it is; bytes are decoded with their undecodable bytes escaped; anything else
+    (a number, ``NULL``) is named by its ``repr``.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return repr(value)
+
+
+def request_problem(stored: object, shop_id: str, request_id: str) -> str | None:
+    """What is wrong with ``stored`` as the request of row ``(shop_id, request_id)``, if any."""
+    # Every listed row comes through here: the common case first, with nothing built.
+    if type(stored) is ReturnRequest and stored.id == request_id and stored.shop_id == shop_id:
+        return None
+    if type(stored) is not ReturnRequest:
+        return f"it holds {type(stored).__name__}, not a return request"
+    return "the body holds another request than its row"
+
+
+def effect_problem(entry: object, key: str, request_id: str) -> str | None:
+    """What is wrong with ``entry`` as the outbox entry of ``key`` and request, or ``None``."""
+    if type(entry) is not OutboxEntry or type(entry.effect) is not Effect:
+        return f"it holds {type(entry).__name__}, not an outbox entry"
+    effect = entry.effect
+    if (effect.key, effect.request_id) != (key, request_id):
+        return "its effect is another key's or another request's than its row"
+    return None
+
+
+def record_problem(record: object, shop_id: str, key: str) -> str | None:
+    """What is wrong with ``record`` as the idempotency record of ``key``, or ``None``."""
+    if type(record) is not IdempotencyRecord:
+        return f"it holds {type(record).__name__}, not an idempotency record"
+    if (record.shop_id, record.key) != (shop_id, key):
+        return "it holds another key's record than its row"
+    problem = request_problem(record.result, shop_id, record.request_id)
+    return None if problem is None else f"its result: {problem}"
+
+
+def set_aside_error(problem: str) -> str:
+    """The ``last_error`` of an outbox entry that a claim set aside because it is damaged."""
+    return f"corrupt outbox row: {problem}"
+
+
+def flagged(request: ReturnRequest, damage: DamagedRow) -> ReturnRequest:
+    """``request`` as saved by a claim that set its damaged outbox entry ``damage`` aside.
+
+    It needs attention (the effect will not run until a person repairs and revives it), at the
+    next version, as any other change would be saved.
+    """
+    problem = f"{damage.key}: {set_aside_error(damage.problem)}"
+    return attrs.evolve(request.with_attention(problem), version=request.version + 1)
+
+
+def log_damage(logger: logging.Logger, damage: DamagedRow, outcome: str) -> None:
+    """Log a damaged row at ERROR with its ids (in the message and as ``extra``)."""
+    logger.error(
+        "%s; %s",
+        damage,
+        outcome,
+        extra={"shop_id": damage.shop_id, "request_id": damage.request_id, "key": damage.key},
+    )

@@ -12,12 +12,14 @@ import bisect
 import datetime as dt
 import heapq
 import itertools
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 
 import attrs
 
 from retouraanvraag.adapters._common import (
+    DamagedRow,
     Position,
     check_claim,
     check_commit,
@@ -25,15 +27,25 @@ from retouraanvraag.adapters._common import (
     check_revivable,
     check_settlement,
     check_version,
+    damaged_entry,
+    damaged_record,
+    damaged_request,
     decode_cursor,
+    effect_problem,
     fee_fixed_error,
+    flagged,
     holds_lease,
     is_due,
     key_taken,
     lease_lost,
+    log_damage,
     new_version,
     page_of,
+    readable,
+    record_problem,
+    request_problem,
     revived,
+    set_aside_error,
     settle_entry,
     timestamp,
 )
@@ -51,6 +63,8 @@ from retouraanvraag.ports import (
 
 __all__ = ["MemoryStorage"]
 
+_log = logging.getLogger(__name__)
+
 
 @attrs.frozen
 class _Queued:
@@ -60,12 +74,19 @@ class _Queued:
     request_id: str
     entry: OutboxEntry
 
+    def damage(self, shop_id: str, key: str) -> DamagedRow | None:
+        """The error for this entry if it is not the entry of ``key`` (a test reached in)."""
+        problem = effect_problem(self.entry, key, self.request_id)
+        return None if problem is None else damaged_entry(shop_id, key, self.request_id, problem)
+
 
 class MemoryStorage:
     """Requests, outbox and idempotency records in memory, behind one lock.
 
     Every stored object is a frozen attrs instance, so what a caller gets back cannot change
-    the store. Example::
+    the store. Nothing here is ever damaged, unless a test reaches in and leaves an object
+    that is not its key's (another request, say): that one is treated as SQLite treats a
+    damaged row. Example::
 
         storage = MemoryStorage()
         saved = storage.commit(Commit(request, expected_version=None))
@@ -95,29 +116,58 @@ class MemoryStorage:
 
         Raises:
             NotFound: no such request in this shop.
+            PortRejected: the stored object is not this request (a damaged row).
         """
         with self._lock:
             request = self._requests.get((shop_id, request_id))
         if request is None:
             raise NotFound(shop_id=shop_id, request_id=request_id)
+        _check_request(request, shop_id, request_id)
         return request
 
     def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
-        """The record stored under ``key`` in this shop, or ``None``."""
+        """The record stored under ``key`` in this shop, or ``None``.
+
+        Raises:
+            PortRejected: the stored object is not this key's record (a damaged row).
+        """
         with self._lock:
-            return self._idempotency.get((shop_id, key))
+            record = self._idempotency.get((shop_id, key))
+        if record is None:
+            return None
+        problem = record_problem(record, shop_id, key)
+        if problem is not None:
+            named = readable(getattr(record, "request_id", None))
+            raise damaged_record(shop_id, key, named, problem)
+        return record
 
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
-        """Every outbox entry of one request, in the order they were queued."""
+        """Every outbox entry of one request, in the order they were queued.
+
+        An entry that is not its key's (a damaged row) is left out and logged as an error.
+        """
+        entries: list[OutboxEntry] = []
+        damaged: list[DamagedRow] = []
         with self._lock:
-            keys = self._by_request.get((shop_id, request_id), [])
-            return tuple(self._outbox[(shop_id, key)].entry for key in keys)
+            for key in self._by_request.get((shop_id, request_id), []):
+                queued = self._outbox[(shop_id, key)]
+                damage = queued.damage(shop_id, key)
+                if damage is None:
+                    entries.append(queued.entry)
+                else:
+                    damaged.append(damage)
+        for skipped in damaged:
+            log_damage(_log, skipped, "left out of the outbox listing")
+        return tuple(entries)
 
     def query(self, shop_id: str, query: Query) -> Page:
         """List requests of one shop, oldest first, by ``(created_at, id)``.
 
         Like a database index, each status keeps its requests sorted: a tab is a merge of a
         few sorted runs from the cursor on, so a page costs the same whatever the history.
+
+        A stored object that is not its request (a damaged row) is left out of the page and
+        logged as an error naming the shop and the request.
 
         Raises:
             InvalidInput: the cursor is not one this store handed out, or a bound is naive.
@@ -134,22 +184,33 @@ class MemoryStorage:
         batch = query.limit + 1
         found: list[tuple[Position, ReturnRequest]] = []
         while True:
+            damaged: list[DamagedRow] = []
             with self._lock:
-                candidates = list(
-                    itertools.islice(self._listing(shop_id, query, after, upper), batch)
-                )
+                listing = self._listing(shop_id, query, after, upper, damaged)
+                candidates = list(itertools.islice(listing, batch))
+            for damage in damaged:
+                log_damage(_log, damage, "left out of the listing")
             # The host's predicate runs outside the lock: it may be slow, or call the store.
             for position, request in candidates:
-                if query.where is None or query.where(request):
+                if request is not None and (query.where is None or query.where(request)):
                     found.append((position, request))
             if len(found) > query.limit or len(candidates) < batch:
                 return page_of(found, query.limit)
             after = candidates[-1][0]
 
     def _listing(
-        self, shop_id: str, query: Query, after: Position | None, upper: str | None
-    ) -> Iterator[tuple[Position, ReturnRequest]]:
-        """The shop's requests after ``after`` that pass the indexed filters, in order."""
+        self,
+        shop_id: str,
+        query: Query,
+        after: Position | None,
+        upper: str | None,
+        damaged: list[DamagedRow],
+    ) -> Iterator[tuple[Position, ReturnRequest | None]]:
+        """The shop's requests after ``after`` that pass the indexed filters, in order.
+
+        A damaged one is yielded as ``None`` (so that the listing moves past it), whatever
+        the filters, and its error appended to ``damaged``.
+        """
         if query.statuses is None:
             runs = [self._order.get(shop_id, [])]
         else:
@@ -158,9 +219,23 @@ class MemoryStorage:
         for position in merged:
             if upper is not None and position[0] >= upper:
                 return
-            request = self._requests[(shop_id, position[1])]
-            if query.needs_attention is None or request.needs_attention is query.needs_attention:
-                yield position, request
+            request_id = position[1]
+            request = self._requests[(shop_id, request_id)]
+            # request_problem's rule, inline: this runs for every row a listing walks.
+            if (
+                type(request) is ReturnRequest
+                and request.id == request_id
+                and request.shop_id == shop_id
+            ):
+                if (
+                    query.needs_attention is None
+                    or request.needs_attention is query.needs_attention
+                ):
+                    yield position, request
+            else:  # not its key's request: a test reached in
+                problem = request_problem(request, shop_id, request_id) or "not its request"
+                damaged.append(damaged_request(shop_id, request_id, problem))
+                yield position, None
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -171,7 +246,8 @@ class MemoryStorage:
             ConcurrentModification: a lost compare-and-set, an existing id for a new request,
                 a taken idempotency key, or a settlement by a caller that holds no lease.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
-            PortRejected: the request's refunds exceed its paid fee.
+            PortRejected: the request's refunds exceed its paid fee, or what the commit must
+                read is damaged (the stored request, the entry it settles, a key it revives).
             InvalidInput: the commit is malformed (an effect or record of another request), or
                 a ``revive`` key is not a dead entry of the request.
         """
@@ -194,15 +270,16 @@ class MemoryStorage:
                 if (shop, effect.key) in self._outbox:
                     continue
                 self._seq += 1
-                self._store(_Queued(self._seq, saved.id, OutboxEntry(shop_id=shop, effect=effect)))
+                entry = OutboxEntry(shop_id=shop, effect=effect)
+                self._store(shop, effect.key, _Queued(self._seq, saved.id, entry))
                 self._by_request.setdefault((shop, saved.id), []).append(effect.key)
             if commit.idempotency is not None:
                 self._idempotency[(shop, commit.idempotency.key)] = commit.idempotency
-            if settled is not None:
-                self._store(settled)
+            if settled is not None and commit.settle is not None:
+                self._store(shop, commit.settle.key, settled)
             for key in commit.revive:
                 dead = self._outbox[(shop, key)]
-                self._store(attrs.evolve(dead, entry=revived(dead.entry)))
+                self._store(shop, key, attrs.evolve(dead, entry=revived(dead.entry)))
         return saved
 
     def _check(
@@ -215,11 +292,16 @@ class MemoryStorage:
         stale read an entry may well have moved on.
         """
         shop = saved.shop_id
+        if current is not None:
+            _check_request(current, shop, saved.id)
         if commit.idempotency is not None and (shop, commit.idempotency.key) in self._idempotency:
             raise key_taken(commit)
         settled: _Queued | None = None
         if commit.settle is not None:
             queued = self._outbox.get((shop, commit.settle.key))
+            damage = None if queued is None else queued.damage(shop, commit.settle.key)
+            if damage is not None:
+                raise damage
             if (
                 queued is None
                 or queued.request_id != saved.id
@@ -230,6 +312,9 @@ class MemoryStorage:
         check_version(commit, None if current is None else current.version)
         for key in commit.revive:
             found = self._outbox.get((shop, key))
+            if found is not None and type(found.entry) is not OutboxEntry:
+                problem = "it holds no outbox entry"
+                raise damaged_entry(shop, key, found.request_id, problem)
             check_revivable(
                 commit, key, None if found is None else (found.request_id, found.entry.state)
             )
@@ -238,9 +323,8 @@ class MemoryStorage:
             raise fee_fixed_error(saved.id)
         return settled
 
-    def _store(self, queued: _Queued) -> None:
+    def _store(self, shop: str, key: str, queued: _Queued) -> None:
         """Put ``queued`` in the outbox, keeping the index of pending entries (under the lock)."""
-        shop, key = queued.entry.shop_id, queued.entry.key
         previous = self._outbox.get((shop, key))
         self._outbox[(shop, key)] = queued
         was_pending = previous is not None and previous.entry.state is EffectState.PENDING
@@ -256,17 +340,22 @@ class MemoryStorage:
         Raises:
             LeaseLost: the entry is not pending and leased to ``settlement.owner``.
             InvalidInput: a naive ``retry_at``.
+            PortRejected: the stored entry is not this key's (a damaged row).
         """
         check_settlement(settlement)
         with self._lock:
             queued = self._outbox.get((shop_id, settlement.key))
+            damage = None if queued is None else queued.damage(shop_id, settlement.key)
+            if damage is not None:
+                raise damage
             if queued is None or not holds_lease(queued.entry, settlement):
                 raise LeaseLost(
                     request_id=queued.request_id if queued else "?",
                     key=settlement.key,
                     owner=settlement.owner,
                 )
-            self._store(attrs.evolve(queued, entry=settle_entry(queued.entry, settlement)))
+            settled = attrs.evolve(queued, entry=settle_entry(queued.entry, settlement))
+            self._store(shop_id, settlement.key, settled)
 
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
@@ -274,7 +363,9 @@ class MemoryStorage:
         """Lease up to ``limit`` pending entries that are due and not leased, oldest first.
 
         Only the pending entries are walked (an index kept beside the outbox), so a claim costs
-        the same however many entries are done or dead.
+        the same however many entries are done or dead. An entry that is not its key's (a
+        damaged row) is set aside as SQLite sets one aside: marked dead, its request marked as
+        needing attention, logged; the next entry takes its place.
 
         Raises:
             InvalidInput: ``now`` is naive, ``lease`` is not positive, or ``limit`` negative.
@@ -282,16 +373,63 @@ class MemoryStorage:
         check_claim(owner=owner, now=now, lease=lease, limit=limit)
         until = now + lease
         claimed: list[OutboxEntry] = []
+        set_aside: list[tuple[DamagedRow, str]] = []
         with self._lock:
-            for _, shop, key in self._pending:
+            damaged: list[tuple[int, str, str, DamagedRow]] = []
+            for seq, shop, key in self._pending:
                 if len(claimed) >= limit:
                     break
                 queued = self._outbox[(shop, key)]
-                if is_due(queued.entry, now):
+                damage = queued.damage(shop, key)
+                if damage is not None:
+                    damaged.append((seq, shop, key, damage))
+                elif is_due(queued.entry, now):
                     entry = attrs.evolve(queued.entry, lease_owner=owner, lease_until=until)
                     self._outbox[(shop, key)] = attrs.evolve(queued, entry=entry)
                     claimed.append(entry)
+            for seq, shop, key, damage in damaged:
+                set_aside.append((damage, self._set_aside(seq, shop, key, damage)))
+        for damage, outcome in set_aside:
+            log_damage(_log, damage, f"set aside (marked dead); {outcome}")
         return tuple(claimed)
+
+    def _set_aside(self, seq: int, shop: str, key: str, damage: DamagedRow) -> str:
+        """Take a damaged entry out of the queue for good and flag its request (under the lock).
+
+        Returns:
+            What became of the request, for the log.
+        """
+        del self._pending[bisect.bisect_left(self._pending, (seq, shop, key))]
+        queued = self._outbox[(shop, key)]
+        if type(queued.entry) is OutboxEntry:
+            dead = attrs.evolve(
+                queued.entry,
+                state=EffectState.DEAD,
+                lease_owner=None,
+                lease_until=None,
+                last_error=set_aside_error(damage.problem),
+            )
+            self._outbox[(shop, key)] = attrs.evolve(queued, entry=dead)
+        request = self._requests.get((shop, queued.request_id))
+        if request is None:
+            return "no request of that id to mark as needing attention"
+        if request_problem(request, shop, queued.request_id) is not None:
+            return "its request cannot be read either"
+        self._requests[(shop, queued.request_id)] = flagged(request, damage)
+        return "its request is marked as needing attention"
+
+
+def _check_request(stored: object, shop_id: str, request_id: str) -> None:
+    """Refuse a stored object that is not the request of its key.
+
+    Raises:
+        DamagedRow: it is not.
+    """
+    # request_problem's rule, its common case first: every get comes through here.
+    if type(stored) is ReturnRequest and stored.id == request_id and stored.shop_id == shop_id:
+        return
+    problem = request_problem(stored, shop_id, request_id) or "not its request"
+    raise damaged_request(shop_id, request_id, problem)
 
 
 def _run_after(run: list[Position], after: Position | None) -> Iterator[Position]:

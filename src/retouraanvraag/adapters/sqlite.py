@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Self, TypeVar
+from typing import Final, Self, TypeVar
 
 import attrs
 
@@ -35,28 +35,39 @@ from retouraanvraag._codec import (
     request_to_json,
 )
 from retouraanvraag.adapters._common import (
+    DamagedRow,
     Position,
     check_claim,
     check_commit,
     check_revivable,
     check_settlement,
     check_version,
+    damaged_entry,
+    damaged_record,
+    damaged_request,
     decode_cursor,
+    effect_problem,
     encode_cursor,
     fee_fixed_error,
+    flagged,
     from_timestamp,
     holds_lease,
+    is_position,
     key_taken,
     lease_lost,
+    log_damage,
     money_cap_error,
     new_version,
     page_of,
+    readable,
+    record_problem,
     refund_totals,
+    request_problem,
+    set_aside_error,
     settle_entry,
     timestamp,
 )
 from retouraanvraag.errors import (
-    InvalidInput,
     LeaseLost,
     NotFound,
     PortRejected,
@@ -225,62 +236,46 @@ class SqliteStorage:
 
         Raises:
             NotFound: no such request in this shop.
-            PortRejected: the stored row cannot be read back (a corrupt row); the message
-                names the shop and the request.
+            PortRejected: the stored row cannot be read back (a damaged row: bytes that are
+                not UTF-8, a column of the wrong type or disagreeing with the body, a body that
+                is not this request); the message names the shop and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
-
-        def read(connection: sqlite3.Connection) -> str | None:
-            row = connection.execute(
-                "SELECT body FROM requests WHERE shop_id = ? AND id = ?", (shop_id, request_id)
+        row: Sequence[object] | None = self._read(
+            lambda connection: connection.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM requests "  # noqa: S608 - a constant
+                "WHERE shop_id = ? AND id = ?",
+                (shop_id, request_id),
             ).fetchone()
-            return None if row is None else str(row[0])
-
-        body = self._read(read)
-        if body is None:
+        )
+        if row is None:
             raise NotFound(shop_id=shop_id, request_id=request_id)
-        return _request(body, shop_id, request_id)
+        return _request(shop_id, request_id, row)
 
     def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
         """The record stored under ``key`` in this shop, or ``None``.
 
         Raises:
-            PortRejected: the stored result cannot be read back (a corrupt row).
+            PortRejected: the stored record cannot be read back (a damaged row); the message
+                names the shop, the key and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
-
-        def read(connection: sqlite3.Connection) -> tuple[str, str, str] | None:
-            row = connection.execute(
+        row: Sequence[object] | None = self._read(
+            lambda connection: connection.execute(
                 "SELECT fingerprint, request_id, result FROM idempotency "
                 "WHERE shop_id = ? AND key = ?",
                 (shop_id, key),
             ).fetchone()
-            return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
-
-        row = self._read(read)
-        if row is None:
-            return None
-        fingerprint, request_id, result = row
-        try:
-            stored = request_from_json(result)
-        except InvalidInput as exc:
-            raise PortRejected(
-                f"shop {shop_id}: the result stored under idempotency key {key!r} (request "
-                f"{request_id}) cannot be read: {exc}"
-            ) from exc
-        return IdempotencyRecord(
-            shop_id=shop_id,
-            key=key,
-            fingerprint=fingerprint,
-            request_id=request_id,
-            result=stored,
         )
+        return None if row is None else _record(shop_id, key, row)
 
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
         """Every outbox entry of one request, in the order they were queued.
 
+        An entry whose row cannot be read back (a damaged row) is left out and logged as an
+        error with its ids, so that the request's other entries stay readable.
+
         Raises:
-            PortRejected: an entry's row cannot be read back (a corrupt row).
             PortUnavailable: the database is busy or cannot be reached.
         """
         rows = self._read(
@@ -290,7 +285,13 @@ class SqliteStorage:
                 (shop_id, request_id),
             ).fetchall()
         )
-        return tuple(_entry(row) for row in rows)
+        entries: list[OutboxEntry] = []
+        for row in rows:
+            try:
+                entries.append(_entry(row))
+            except DamagedRow as damage:
+                log_damage(_log, damage, "left out of the outbox listing")
+        return tuple(entries)
 
     def query(self, shop_id: str, query: Query) -> Page:
         """List requests of one shop, oldest first, by ``(created_at, id)``.
@@ -300,36 +301,49 @@ class SqliteStorage:
         however long the shop's history. A ``where`` predicate that refuses many rows can
         yield a short page with a cursor; keep paging until ``next_cursor`` is ``None``.
 
-        A row that cannot be read back is never left out silently: the listing raises.
+        A row that cannot be read back (a damaged row) is left out of the page and logged as
+        an error naming the shop and the request, so that one damaged row never makes a tab
+        unreadable; ``get`` of that request raises.
 
         Raises:
             InvalidInput: the cursor is not one this store handed out, or a bound is naive.
-            PortRejected: a request in the listing cannot be read back (a corrupt row); the
-                message names the shop and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
-        after = decode_cursor(query.cursor) if query.cursor is not None else None
+        after: _RowPosition | None = (
+            decode_cursor(query.cursor) if query.cursor is not None else None
+        )
         listing = _Listing.of(shop_id, query)
         batch = query.limit + 1 if query.where is None else max(query.limit + 1, _BATCH)
         found: list[tuple[Position, ReturnRequest]] = []
+        damaged: list[DamagedRow] = []
         scanned = 0
-        while True:
-            # Each batch is its own short read: the host's predicate never runs inside a
-            # transaction, and keyset positions make consecutive batches line up anyway.
-            fetched = self._read(functools.partial(listing.fetch, after=after, limit=batch))
-            scanned += len(fetched)
-            for position, body in fetched:
-                request = _request(body, shop_id, position[1])
-                if query.where is None or query.where(request):
-                    found.append((position, request))
-                    if len(found) > query.limit:
-                        return page_of(found, query.limit)
-            if len(fetched) < batch:
-                return page_of(found, query.limit)
-            after = fetched[-1][0]
-            if scanned >= _SCAN_BUDGET:
-                # Many rows refused by the predicate: a short page that resumes after them.
-                return Page(tuple(request for _, request in found), encode_cursor(after))
+        try:
+            while True:
+                # Each batch is its own short read: the host's predicate never runs inside a
+                # transaction, and keyset positions make consecutive batches line up anyway.
+                fetched = self._read(functools.partial(listing.fetch, after=after, limit=batch))
+                scanned += len(fetched)
+                for (created_at, request_id), row in fetched:
+                    try:
+                        request = _listed(shop_id, request_id, row)
+                    except DamagedRow as damage:
+                        damaged.append(damage)
+                        continue
+                    if query.where is None or query.where(request):
+                        found.append(((str(created_at), request.id), request))
+                        if len(found) > query.limit:
+                            return page_of(found, query.limit)
+                if len(fetched) < batch:
+                    return page_of(found, query.limit)
+                after = fetched[-1][0]
+                if scanned >= _SCAN_BUDGET and is_position(*after):
+                    # Many rows refused by the predicate: a short page that resumes after them.
+                    # (A damaged row's position cannot stand in a cursor: scan on past it.)
+                    cursor = encode_cursor((str(after[0]), str(after[1])))
+                    return Page(tuple(request for _, request in found), cursor)
+        finally:
+            for skipped in damaged:
+                log_damage(_log, skipped, "left out of the listing")
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -341,7 +355,8 @@ class SqliteStorage:
                 a taken idempotency key, or a settlement by a caller that holds no lease.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
             PortRejected: the request's refunds exceed its paid fee (the database's
-                ``money_cap`` constraint).
+                ``money_cap`` constraint), or a row the commit must read is damaged (the stored
+                version, the entry it settles, a key it revives); nothing was changed.
             InvalidInput: the commit is malformed (an effect or record of another request), or
                 a ``revive`` key is not a dead entry of the request.
             PortUnavailable: the database stayed busy; nothing was changed.
@@ -349,12 +364,13 @@ class SqliteStorage:
         check_commit(commit)
         saved = attrs.evolve(commit.request, version=new_version(commit))
         # Everything that costs time is prepared before the write lock is taken.
-        paid, refunded = refund_totals(saved)
+        version, status, created_at, attention, paid, refunded = _column_values(saved)
+        created = timestamp(created_at, field="created_at")
         row = (
-            saved.version,
-            saved.status.value,
-            timestamp(saved.created_at, field="created_at"),
-            int(saved.needs_attention),
+            version,
+            status,
+            created,
+            attention,
             paid,
             refunded,
             request_to_json(saved),
@@ -375,7 +391,7 @@ class SqliteStorage:
             found = connection.execute(
                 "SELECT version FROM requests WHERE shop_id = ? AND id = ?", (shop, request_id)
             ).fetchone()
-            stored = None if found is None else int(found[0])
+            stored = None if found is None else _stored_version(shop, request_id, found[0])
             # The idempotency key first, the lease second, then the version: a taken key or a
             # lost lease says more than a moved version. The revived keys after the version,
             # since on a stale read an entry may well have moved on.
@@ -454,9 +470,12 @@ class SqliteStorage:
     ) -> Sequence[OutboxEntry]:
         """Lease up to ``limit`` pending entries that are due and not leased, oldest first.
 
-        A row that cannot be read back (a corrupt row) is not handed out: it is marked dead in
-        the same transaction, with ``last_error`` ``"corrupt outbox row: …"``, logged as an
-        error, and the next due entry takes its place. One bad row never blocks the queue.
+        A row that cannot be read back (a damaged row) is not handed out: it is marked dead in
+        the same transaction, with ``last_error`` ``"corrupt outbox row: …"``, its request (if
+        that row reads back) is marked as needing attention, it is logged as an error, and the
+        next due entry takes its place. A pending row whose times are not ones the store writes
+        is taken as due, so that it is set aside rather than left waiting for good. One bad
+        row never blocks the queue.
 
         Raises:
             InvalidInput: ``now`` is naive, ``lease`` is not positive, or ``limit`` negative.
@@ -469,23 +488,20 @@ class SqliteStorage:
             attrs.evolve, lease_owner=owner, lease_until=from_timestamp(until)
         )
 
-        def write(connection: sqlite3.Connection) -> tuple[list[OutboxEntry], list[_CorruptRow]]:
+        def write(
+            connection: sqlite3.Connection,
+        ) -> tuple[list[OutboxEntry], list[tuple[DamagedRow, str]]]:
             claimed: list[OutboxEntry] = []
-            corrupt: list[_CorruptRow] = []
+            set_aside: list[tuple[DamagedRow, str]] = []
             while len(claimed) < limit:
-                rows = connection.execute(
-                    f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - a constant
-                    "WHERE state = 'pending' AND (available_at IS NULL OR available_at <= ?) "
-                    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT ?",
-                    (at, at, limit - len(claimed)),
-                ).fetchall()
+                rows = connection.execute(_CLAIMABLE, (at, at, limit - len(claimed))).fetchall()
                 good: list[tuple[int, OutboxEntry]] = []
-                bad: list[tuple[int, _CorruptRow]] = []
-                for row in rows:
+                bad: list[tuple[int, DamagedRow]] = []
+                for seq, *row in rows:
                     try:
-                        good.append((row[0], _entry(row[1:])))
-                    except _CorruptRow as exc:
-                        bad.append((row[0], exc))
+                        good.append((seq, _entry(row)))
+                    except DamagedRow as damage:
+                        bad.append((seq, damage))
                 connection.executemany(
                     "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
                     [(owner, until, seq) for seq, _ in good],
@@ -493,17 +509,18 @@ class SqliteStorage:
                 connection.executemany(
                     "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL, "
                     "last_error = ? WHERE seq = ?",
-                    [(f"corrupt outbox row: {exc.problem}", seq) for seq, exc in bad],
+                    [(set_aside_error(damage.problem), seq) for seq, damage in bad],
                 )
                 claimed.extend(leased(entry) for _, entry in good)
-                corrupt.extend(exc for _, exc in bad)
+                for _, unreadable in bad:
+                    set_aside.append((unreadable, _flag(connection, unreadable)))
                 if not bad:  # every row was good: the claim is full, or nothing more is due
                     break
-            return claimed, corrupt
+            return claimed, set_aside
 
-        claimed, corrupt = self._write(write)
-        for exc in corrupt:
-            _log.error("%s; marked dead", exc)
+        claimed, set_aside = self._write(write)
+        for damage, outcome in set_aside:
+            log_damage(_log, damage, f"set aside (marked dead); {outcome}")
         return tuple(claimed)
 
     # -- transactions -----------------------------------------------------------------------
@@ -529,15 +546,20 @@ class SqliteStorage:
     def _transaction(self, begin: str, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._turn:
             connection = self._connection()
-            connection.execute(begin)
             try:
-                result = work(connection)
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            return result
+                return _run(connection, begin, work)
+            except sqlite3.OperationalError as exc:
+                if not _undecodable(exc):
+                    raise
+            # Some row holds TEXT that is not UTF-8, which sqlite3 refuses to fetch at all (and
+            # would stop every row beside it). Run the work once more with such text fetched as
+            # bytes, so that the row decoders can tell which row is damaged. Only then: the
+            # default text factory is C code, a lenient one costs a call per column.
+            connection.text_factory = _lenient_text
+            try:
+                return _run(connection, begin, work)
+            finally:
+                connection.text_factory = str
 
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         """Run ``attempt``, again while the database is busy, then translate driver errors."""
@@ -603,12 +625,88 @@ class _Connection(sqlite3.Connection):
     """A connection that can be referenced weakly (the stdlib's own cannot)."""
 
 
+def _run(
+    connection: sqlite3.Connection, begin: str, work: Callable[[sqlite3.Connection], _T]
+) -> _T:
+    """``work`` in one transaction: committed if it returns, rolled back if it raises."""
+    connection.execute(begin)
+    try:
+        result = work(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _undecodable(exc: sqlite3.OperationalError) -> bool:
+    """Whether sqlite3 refused to fetch a row because a TEXT value is not UTF-8."""
+    # The sqlite3 module raises this itself, without an SQLite error code; CPython's own
+    # tests pin the message ("Could not decode to UTF-8 column '…' with text '…'").
+    return str(exc).startswith("Could not decode to UTF-8")
+
+
+class _NotUtf8(bytes):
+    """A TEXT value whose bytes are not UTF-8, as the lenient text factory fetches it."""
+
+
+def _lenient_text(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return _NotUtf8(raw)
+
+
 # -- rows ----------------------------------------------------------------------------------
+#
+# Every value fetched is checked before it is used: a row that is not what ``commit`` wrote
+# (bytes that are not UTF-8, a BLOB, a number where text belongs, a body that disagrees with
+# its columns) raises ``DamagedRow`` naming the row, never a raw ``ValueError``.
+
+# The columns a request row holds beside its body (see ``_column_values``); the body last.
+_COLUMN_NAMES: Final = (
+    "version",
+    "status",
+    "created_at",
+    "needs_attention",
+    "fee_paid_minor",
+    "refunded_minor",
+)
+_REQUEST_COLUMNS: Final = ", ".join((*_COLUMN_NAMES, "body"))
 
 _OUTBOX_COLUMNS: Final = (
     "shop_id, key, request_id, effect, state, attempts, available_at, lease_owner, "
     "lease_until, last_error"
 )
+
+
+def _written_time(column: str) -> str:
+    """SQL: ``column`` is empty or a time as :func:`timestamp` writes it.
+
+    The shape by ``GLOB``; the date and time by a round trip through ``strftime`` (a modifier
+    makes SQLite normalise, so that February 30th comes back as March 2nd, unequal).
+    """
+    digits = "[0-9]"
+    shape = f"{digits * 4}-{digits * 2}-{digits * 2}T{digits * 2}:{digits * 2}:{digits * 2}"
+    seconds = f"substr({column}, 1, 19)"
+    return (
+        f"({column} IS NULL OR (typeof({column}) = 'text' AND {column} GLOB '{shape}.{digits * 6}Z'"
+        f" AND strftime('%Y-%m-%dT%H:%M:%S', {seconds}, '+0 seconds') IS {seconds}))"
+    )
+
+
+# Due and not leased; or with a time the store did not write, which would otherwise sort as
+# "later" for good: such a row is fetched, found damaged and set aside.
+_CLAIMABLE: Final = (
+    f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND ("  # noqa: S608
+    "(available_at IS NULL OR available_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)"
+    f" OR NOT ({_written_time('available_at')} AND {_written_time('lease_until')})"
+    ") ORDER BY seq LIMIT ?"
+)
+
+#: A listing position as fetched: ``(created_at, id)``, which a damaged row may hold as bytes.
+_RowPosition = tuple[object, object]
 
 
 @attrs.frozen
@@ -637,16 +735,22 @@ class _Listing:
         return cls(shop_id, statuses, filters, tuple(bounds))
 
     def fetch(
-        self, connection: sqlite3.Connection, after: Position | None, limit: int
-    ) -> list[tuple[Position, str]]:
+        self, connection: sqlite3.Connection, after: _RowPosition | None, limit: int
+    ) -> list[tuple[_RowPosition, Sequence[object]]]:
+        """Up to ``limit`` rows after ``after``: each its position and its request columns."""
         if self.statuses == ():
             return []
-        cursor = " AND (created_at, id) > (?, ?)" if after is not None else ""
+        cursor = ""
+        if after is not None:
+            # A damaged row's position may be text that is not UTF-8: bound as bytes, it must
+            # be cast back to TEXT to compare as the column does.
+            cursor = f" AND (created_at, id) > ({_placeholder(after[0])}, {_placeholder(after[1])})"
         where = f"shop_id = ?{self.filters}{cursor}"
         params: list[object] = [self.shop_id, *self.bounds, *(after or ())]
+        columns = f"created_at AS at, id AS rid, {_REQUEST_COLUMNS}"
         if self.statuses is None:
             sql = (
-                f"SELECT created_at, id, body FROM requests WHERE {where} "  # noqa: S608
+                f"SELECT {columns} FROM requests WHERE {where} "  # noqa: S608
                 "ORDER BY created_at, id LIMIT ?"
             )
             rows = connection.execute(sql, (*params, limit)).fetchall()
@@ -654,92 +758,274 @@ class _Listing:
             # Each status is its own index range in (created_at, id) order; UNION ALL merges
             # the first ``limit`` of each, so nothing outside the listed statuses is touched.
             part = (
-                "SELECT * FROM (SELECT created_at, id, body FROM requests "  # noqa: S608
+                f"SELECT * FROM (SELECT {columns} FROM requests "  # noqa: S608
                 f"WHERE {where} AND status = ? ORDER BY created_at, id LIMIT ?)"
             )
             sql = " UNION ALL ".join([part] * len(self.statuses))
-            sql += " ORDER BY created_at, id LIMIT ?"
+            sql += " ORDER BY at, rid LIMIT ?"
             values: list[object] = []
             for status in self.statuses:
                 values.extend((*params, status, limit))
             rows = connection.execute(sql, (*values, limit)).fetchall()
-        return [((str(ts), str(request_id)), str(body)) for ts, request_id, body in rows]
+        return [((row[0], row[1]), row[2:]) for row in rows]
 
 
-class _CorruptRow(PortRejected):
-    """An outbox row that cannot be read back; ``problem`` says why."""
-
-    def __init__(self, *, shop_id: str, key: str, request_id: str, problem: str) -> None:
-        self.shop_id = shop_id
-        self.key = key
-        self.request_id = request_id
-        self.problem = problem
-        super().__init__(
-            f"shop {shop_id}: outbox entry {key!r} of request {request_id} cannot be read: "
-            f"{problem}"
-        )
+def _placeholder(value: object) -> str:
+    return "CAST(? AS TEXT)" if isinstance(value, _NotUtf8) else "?"
 
 
-def _request(body: str, shop_id: str, request_id: str) -> ReturnRequest:
-    """The request a row's body holds.
+def _column_values(request: ReturnRequest) -> tuple[int, str, dt.datetime, int, int, int]:
+    """What a request row holds beside its body, in ``_COLUMN_NAMES`` order.
+
+    ``created_at`` is the instant; the row holds it as :func:`timestamp` writes it.
 
     Raises:
-        PortRejected: the body does not decode, or holds another request than its row.
+        PortRejected: a refund in another currency than the paid fee.
     """
-    try:
-        request = request_from_json(body)
-    except InvalidInput as exc:
-        problem = str(exc)
-    else:
-        if (request.shop_id, request.id) == (shop_id, request_id):
-            return request
-        problem = "the body holds another request than its row"
-    raise PortRejected(
-        f"shop {shop_id}: request {request_id}: the stored row cannot be read: {problem}"
+    paid, refunded = refund_totals(request)
+    return (
+        request.version,
+        request.status.value,
+        request.created_at,
+        int(request.needs_attention),
+        paid,
+        refunded,
     )
 
 
-def _entry(row: Sequence[Any]) -> OutboxEntry:
+class _Unreadable(ValueError):
+    """A fetched value that is not what the store writes there (the message names the column)."""
+
+
+def _describe(value: object) -> str:
+    """What a fetched value is, in words, without the value itself (it may be anything)."""
+    if isinstance(value, _NotUtf8):
+        return "text that is not valid UTF-8"
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return "a BLOB"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a real"
+    return "text"
+
+
+def _text(value: object, column: str) -> str:
+    if type(value) is str:
+        return value
+    raise _Unreadable(f"column {column} holds {_describe(value)}, not text")
+
+
+def _name(value: object, column: str) -> str:
+    """An id column: text, and not empty (every id the store writes names something)."""
+    text = _text(value, column)
+    if not text:
+        raise _Unreadable(f"column {column} is empty")
+    return text
+
+
+def _optional_text(value: object, column: str) -> str | None:
+    return None if value is None else _text(value, column)
+
+
+def _count(value: object, column: str) -> int:
+    if type(value) is int and value >= 0:
+        return value
+    kind = "a negative number" if type(value) is int else _describe(value)
+    raise _Unreadable(f"column {column} holds {kind}, not a count")
+
+
+def _moment(value: object, column: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return from_timestamp(_text(value, column))
+    except ValueError:
+        raise _Unreadable(f"column {column} holds no time as the store writes it") from None
+
+
+def _state(value: object) -> EffectState:
+    try:
+        return EffectState(_text(value, "state"))
+    except ValueError:
+        raise _Unreadable("column state holds no known state") from None
+
+
+def _request(shop_id: str, request_id: str, row: Sequence[object]) -> ReturnRequest:
+    """The request a row of ``_REQUEST_COLUMNS`` holds: its body, if the columns agree.
+
+    Raises:
+        DamagedRow: the body does not decode, holds another request than its row, or a column
+            is not what a commit of that body writes.
+    """
+    *columns, body = row
+    try:
+        request = request_from_json(_text(body, "body"))
+    except ValueError as exc:  # InvalidInput and _Unreadable are ValueErrors
+        raise damaged_request(shop_id, request_id, str(exc)) from None
+    problem = request_problem(request, shop_id, request_id) or _disagreement(columns, request)
+    if problem is None:
+        return request
+    raise damaged_request(shop_id, request_id, problem)
+
+
+def _disagreement(columns: Sequence[object], request: ReturnRequest) -> str | None:
+    """The first column that is not what a commit of ``request`` writes there, if any.
+
+    The stored time is parsed and compared (cheap), not formatted again (not): this runs for
+    every row a listing shows.
+    """
+    try:
+        expected = _column_values(request)
+    except PortRejected as exc:
+        return f"the body cannot be stored as it is: {exc}"
+    version, status, created_at, attention, paid, refunded = expected
+    if (
+        columns[0] == version
+        and columns[1] == status
+        and columns[3] == attention
+        and columns[4] == paid
+        and columns[5] == refunded
+        and _same_instant(columns[2], created_at)
+    ):
+        return None
+    # Some column disagrees: name the first.
+    for name, value, wanted in zip(_COLUMN_NAMES, columns, expected, strict=True):
+        if isinstance(wanted, dt.datetime):
+            if not _same_instant(value, wanted):
+                return f"column {name} {_mismatch(value, str)}"
+        elif value != wanted:
+            return f"column {name} {_mismatch(value, type(wanted))}"
+    return None
+
+
+def _mismatch(value: object, kind: type) -> str:
+    if type(value) is kind:
+        return "disagrees with the body"
+    return f"holds {_describe(value)}"
+
+
+def _same_instant(column: object, moment: dt.datetime) -> bool:
+    """Whether a ``created_at`` column is the time :func:`timestamp` writes for ``moment``.
+
+    :func:`from_timestamp` takes only the one form ``timestamp`` writes, so naming the same
+    instant means being the same text.
+    """
+    if type(column) is not str:
+        return False
+    try:
+        return from_timestamp(column) == moment
+    except (ValueError, OverflowError):
+        return False
+
+
+def _listed(shop_id: str, request_id: object, row: Sequence[object]) -> ReturnRequest:
+    """The request a listed row holds (see :func:`_request`); its id column is checked too."""
+    if type(request_id) is not str:
+        problem = f"column id holds {_describe(request_id)}, not text"
+        raise damaged_request(shop_id, readable(request_id), problem)
+    return _request(shop_id, request_id, row)
+
+
+def _stored_version(shop_id: str, request_id: str, value: object) -> int:
+    """The version column of a row a commit is about to replace.
+
+    Raises:
+        DamagedRow: it is not a version the store writes.
+    """
+    if type(value) is int and value >= 1:
+        return value
+    kind = "a number below 1" if type(value) is int else _describe(value)
+    raise damaged_request(shop_id, request_id, f"column version holds {kind}")
+
+
+def _entry(row: Sequence[object]) -> OutboxEntry:
     """The outbox entry a row of ``_OUTBOX_COLUMNS`` holds.
 
     Raises:
-        _CorruptRow: the row does not decode, or its effect is not the row's key and request.
+        DamagedRow: a column is not what the store writes there, the effect does not decode,
+            or it is not the row's key and request.
     """
-    shop_id, key, request_id, *rest = row
+    shop_id, key, request_id, effect, state, attempts, available_at, owner, until, error = row
     try:
-        entry = _decoded(str(shop_id), rest)
-    except (ValueError, TypeError) as exc:  # InvalidInput is a ValueError
+        entry = OutboxEntry(
+            shop_id=_name(shop_id, "shop_id"),
+            effect=effect_from_json(_text(effect, "effect")),
+            state=_state(state),
+            attempts=_count(attempts, "attempts"),
+            available_at=_moment(available_at, "available_at"),
+            lease_owner=_optional_text(owner, "lease_owner"),
+            lease_until=_moment(until, "lease_until"),
+            last_error=_optional_text(error, "last_error"),
+        )
+        problem = effect_problem(entry, _text(key, "key"), _text(request_id, "request_id"))
+    except ValueError as exc:  # InvalidInput and _Unreadable are ValueErrors
         problem = str(exc)
     else:
-        if (entry.key, entry.effect.request_id) == (key, request_id):
+        if problem is None:
             return entry
-        problem = (
-            f"its effect is {entry.key!r} of request {entry.effect.request_id}, "
-            "not the row's key and request"
+    raise damaged_entry(readable(shop_id), readable(key), readable(request_id), problem)
+
+
+def _record(shop_id: str, key: str, row: Sequence[object]) -> IdempotencyRecord:
+    """The idempotency record a row holds.
+
+    Raises:
+        DamagedRow: a column is not text, the result does not decode, or it is not the
+            request the row names.
+    """
+    fingerprint, request_id, result = row
+    try:
+        record = IdempotencyRecord(
+            shop_id=shop_id,
+            key=key,
+            fingerprint=_text(fingerprint, "fingerprint"),
+            request_id=_text(request_id, "request_id"),
+            result=request_from_json(_text(result, "result")),
         )
-    raise _CorruptRow(
-        shop_id=str(shop_id), key=str(key), request_id=str(request_id), problem=problem
-    )
+        problem = record_problem(record, shop_id, key)
+    except ValueError as exc:  # InvalidInput and _Unreadable are ValueErrors
+        problem = str(exc)
+    else:
+        if problem is None:
+            return record
+    raise damaged_record(shop_id, key, readable(request_id), problem)
 
 
-def _decoded(shop_id: str, row: Sequence[Any]) -> OutboxEntry:
-    effect, state, attempts, available_at, lease_owner, lease_until, last_error = row
-    if not isinstance(attempts, int):
-        raise TypeError(f"attempts is {attempts!r}, not a number")
-    return OutboxEntry(
-        shop_id=shop_id,
-        effect=effect_from_json(str(effect)),
-        state=EffectState(state),
-        attempts=attempts,
-        available_at=None if available_at is None else from_timestamp(str(available_at)),
-        lease_owner=None if lease_owner is None else str(lease_owner),
-        lease_until=None if lease_until is None else from_timestamp(str(lease_until)),
-        last_error=None if last_error is None else str(last_error),
+def _flag(connection: sqlite3.Connection, damage: DamagedRow) -> str:
+    """Mark the request of an outbox row that a claim set aside as needing attention.
+
+    Returns:
+        What became of the request, for the log.
+    """
+    shop_id, request_id = damage.shop_id, damage.request_id
+    row = connection.execute(
+        f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shop_id = ? AND id = ?",  # noqa: S608
+        (shop_id, request_id),
+    ).fetchone()
+    if row is None:
+        return "no request of that id to mark as needing attention"
+    try:
+        request = _request(shop_id, request_id, row)
+    except DamagedRow:
+        return "its request cannot be read either"
+    saved = flagged(request, damage)
+    connection.execute(
+        "UPDATE requests SET version = ?, needs_attention = 1, body = ? "
+        "WHERE shop_id = ? AND id = ?",
+        (saved.version, request_to_json(saved), shop_id, request_id),
     )
+    return "its request is marked as needing attention"
 
 
 def _queued(connection: sqlite3.Connection, shop_id: str, key: str) -> OutboxEntry | None:
-    """The outbox entry stored under ``key`` in the shop, or ``None``."""
+    """The outbox entry stored under ``key`` in the shop, or ``None``.
+
+    Raises:
+        DamagedRow: its row cannot be read back.
+    """
     row = connection.execute(
         f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE shop_id = ? AND key = ?",  # noqa: S608
         (shop_id, key),
@@ -752,6 +1038,7 @@ def _settled(connection: sqlite3.Connection, commit: Commit, settle: Settlement)
 
     Raises:
         LeaseLost: it is not an entry of the request, pending and leased to the settler.
+        DamagedRow: its row cannot be read back.
     """
     entry = _queued(connection, commit.request.shop_id, settle.key)
     if (
@@ -766,14 +1053,25 @@ def _settled(connection: sqlite3.Connection, commit: Commit, settle: Settlement)
 def _check_revivable(connection: sqlite3.Connection, commit: Commit, key: str) -> None:
     """Refuse a ``revive`` key that is not a dead entry of the commit's request.
 
+    Only the row's request and state are read: a dead entry whose effect is damaged can be
+    revived (after a repair, say); a claim sets it aside again while it stays damaged.
+
     Raises:
         InvalidInput: it is not.
+        DamagedRow: the row's request or state cannot be read.
     """
     row = connection.execute(
         "SELECT request_id, state FROM outbox WHERE shop_id = ? AND key = ?",
         (commit.request.shop_id, key),
     ).fetchone()
-    check_revivable(commit, key, None if row is None else (str(row[0]), EffectState(row[1])))
+    found = None
+    if row is not None:
+        try:
+            found = (_text(row[0], "request_id"), _state(row[1]))
+        except _Unreadable as exc:
+            shop_id = commit.request.shop_id
+            raise damaged_entry(shop_id, key, readable(row[0]), str(exc)) from None
+    check_revivable(commit, key, found)
 
 
 def _optional_timestamp(value: dt.datetime | None, field: str) -> str | None:

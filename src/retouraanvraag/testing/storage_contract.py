@@ -11,8 +11,11 @@ Each test gets a fresh, empty store from ``make_storage`` and hands it to
 :meth:`~StorageContract.close_storage` afterwards (which calls ``close()`` when the store has
 one). The checks follow the docstrings of :class:`~retouraanvraag.ports.Storage` one by one:
 round trip, compare-and-set, shop isolation, idempotency records, the outbox and its leases,
-the money cap, listings and their cursors, atomicity, and races between threads. The module
-needs pytest and hypothesis (both development dependencies).
+the money cap, listings and their cursors, atomicity, races between threads, and damaged rows.
+The damaged-row checks run when the subclass implements :meth:`~StorageContract.damage_request`,
+:meth:`~StorageContract.damage_outbox_entry` and :meth:`~StorageContract.damage_idempotency_record`
+(raw SQL on the file, say); otherwise they are skipped. The module needs pytest and hypothesis
+(both development dependencies).
 """
 
 # The checks are pytest tests: bare asserts and literal values are the point.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import itertools
+import logging
 import re
 import threading
 import uuid
@@ -40,6 +44,9 @@ from retouraanvraag.errors import (
     PortRejected,
 )
 from retouraanvraag.model import (
+    CUSTOMER,
+    SYSTEM,
+    Actor,
     Customer,
     Effect,
     HistoryEntry,
@@ -121,10 +128,18 @@ def return_requests() -> Any:  # noqa: ANN401 - a hypothesis strategy, typed by 
         reason=st.sampled_from(("damaged", "too_small", "other")),
         reason_text=st.none() | text,
     )
+    staff_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True).filter(
+        lambda name: name.casefold() not in {"customer", "system", "policy", "rule", "staff"}
+    )
+    actors = (
+        st.sampled_from((CUSTOMER, SYSTEM))
+        | staff_ids.map(Actor.staff)
+        | text.filter(lambda name: name.isprintable()).map(Actor.rule)
+    )
     history = st.builds(
         HistoryEntry,
         at=moments,
-        actor=text,
+        actor=actors,
         command=st.sampled_from(("submit", "approve_with_label", "reject")),
         status_from=st.none() | st.sampled_from(Status),
         status_to=st.sampled_from(Status),
@@ -269,7 +284,7 @@ class StorageContract(abc.ABC):
     def test_update_saves_the_next_version(self, storage: Storage) -> None:
         """An update saves ``expected_version + 1``."""
         saved = self.submit(storage, sample_request())
-        change = saved.reject(reason="Buiten de termijn", actor="staff-1", at=T0)
+        change = saved.reject(reason="Buiten de termijn", actor=Actor.staff("staff-1"), at=T0)
         updated = storage.commit(Commit(change.request, saved.version, change.effects))
         assert updated.version == 2
         assert updated.status is Status.REJECTED
@@ -405,9 +420,9 @@ class StorageContract(abc.ABC):
         """Effects are queued pending, unleased, in the order given."""
         request = sample_request().submitted().request
         effects = (
-            Effect.create_label(request.id),
-            Effect.refund(request.id),
-            Effect.send_mail(request.id, MailKind.REQUEST_RECEIVED),
+            Effect.create_label(SHOP, request.id),
+            Effect.refund(SHOP, request.id),
+            Effect.send_mail(SHOP, request.id, MailKind.REQUEST_RECEIVED),
         )
         storage.commit(Commit(request, None, effects))
         entries = storage.outbox(SHOP, request.id)
@@ -423,8 +438,9 @@ class StorageContract(abc.ABC):
         """A queued key is never queued again, also once it is done."""
         saved = self.submit(storage, sample_request())
         mail = storage.outbox(SHOP, saved.id)[0].effect
-        again = storage.commit(Commit(saved, saved.version, (mail, Effect.refund(saved.id))))
-        assert [e.key for e in storage.outbox(SHOP, saved.id)] == [mail.key, f"refund:{saved.id}"]
+        again = storage.commit(Commit(saved, saved.version, (mail, Effect.refund(SHOP, saved.id))))
+        refund = Effect.refund(SHOP, saved.id).key
+        assert [e.key for e in storage.outbox(SHOP, saved.id)] == [mail.key, refund]
         # Also once it is done: a key is queued once, whatever became of it.
         (entry,) = [
             e for e in storage.claim(owner="w", now=T0, lease=_LEASE, limit=10) if e.key == mail.key
@@ -435,7 +451,7 @@ class StorageContract(abc.ABC):
         entries = storage.outbox(SHOP, saved.id)
         assert [(e.key, e.state) for e in entries] == [
             (mail.key, EffectState.DONE),
-            (f"refund:{saved.id}", EffectState.PENDING),
+            (Effect.refund(SHOP, saved.id).key, EffectState.PENDING),
         ]
 
     def test_outbox_of_an_unknown_request_is_empty(self, storage: Storage) -> None:
@@ -761,7 +777,7 @@ class StorageContract(abc.ABC):
         saved = self.submit(storage, sample_request())
         (mail,) = storage.claim(owner="w1", now=T0, lease=_LEASE, limit=1)
         storage.settle(SHOP, Settlement(mail.key, "w1", EffectState.DONE))
-        label = Effect.create_label(saved.id)
+        label = Effect.create_label(SHOP, saved.id)
         saved = storage.commit(Commit(saved, saved.version, (label,)))
         # Two failures: a retry an hour on, then dead; the entry keeps that retry time.
         retry_at = T0 + dt.timedelta(hours=1)
@@ -803,14 +819,14 @@ class StorageContract(abc.ABC):
     ) -> None:
         """Revived keys, new effects and the request's changes are one commit."""
         saved = self.submit(storage, sample_request())
-        saved = self._dead(storage, saved, Effect.refund(saved.id))
-        saved = self._dead(storage, saved, Effect.create_label(saved.id))
-        keys = (f"refund:{saved.id}", f"label:{saved.id}")
+        saved = self._dead(storage, saved, Effect.refund(SHOP, saved.id))
+        saved = self._dead(storage, saved, Effect.create_label(SHOP, saved.id))
+        keys = (Effect.refund(SHOP, saved.id).key, Effect.create_label(SHOP, saved.id).key)
         revived = storage.commit(
             Commit(
                 attrs.evolve(saved, carrier="DHL"),
                 saved.version,
-                (Effect.void_label(saved.id),),
+                (Effect.void_label(SHOP, saved.id),),
                 revive=keys,
             )
         )
@@ -818,7 +834,7 @@ class StorageContract(abc.ABC):
         assert revived.carrier == "DHL"
         states = {e.key: e.state for e in storage.outbox(SHOP, saved.id)}
         assert [states[key] for key in keys] == [EffectState.PENDING, EffectState.PENDING]
-        assert states[f"void:{saved.id}"] is EffectState.PENDING
+        assert states[Effect.void_label(SHOP, saved.id).key] is EffectState.PENDING
 
     @pytest.mark.parametrize("which", ["pending", "done", "unknown", "other request", "other shop"])
     def test_reviving_a_key_that_is_not_a_dead_entry_of_the_request_is_refused_atomically(
@@ -826,8 +842,8 @@ class StorageContract(abc.ABC):
     ) -> None:
         """A revive key that is not a dead entry of the request: InvalidInput, nothing changes."""
         saved = self.submit(storage, sample_request("r-1"))
-        saved = self._dead(storage, saved, Effect.create_label("r-1"))
-        mail = f"mail:{saved.id}:request_received"
+        saved = self._dead(storage, saved, Effect.create_label(SHOP, "r-1"))
+        mail = Effect.send_mail(SHOP, saved.id, MailKind.REQUEST_RECEIVED).key
         if which == "pending":
             key = mail
         elif which == "done":
@@ -838,16 +854,16 @@ class StorageContract(abc.ABC):
             storage.settle(SHOP, Settlement(entry.key, "w1", EffectState.DONE))
             key = mail
         elif which == "unknown":
-            key = "refund:r-1"
+            key = Effect.refund(SHOP, "r-1").key
         elif which == "other request":
             other = self.submit(storage, sample_request("r-2"))
-            self._dead(storage, other, Effect.refund("r-2"))
-            key = "refund:r-2"
+            self._dead(storage, other, Effect.refund(SHOP, "r-2"))
+            key = Effect.refund(SHOP, "r-2").key
         else:
             # The same request id in another shop, whose refund died: not this shop's entry.
             theirs = self.submit(storage, sample_request("r-1", shop_id=OTHER_SHOP))
-            self._dead(storage, theirs, Effect.refund("r-1"))
-            key = "refund:r-1"
+            self._dead(storage, theirs, Effect.refund(OTHER_SHOP, "r-1"))
+            key = Effect.refund(OTHER_SHOP, "r-1").key
         saved = storage.get(SHOP, "r-1")
         before = (
             saved,
@@ -857,9 +873,9 @@ class StorageContract(abc.ABC):
         commit = Commit(
             attrs.evolve(saved, carrier="DHL"),
             saved.version,
-            (Effect.void_label("r-1"),),
+            (Effect.void_label(SHOP, "r-1"),),
             IdempotencyRecord(SHOP, "revive-1", "fp", "r-1", saved),
-            revive=(f"label:{saved.id}", key),
+            revive=(Effect.create_label(SHOP, saved.id).key, key),
         )
         with pytest.raises(InvalidInput, match=re.escape(repr(key))) as caught:
             storage.commit(commit)
@@ -875,8 +891,8 @@ class StorageContract(abc.ABC):
     def test_reviving_with_a_stale_version_is_a_lost_race(self, storage: Storage) -> None:
         """The version is checked before the revived keys: a stale read loses the race."""
         saved = self.submit(storage, sample_request())
-        saved = self._dead(storage, saved, Effect.refund(saved.id))
-        key = f"refund:{saved.id}"
+        saved = self._dead(storage, saved, Effect.refund(SHOP, saved.id))
+        key = Effect.refund(SHOP, saved.id).key
         storage.commit(Commit(saved, saved.version, revive=(key,)))
         with pytest.raises(ConcurrentModification):
             storage.commit(Commit(saved, saved.version, revive=(key,)))
@@ -1007,7 +1023,9 @@ class StorageContract(abc.ABC):
     def test_a_decision_moves_a_request_to_another_tab(self, storage: Storage) -> None:
         """A saved decision moves the request from one tab to the next."""
         saved = self.submit(storage, sample_request())
-        change = saved.approve(with_label=True, refund_return_fee=False, actor="staff", at=T0)
+        change = saved.approve(
+            with_label=True, refund_return_fee=False, actor=Actor.staff("s-1"), at=T0
+        )
         storage.commit(Commit(change.request, saved.version, change.effects))
         assert self.listed(storage, Query(statuses=Tab.REQUESTS.statuses)) == []  # type: ignore[arg-type, unused-ignore]
         assert [r.id for r in self.listed(storage, Query(statuses=Tab.INCOMING.statuses))] == [  # type: ignore[arg-type, unused-ignore]
@@ -1084,7 +1102,7 @@ class StorageContract(abc.ABC):
         commit = Commit(
             changed,
             version,
-            (Effect.create_label(request.id), Effect.refund(request.id)),
+            (Effect.create_label(SHOP, request.id), Effect.refund(SHOP, request.id)),
             IdempotencyRecord(SHOP, key, "fp-2", request.id, changed),
             Settlement(entry.key, owner, EffectState.DONE),
         )
@@ -1150,3 +1168,163 @@ class StorageContract(abc.ABC):
         assert self._run_threads(self.threads, insert) == []
         assert len(winners) == 1
         assert storage.get(SHOP, "r-1").carrier == f"c{winners[0]}"
+
+    # -- damaged rows -----------------------------------------------------------------------
+    #
+    # A row that does not read back (bytes that are not UTF-8 on a bad disk, another program
+    # writing the file) must never stop the rows beside it. A store that can be damaged from
+    # outside implements the three ``damage_…`` hooks; the default skips these checks.
+
+    def damage_request(self, storage: Storage, shop_id: str, request_id: str) -> None:
+        """Damage the stored request so that it cannot be read back (as a bad disk would)."""
+        pytest.skip(f"no way to damage request {request_id} of {shop_id} in {storage!r}")
+
+    def damage_outbox_entry(self, storage: Storage, shop_id: str, key: str) -> None:
+        """Damage the stored outbox entry ``key`` so that it cannot be read back."""
+        pytest.skip(f"no way to damage outbox entry {key!r} of {shop_id} in {storage!r}")
+
+    def damage_idempotency_record(self, storage: Storage, shop_id: str, key: str) -> None:
+        """Damage the idempotency record ``key`` so that it cannot be read back."""
+        pytest.skip(f"no way to damage idempotency record {key!r} of {shop_id} in {storage!r}")
+
+    def _shop_with_a_damaged_neighbour(
+        self, storage: Storage
+    ) -> dict[tuple[str, str], ReturnRequest]:
+        """Requests ``r-0`` … ``r-3`` of ``SHOP`` in three states, and ``r-1`` of the other shop.
+
+        ``r-0`` and ``r-1`` are requested, ``r-2`` approved, ``r-3`` requested and needing
+        attention. Returns every request as saved, by shop and id.
+        """
+        saved: dict[tuple[str, str], ReturnRequest] = {}
+        for n in range(4):
+            request = self.submit(
+                storage, sample_request(f"r-{n}", created_at=T0 + dt.timedelta(minutes=n))
+            )
+            if n == 2:
+                request = storage.commit(
+                    Commit(attrs.evolve(request, status=Status.APPROVED), request.version)
+                )
+            elif n == 3:
+                request = storage.commit(
+                    Commit(request.with_attention("label: carrier refused"), request.version)
+                )
+            saved[(SHOP, request.id)] = request
+        theirs = self.submit(storage, sample_request("r-1", shop_id=OTHER_SHOP))
+        saved[(OTHER_SHOP, "r-1")] = theirs
+        return saved
+
+    @staticmethod
+    def _logged_damage(caplog: pytest.LogCaptureFixture, *ids: str) -> list[str]:
+        """The messages of error records that name every one of ``ids``."""
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.levelno >= logging.ERROR and all(i in record.getMessage() for i in ids)
+        ]
+
+    def test_get_of_a_damaged_request_is_rejected_naming_shop_and_request(
+        self, storage: Storage
+    ) -> None:
+        """A damaged row raises ``PortRejected`` (permanent) naming it; its neighbours read."""
+        saved = self._shop_with_a_damaged_neighbour(storage)
+        self.damage_request(storage, SHOP, "r-1")
+        with pytest.raises(PortRejected) as caught:
+            storage.get(SHOP, "r-1")
+        assert SHOP in str(caught.value)
+        assert "r-1" in str(caught.value)
+        for (shop_id, request_id), request in saved.items():
+            if (shop_id, request_id) != (SHOP, "r-1"):
+                assert storage.get(shop_id, request_id) == request
+
+    def test_listings_leave_a_damaged_request_out_and_log_it(
+        self, storage: Storage, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Every listing still shows the healthy requests; the damaged one is logged by id."""
+        self._shop_with_a_damaged_neighbour(storage)
+        self.damage_request(storage, SHOP, "r-1")
+        expected = {
+            "everything": (Query(), ["r-0", "r-2", "r-3"]),
+            "one per page": (Query(limit=1), ["r-0", "r-2", "r-3"]),
+            "requests tab": (Query(statuses=Tab.REQUESTS.statuses), ["r-0", "r-3"]),  # type: ignore[arg-type, unused-ignore]
+            "incoming tab": (Query(statuses=Tab.INCOMING.statuses), ["r-2"]),  # type: ignore[arg-type, unused-ignore]
+            "needing attention": (Query(needs_attention=True), ["r-3"]),
+            "not needing attention": (Query(needs_attention=False, limit=1), ["r-0", "r-2"]),
+            "with a predicate": (Query(where=lambda _: True, limit=2), ["r-0", "r-2", "r-3"]),
+        }
+        for name, (query, ids) in expected.items():
+            assert [r.id for r in self.listed(storage, query)] == ids, name
+        assert self._logged_damage(caplog, SHOP, "r-1")
+        assert [r.id for r in self.listed(storage, Query(), shop_id=OTHER_SHOP)] == ["r-1"]
+
+    def test_claim_sets_a_damaged_entry_aside_and_claims_every_healthy_one(
+        self, storage: Storage, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A damaged entry never blocks: it is marked dead, its request flagged, all else runs."""
+        saved = self._shop_with_a_damaged_neighbour(storage)
+        healthy = {
+            (shop_id, entry.key)
+            for shop_id, request_id in saved
+            for entry in storage.outbox(shop_id, request_id)
+        }
+        (damaged,) = storage.outbox(SHOP, "r-1")
+        healthy.remove((SHOP, damaged.key))
+        self.damage_outbox_entry(storage, SHOP, damaged.key)
+        claimed: set[tuple[str, str]] = set()
+        for n in range(len(healthy) + 2):  # one at a time: the damaged one takes no turn
+            entries = storage.claim(owner=f"w{n}", now=T0, lease=_LEASE, limit=1)
+            claimed.update((e.shop_id, e.key) for e in entries)
+        assert claimed == healthy
+        assert self._logged_damage(caplog, SHOP, damaged.key)
+        flagged = storage.get(SHOP, "r-1")
+        assert flagged.needs_attention
+        assert flagged.version == saved[(SHOP, "r-1")].version + 1
+        assert any(damaged.key in problem for problem in flagged.attention)
+        # Once every lease has run out, everything healthy is claimed again, and only that.
+        later = storage.claim(owner="w-late", now=T0 + 2 * _LEASE, lease=_LEASE, limit=100)
+        assert {(e.shop_id, e.key) for e in later} == healthy
+        assert damaged.key not in [e.key for e in storage.outbox(SHOP, "r-1")]
+
+    def test_outbox_leaves_a_damaged_entry_out_and_logs_it(
+        self, storage: Storage, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A request's other entries stay readable beside a damaged one."""
+        saved = self.submit(storage, sample_request("r-1"))
+        refund = Effect.refund(SHOP, "r-1")
+        storage.commit(Commit(saved, saved.version, (refund,)))
+        mail, queued = storage.outbox(SHOP, "r-1")
+        self.damage_outbox_entry(storage, SHOP, mail.key)
+        assert storage.outbox(SHOP, "r-1") == (queued,)
+        assert self._logged_damage(caplog, SHOP, mail.key, "r-1")
+
+    def test_settling_a_damaged_entry_is_rejected_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        """The worker holding an entry that got damaged cannot settle it; nothing changes."""
+        self.submit(storage, sample_request("r-1"))
+        (entry,) = storage.claim(owner="w1", now=T0, lease=_LEASE, limit=1)
+        self.damage_outbox_entry(storage, SHOP, entry.key)
+        request = storage.get(SHOP, "r-1")
+        done = Settlement(entry.key, "w1", EffectState.DONE)
+        with pytest.raises(PortRejected, match=re.escape(entry.key)):
+            storage.settle(SHOP, done)
+        with pytest.raises(PortRejected, match=re.escape(entry.key)):
+            storage.commit(Commit(request, request.version, settle=done))
+        assert storage.get(SHOP, "r-1") == request
+
+    def test_a_damaged_idempotency_record_is_rejected_naming_its_shop(
+        self, storage: Storage
+    ) -> None:
+        """A damaged record raises ``PortRejected`` naming the shop and key; the rest reads."""
+        records = {}
+        for n in range(2):
+            request = sample_request(f"r-{n}").submitted().request
+            record = IdempotencyRecord(SHOP, f"k-{n}", "fp", request.id, request)
+            saved = storage.commit(Commit(request, None, idempotency=record))
+            records[f"k-{n}"] = (record, saved)
+        self.damage_idempotency_record(storage, SHOP, "k-1")
+        with pytest.raises(PortRejected) as caught:
+            storage.idempotency_record(SHOP, "k-1")
+        assert SHOP in str(caught.value)
+        assert "k-1" in str(caught.value)
+        assert storage.idempotency_record(SHOP, "k-0") == records["k-0"][0]
+        assert storage.get(SHOP, "r-1") == records["k-1"][1]
