@@ -49,7 +49,7 @@ from retouraanvraag.errors import (
     PortUnavailable,
     RetouraanvraagError,
 )
-from retouraanvraag.model import ReturnRequest, Status
+from retouraanvraag.model import HistoryEvent, ReturnRequest, Status
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -502,7 +502,16 @@ def _requests_read_but_the_damaged_one(case: Case) -> dict[str, list[ReturnReque
             assert got.version == saved.version + 1
             (problem,) = got.attention[len(saved.attention) :]
             assert "corrupt outbox row" in problem
-            assert attrs.evolve(got, attention=saved.attention, version=saved.version) == saved
+            (recorded,) = got.history[len(saved.history) :]
+            assert recorded.command == HistoryEvent.GIVEN_UP
+            assert recorded.note is not None
+            assert "corrupt outbox row" in recorded.note
+            assert (
+                attrs.evolve(
+                    got, attention=saved.attention, version=saved.version, history=saved.history
+                )
+                == saved
+            )
         else:
             assert got == saved
         readable[shop].append(got)

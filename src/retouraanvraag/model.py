@@ -1558,6 +1558,20 @@ class ReturnRequest:
             return Change(request, (Effect.void_of(effect.key, self.id),))
         return Change(request, ())
 
+    def set_aside(self, key: str, problem: str, *, at: dt.datetime) -> ReturnRequest:
+        """The store set the outbox entry under ``key`` aside (its row is damaged): flag it.
+
+        Like :meth:`given_up` for an effect that cannot even be read back.
+        """
+        entry = HistoryEntry(
+            at, SYSTEM, HistoryEvent.GIVEN_UP, self.status, self.status, problem, effect=key
+        )
+        return attrs.evolve(
+            self,
+            attention=(*self.attention, f"{key}: {problem}"),
+            history=(*self.history, entry),
+        )
+
     def with_attention(self, problem: str) -> ReturnRequest:
         """The request marked as needing a person, with what went wrong."""
         return attrs.evolve(self, attention=(*self.attention, problem))

@@ -452,14 +452,16 @@ def set_aside_error(problem: str) -> str:
     return f"corrupt outbox row: {problem}"
 
 
-def flagged(request: ReturnRequest, damage: DamagedRow) -> ReturnRequest:
+def flagged(request: ReturnRequest, damage: DamagedRow, now: dt.datetime) -> ReturnRequest:
     """``request`` as saved by a claim that set its damaged outbox entry ``damage`` aside.
 
-    It needs attention (the effect will not run until a person repairs and revives it), at the
-    next version, as any other change would be saved.
+    It needs attention (the effect will not run until a person repairs and revives it), the
+    history records the entry as given up, and it is at the next version, as any other change
+    would be saved.
     """
-    problem = f"{damage.key}: {set_aside_error(damage.problem)}"
-    return attrs.evolve(request.with_attention(problem), version=request.version + 1)
+    key = damage.key or "outbox row"  # a claim sets aside outbox rows, which have keys
+    set_aside = request.set_aside(key, set_aside_error(damage.problem), at=now)
+    return attrs.evolve(set_aside, version=request.version + 1)
 
 
 def log_damage(logger: logging.Logger, damage: DamagedRow, outcome: str) -> None:

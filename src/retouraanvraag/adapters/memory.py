@@ -388,12 +388,14 @@ class MemoryStorage:
                     self._outbox[(shop, key)] = attrs.evolve(queued, entry=entry)
                     claimed.append(entry)
             for seq, shop, key, damage in damaged:
-                set_aside.append((damage, self._set_aside(seq, shop, key, damage)))
+                set_aside.append((damage, self._set_aside(seq, shop, key, damage, now)))
         for damage, outcome in set_aside:
             log_damage(_log, damage, f"set aside (marked dead); {outcome}")
         return tuple(claimed)
 
-    def _set_aside(self, seq: int, shop: str, key: str, damage: DamagedRow) -> str:
+    def _set_aside(
+        self, seq: int, shop: str, key: str, damage: DamagedRow, now: dt.datetime
+    ) -> str:
         """Take a damaged entry out of the queue for good and flag its request (under the lock).
 
         Returns:
@@ -415,7 +417,7 @@ class MemoryStorage:
             return "no request of that id to mark as needing attention"
         if request_problem(request, shop, queued.request_id) is not None:
             return "its request cannot be read either"
-        self._requests[(shop, queued.request_id)] = flagged(request, damage)
+        self._requests[(shop, queued.request_id)] = flagged(request, damage, now)
         return "its request is marked as needing attention"
 
 

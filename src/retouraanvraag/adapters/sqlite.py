@@ -513,7 +513,7 @@ class SqliteStorage:
                 )
                 claimed.extend(leased(entry) for _, entry in good)
                 for _, unreadable in bad:
-                    set_aside.append((unreadable, _flag(connection, unreadable)))
+                    set_aside.append((unreadable, _flag(connection, unreadable, now)))
                 if not bad:  # every row was good: the claim is full, or nothing more is due
                     break
             return claimed, set_aside
@@ -994,7 +994,7 @@ def _record(shop_id: str, key: str, row: Sequence[object]) -> IdempotencyRecord:
     raise damaged_record(shop_id, key, readable(request_id), problem)
 
 
-def _flag(connection: sqlite3.Connection, damage: DamagedRow) -> str:
+def _flag(connection: sqlite3.Connection, damage: DamagedRow, now: dt.datetime) -> str:
     """Mark the request of an outbox row that a claim set aside as needing attention.
 
     Returns:
@@ -1011,7 +1011,7 @@ def _flag(connection: sqlite3.Connection, damage: DamagedRow) -> str:
         request = _request(shop_id, request_id, row)
     except DamagedRow:
         return "its request cannot be read either"
-    saved = flagged(request, damage)
+    saved = flagged(request, damage, now)
     connection.execute(
         "UPDATE requests SET version = ?, needs_attention = 1, body = ? "
         "WHERE shop_id = ? AND id = ?",
