@@ -126,7 +126,8 @@ class Commit:
         request: the request to save; its ``version`` is ignored (the store sets it).
         expected_version: ``None`` to insert a new request, else the version it must still have.
         effects: outbox entries to add; an effect whose key is already queued is not added again.
-        idempotency: the record to store with the change (key unique per shop).
+        idempotency: the record to store with the change (key unique per shop); the store
+            records as its ``result`` the request as it saves it, whatever the caller put there.
         settle: an outbox entry of this request's to settle in the same transaction.
         revive: keys of this request's dead outbox entries to run again: each goes back to
             pending, due at once, with ``attempts`` 0 and its ``last_error`` kept. A key that is

@@ -515,9 +515,9 @@ class Desk:
         request = change.request
         record = None
         if idempotency_key is not None:
-            result = attrs.evolve(request, version=1)
+            # The store records the request as it saves it (its version included).
             record = IdempotencyRecord(
-                request.shop_id, idempotency_key, fingerprint, request.id, result
+                request.shop_id, idempotency_key, fingerprint, request.id, request
             )
         try:
             return self._storage.commit(Commit(request, None, change.effects, idempotency=record))
@@ -677,9 +677,8 @@ class Desk:
                 raise
             record = None
             if idempotency_key is not None:
-                result = attrs.evolve(change.request, version=request.version + 1)
                 record = IdempotencyRecord(
-                    shop_id, idempotency_key, fingerprint, request_id, result
+                    shop_id, idempotency_key, fingerprint, request_id, change.request
                 )
             try:
                 saved = self._storage.commit(

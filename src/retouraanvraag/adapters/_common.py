@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 
@@ -338,6 +338,122 @@ def money_cap_error(request_id: str, paid: int, refunded: int) -> PortRejected:
 def fee_fixed_error(request_id: str) -> PortRejected:
     """The error for a commit that changes the fee a customer paid: it is fixed at submission."""
     return PortRejected(f"request {request_id}: the paid return fee cannot change after submission")
+
+
+# -- the commit algorithm, once ----------------------------------------------------------------
+
+
+class CommitLookups(Protocol):
+    """What a store reads, inside a commit's transaction, for :func:`plan_commit`.
+
+    Each store answers from its own rows; the plan asks in its fixed order and stops at the first
+    refusal, so a store reads only what the outcome needs.
+    """
+
+    def stored(self) -> tuple[int, int] | None:
+        """The stored request's ``(version, paid fee in minor units)``, or ``None``.
+
+        Raises:
+            DamagedRow: the stored version or fee cannot be read.
+        """
+        ...
+
+    def key_taken(self, key: str) -> bool:
+        """Whether the idempotency ``key`` is recorded in the commit's shop."""
+        ...
+
+    def entry(self, key: str) -> tuple[str, OutboxEntry] | None:
+        """The outbox entry under ``key`` in the commit's shop, with its request id.
+
+        Raises:
+            DamagedRow: the entry cannot be read back.
+        """
+        ...
+
+    def entry_state(self, key: str) -> tuple[str, EffectState] | None:
+        """The request id and state of the outbox entry under ``key``, or ``None``.
+
+        Raises:
+            DamagedRow: they cannot be read.
+        """
+        ...
+
+
+@attrs.frozen
+class CommitPlan:
+    """What a commit writes, once every check passed: the store applies it in one go.
+
+    Attributes:
+        saved: the request at its new version.
+        stored: whether a row of it exists already (update) or not (insert).
+        record: the idempotency record to store, its result the request as saved.
+        settled: the settled outbox entry, if the commit settles one.
+    """
+
+    saved: ReturnRequest
+    stored: bool
+    record: IdempotencyRecord | None
+    settled: OutboxEntry | None
+
+
+def prepared(commit: Commit) -> ReturnRequest:
+    """The commit's request at the version it gets if the commit succeeds.
+
+    A store may make it (and its row) before its transaction starts, and hand it to
+    :func:`plan_commit`, so that the write lock is held for the look-ups and writes only.
+
+    Raises:
+        InvalidInput: the commit is malformed.
+    """
+    check_commit(commit)
+    return attrs.evolve(commit.request, version=new_version(commit))
+
+
+def plan_commit(
+    commit: Commit, lookups: CommitLookups, saved: ReturnRequest | None = None
+) -> CommitPlan:
+    """Every check of a commit, in their one order; what to write if all pass.
+
+    The shape of the commit first; then the idempotency key, the lease and the version — a
+    taken key or a lost lease says more than a moved version —; the revived keys after the
+    version, since on a stale read an entry may well have moved on; last the stored invariants:
+    the money cap and the paid fee fixed at submission. A store that also enforces the
+    invariants itself (SQLite's constraints) keeps them as a second line.
+
+    Raises:
+        InvalidInput: a malformed commit or a ``revive`` key that is not a dead entry of the
+            request.
+        IdempotencyKeyTaken: the key is recorded already.
+        LeaseLost: the settled entry is not this request's, pending and leased to the settler.
+        ConcurrentModification, NotFound: the compare-and-set on the version failed.
+        PortRejected: refunds above the paid fee, or a changed paid fee.
+        DamagedRow: a row the checks read is damaged.
+
+    Args:
+        commit: the commit.
+        lookups: the store's answers, read inside its transaction.
+        saved: :func:`prepared` of ``commit``, if the store made it already.
+    """
+    saved = prepared(commit) if saved is None else saved
+    stored = lookups.stored()
+    record = commit.idempotency
+    if record is not None and lookups.key_taken(record.key):
+        raise key_taken(commit)
+    settled = None
+    if commit.settle is not None:
+        found = lookups.entry(commit.settle.key)
+        if found is None or found[0] != saved.id or not holds_lease(found[1], commit.settle):
+            raise lease_lost(commit)
+        settled = settle_entry(found[1], commit.settle)
+    check_version(commit, None if stored is None else stored[0])
+    for key in commit.revive:
+        check_revivable(commit, key, lookups.entry_state(key))
+    check_money_cap(saved)
+    if stored is not None and stored[1] != refund_totals(saved)[0]:
+        raise fee_fixed_error(saved.id)
+    # The store records the request as it saves it: the caller never predicts the version.
+    result = None if record is None else attrs.evolve(record, result=saved)
+    return CommitPlan(saved, stored is not None, result, settled)
 
 
 # -- damaged rows -----------------------------------------------------------------------------

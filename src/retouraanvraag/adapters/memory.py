@@ -22,27 +22,21 @@ from retouraanvraag.adapters._common import (
     DamagedRow,
     Position,
     check_claim,
-    check_commit,
-    check_money_cap,
-    check_revivable,
     check_settlement,
-    check_version,
     damaged_entry,
     damaged_record,
     damaged_request,
     decode_cursor,
     effect_problem,
-    fee_fixed_error,
     flagged,
     holds_lease,
     is_due,
-    key_taken,
-    lease_lost,
     log_damage,
-    new_version,
     page_of,
+    plan_commit,
     readable,
     record_problem,
+    refund_totals,
     request_problem,
     revived,
     set_aside_error,
@@ -251,14 +245,13 @@ class MemoryStorage:
             InvalidInput: the commit is malformed (an effect or record of another request), or
                 a ``revive`` key is not a dead entry of the request.
         """
-        check_commit(commit)
-        saved = attrs.evolve(commit.request, version=new_version(commit))
-        position = (timestamp(saved.created_at, field="created_at"), saved.id)
-        shop = saved.shop_id
+        shop = commit.request.shop_id
         with self._lock:
-            # Every check first; only then change anything, so a refusal leaves no trace.
+            plan = plan_commit(commit, _Lookups(self, shop, commit.request.id))
+            # Every check passed; only now does anything change, so a refusal leaves no trace.
+            saved = plan.saved
+            position = (timestamp(saved.created_at, field="created_at"), saved.id)
             current = self._requests.get((shop, saved.id))
-            settled = self._check(commit, saved, current)
             self._requests[(shop, saved.id)] = saved
             if current is not None:
                 old = (timestamp(current.created_at, field="created_at"), current.id)
@@ -273,55 +266,15 @@ class MemoryStorage:
                 entry = OutboxEntry(shop_id=shop, effect=effect)
                 self._store(shop, effect.key, _Queued(self._seq, saved.id, entry))
                 self._by_request.setdefault((shop, saved.id), []).append(effect.key)
-            if commit.idempotency is not None:
-                self._idempotency[(shop, commit.idempotency.key)] = commit.idempotency
-            if settled is not None and commit.settle is not None:
-                self._store(shop, commit.settle.key, settled)
+            if plan.record is not None:
+                self._idempotency[(shop, plan.record.key)] = plan.record
+            if plan.settled is not None:
+                queued = self._outbox[(shop, plan.settled.key)]
+                self._store(shop, plan.settled.key, attrs.evolve(queued, entry=plan.settled))
             for key in commit.revive:
                 dead = self._outbox[(shop, key)]
                 self._store(shop, key, attrs.evolve(dead, entry=revived(dead.entry)))
         return saved
-
-    def _check(
-        self, commit: Commit, saved: ReturnRequest, current: ReturnRequest | None
-    ) -> _Queued | None:
-        """Every check of ``commit`` against the store (under the lock); the settled entry.
-
-        The idempotency key first, the lease second, then the version: a taken key or a lost
-        lease says more than a moved version. The revived keys after the version, since on a
-        stale read an entry may well have moved on.
-        """
-        shop = saved.shop_id
-        if current is not None:
-            _check_request(current, shop, saved.id)
-        if commit.idempotency is not None and (shop, commit.idempotency.key) in self._idempotency:
-            raise key_taken(commit)
-        settled: _Queued | None = None
-        if commit.settle is not None:
-            queued = self._outbox.get((shop, commit.settle.key))
-            damage = None if queued is None else queued.damage(shop, commit.settle.key)
-            if damage is not None:
-                raise damage
-            if (
-                queued is None
-                or queued.request_id != saved.id
-                or not holds_lease(queued.entry, commit.settle)
-            ):
-                raise lease_lost(commit)
-            settled = attrs.evolve(queued, entry=settle_entry(queued.entry, commit.settle))
-        check_version(commit, None if current is None else current.version)
-        for key in commit.revive:
-            found = self._outbox.get((shop, key))
-            if found is not None and type(found.entry) is not OutboxEntry:
-                problem = "it holds no outbox entry"
-                raise damaged_entry(shop, key, found.request_id, problem)
-            check_revivable(
-                commit, key, None if found is None else (found.request_id, found.entry.state)
-            )
-        check_money_cap(saved)
-        if current is not None and current.return_fee != saved.return_fee:
-            raise fee_fixed_error(saved.id)
-        return settled
 
     def _store(self, shop: str, key: str, queued: _Queued) -> None:
         """Put ``queued`` in the outbox, keeping the index of pending entries (under the lock)."""
@@ -441,3 +394,39 @@ def _run_after(run: list[Position], after: Position | None) -> Iterator[Position
 
 def _remove(run: list[Position], position: Position) -> None:
     del run[bisect.bisect_left(run, position)]
+
+
+@attrs.frozen
+class _Lookups:
+    """The memory store's answers to a commit plan's questions (under its lock)."""
+
+    store: MemoryStorage
+    shop: str
+    request_id: str
+
+    def stored(self) -> tuple[int, int] | None:
+        current = self.store._requests.get((self.shop, self.request_id))  # noqa: SLF001
+        if current is None:
+            return None
+        _check_request(current, self.shop, self.request_id)
+        return current.version, refund_totals(current)[0]
+
+    def key_taken(self, key: str) -> bool:
+        return (self.shop, key) in self.store._idempotency  # noqa: SLF001
+
+    def entry(self, key: str) -> tuple[str, OutboxEntry] | None:
+        queued = self.store._outbox.get((self.shop, key))  # noqa: SLF001
+        if queued is None:
+            return None
+        damage = queued.damage(self.shop, key)
+        if damage is not None:
+            raise damage
+        return queued.request_id, queued.entry
+
+    def entry_state(self, key: str) -> tuple[str, EffectState] | None:
+        found = self.store._outbox.get((self.shop, key))  # noqa: SLF001
+        if found is None:
+            return None
+        if type(found.entry) is not OutboxEntry:
+            raise damaged_entry(self.shop, key, found.request_id, "it holds no outbox entry")
+        return found.request_id, found.entry.state

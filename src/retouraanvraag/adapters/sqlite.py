@@ -38,10 +38,7 @@ from retouraanvraag.adapters._common import (
     DamagedRow,
     Position,
     check_claim,
-    check_commit,
-    check_revivable,
     check_settlement,
-    check_version,
     damaged_entry,
     damaged_record,
     damaged_request,
@@ -53,12 +50,11 @@ from retouraanvraag.adapters._common import (
     from_timestamp,
     holds_lease,
     is_position,
-    key_taken,
-    lease_lost,
     log_damage,
     money_cap_error,
-    new_version,
     page_of,
+    plan_commit,
+    prepared,
     readable,
     record_problem,
     refund_totals,
@@ -361,82 +357,50 @@ class SqliteStorage:
                 a ``revive`` key is not a dead entry of the request.
             PortUnavailable: the database stayed busy; nothing was changed.
         """
-        check_commit(commit)
-        saved = attrs.evolve(commit.request, version=new_version(commit))
+        saved = prepared(commit)
         # Everything that costs time is prepared before the write lock is taken.
         version, status, created_at, attention, paid, refunded = _column_values(saved)
         created = timestamp(created_at, field="created_at")
-        row = (
-            version,
-            status,
-            created,
-            attention,
-            paid,
-            refunded,
-            request_to_json(saved),
-            saved.shop_id,
-            saved.id,
-        )
+        body = request_to_json(saved)
+        row = (version, status, created, attention, paid, refunded, body, saved.shop_id, saved.id)
         effects = [(effect.key, effect_to_json(effect)) for effect in commit.effects]
-        record = commit.idempotency
-        record_row = (
-            None
-            if record is None
-            else (saved.shop_id, record.key, record.fingerprint, record.request_id,
-                  request_to_json(record.result))
-        )  # fmt: skip
 
         def write(connection: sqlite3.Connection) -> None:
             shop, request_id = saved.shop_id, saved.id
-            found = connection.execute(
-                "SELECT version FROM requests WHERE shop_id = ? AND id = ?", (shop, request_id)
-            ).fetchone()
-            stored = None if found is None else _stored_version(shop, request_id, found[0])
-            # The idempotency key first, the lease second, then the version: a taken key or a
-            # lost lease says more than a moved version. The revived keys after the version,
-            # since on a stale read an entry may well have moved on.
-            if (
-                record_row is not None
-                and connection.execute(
-                    "SELECT 1 FROM idempotency WHERE shop_id = ? AND key = ?", record_row[:2]
-                ).fetchone()
-            ):
-                raise key_taken(commit)
-            settle = commit.settle
-            settled = None if settle is None else _settled(connection, commit, settle)
-            check_version(commit, stored)
-            for key in commit.revive:
-                _check_revivable(connection, commit, key)
+            plan = plan_commit(commit, _Lookups(connection, shop, request_id), saved)
             try:
-                if stored is None:
-                    connection.execute(
-                        "INSERT INTO requests (version, status, created_at, needs_attention, "
-                        "fee_paid_minor, refunded_minor, body, shop_id, id) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        row,
-                    )
-                else:
+                if plan.stored:
                     connection.execute(
                         "UPDATE requests SET version = ?, status = ?, created_at = ?, "
                         "needs_attention = ?, fee_paid_minor = ?, refunded_minor = ?, body = ? "
                         "WHERE shop_id = ? AND id = ?",
                         row,
                     )
+                else:
+                    connection.execute(
+                        "INSERT INTO requests (version, status, created_at, needs_attention, "
+                        "fee_paid_minor, refunded_minor, body, shop_id, id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
             except sqlite3.IntegrityError as exc:
+                # The schema's own constraints, a second line behind the plan's checks.
                 raise _refused(exc, request_id, paid, refunded) from exc
             connection.executemany(
                 "INSERT INTO outbox (shop_id, key, request_id, effect, state) "
                 "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT (shop_id, key) DO NOTHING",
-                [(shop, key, request_id, body) for key, body in effects],
+                [(shop, key, request_id, effect) for key, effect in effects],
             )
-            if record_row is not None:
+            if plan.record is not None:
+                record = plan.record
+                # The record's result is the request as saved: the row's body, written again.
                 connection.execute(
                     "INSERT INTO idempotency (shop_id, key, fingerprint, request_id, result) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    record_row,
+                    (shop, record.key, record.fingerprint, record.request_id, body),
                 )
-            if settled is not None:
-                _store_settled(connection, shop, settled)
+            if plan.settled is not None:
+                _store_settled(connection, shop, plan.settled)
             connection.executemany(
                 "UPDATE outbox SET state = 'pending', attempts = 0, available_at = NULL, "
                 "lease_owner = NULL, lease_until = NULL WHERE shop_id = ? AND key = ?",
@@ -1033,45 +997,54 @@ def _queued(connection: sqlite3.Connection, shop_id: str, key: str) -> OutboxEnt
     return None if row is None else _entry(row)
 
 
-def _settled(connection: sqlite3.Connection, commit: Commit, settle: Settlement) -> OutboxEntry:
-    """The entry ``settle`` (the commit's) names, settled.
+@attrs.frozen
+class _Lookups:
+    """The SQLite store's answers to a commit plan's questions, inside its transaction."""
 
-    Raises:
-        LeaseLost: it is not an entry of the request, pending and leased to the settler.
-        DamagedRow: its row cannot be read back.
-    """
-    entry = _queued(connection, commit.request.shop_id, settle.key)
-    if (
-        entry is None
-        or entry.effect.request_id != commit.request.id
-        or not holds_lease(entry, settle)
-    ):
-        raise lease_lost(commit)
-    return settle_entry(entry, settle)
+    connection: sqlite3.Connection
+    shop: str
+    request_id: str
 
+    def stored(self) -> tuple[int, int] | None:
+        found = self.connection.execute(
+            "SELECT version, fee_paid_minor FROM requests WHERE shop_id = ? AND id = ?",
+            (self.shop, self.request_id),
+        ).fetchone()
+        if found is None:
+            return None
+        version = _stored_version(self.shop, self.request_id, found[0])
+        paid = found[1]
+        if type(paid) is not int or paid < 0:
+            raise damaged_request(
+                self.shop, self.request_id, f"column fee_paid_minor holds {_describe(paid)}"
+            )
+        return version, paid
 
-def _check_revivable(connection: sqlite3.Connection, commit: Commit, key: str) -> None:
-    """Refuse a ``revive`` key that is not a dead entry of the commit's request.
+    def key_taken(self, key: str) -> bool:
+        return (
+            self.connection.execute(
+                "SELECT 1 FROM idempotency WHERE shop_id = ? AND key = ?", (self.shop, key)
+            ).fetchone()
+            is not None
+        )
 
-    Only the row's request and state are read: a dead entry whose effect is damaged can be
-    revived (after a repair, say); a claim sets it aside again while it stays damaged.
+    def entry(self, key: str) -> tuple[str, OutboxEntry] | None:
+        entry = _queued(self.connection, self.shop, key)
+        return None if entry is None else (entry.effect.request_id, entry)
 
-    Raises:
-        InvalidInput: it is not.
-        DamagedRow: the row's request or state cannot be read.
-    """
-    row = connection.execute(
-        "SELECT request_id, state FROM outbox WHERE shop_id = ? AND key = ?",
-        (commit.request.shop_id, key),
-    ).fetchone()
-    found = None
-    if row is not None:
+    def entry_state(self, key: str) -> tuple[str, EffectState] | None:
+        # Only the row's request and state: a dead entry whose effect is damaged can be
+        # revived (after a repair, say); a claim sets it aside again while it stays damaged.
+        row = self.connection.execute(
+            "SELECT request_id, state FROM outbox WHERE shop_id = ? AND key = ?",
+            (self.shop, key),
+        ).fetchone()
+        if row is None:
+            return None
         try:
-            found = (_text(row[0], "request_id"), _state(row[1]))
+            return _text(row[0], "request_id"), _state(row[1])
         except _Unreadable as exc:
-            shop_id = commit.request.shop_id
-            raise damaged_entry(shop_id, key, readable(row[0]), str(exc)) from None
-    check_revivable(commit, key, found)
+            raise damaged_entry(self.shop, key, readable(row[0]), str(exc)) from None
 
 
 def _optional_timestamp(value: dt.datetime | None, field: str) -> str | None:

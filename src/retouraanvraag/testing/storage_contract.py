@@ -375,22 +375,29 @@ class StorageContract(abc.ABC):
         b = sample_request(shop_id=OTHER_SHOP).submitted().request
         record_a = IdempotencyRecord(SHOP, "key-1", "fp-a", a.id, a)
         record_b = IdempotencyRecord(OTHER_SHOP, "key-1", "fp-b", b.id, b)
-        storage.commit(Commit(a, None, idempotency=record_a))
-        storage.commit(Commit(b, None, idempotency=record_b))
-        assert storage.idempotency_record(SHOP, "key-1") == record_a
-        assert storage.idempotency_record(OTHER_SHOP, "key-1") == record_b
+        saved_a = storage.commit(Commit(a, None, idempotency=record_a))
+        saved_b = storage.commit(Commit(b, None, idempotency=record_b))
+        assert storage.idempotency_record(SHOP, "key-1") == attrs.evolve(record_a, result=saved_a)
+        assert storage.idempotency_record(OTHER_SHOP, "key-1") == attrs.evolve(
+            record_b, result=saved_b
+        )
         assert storage.idempotency_record("shop-none", "key-1") is None
 
     # -- idempotency records ----------------------------------------------------------------
 
     def test_idempotency_record_is_stored_with_the_change(self, storage: Storage) -> None:
-        """The record is stored in the same commit as the change."""
+        """The record is stored in the same commit as the change, its result as saved.
+
+        The caller's ``result`` does not matter: the store records the request it saved, at the
+        version it gave it, so no caller has to predict the version.
+        """
         change = sample_request().submitted()
         record = IdempotencyRecord(
             SHOP, "submit-1", "sha256:abc", change.request.id, change.request
         )
         saved = storage.commit(Commit(change.request, None, change.effects, idempotency=record))
-        assert storage.idempotency_record(SHOP, "submit-1") == record
+        assert saved.version == 1
+        assert storage.idempotency_record(SHOP, "submit-1") == attrs.evolve(record, result=saved)
         assert storage.get(SHOP, saved.id) == saved
 
     def test_unknown_idempotency_key_has_no_record(self, storage: Storage) -> None:
@@ -1326,5 +1333,6 @@ class StorageContract(abc.ABC):
             storage.idempotency_record(SHOP, "k-1")
         assert SHOP in str(caught.value)
         assert "k-1" in str(caught.value)
-        assert storage.idempotency_record(SHOP, "k-0") == records["k-0"][0]
+        first, first_saved = records["k-0"]
+        assert storage.idempotency_record(SHOP, "k-0") == attrs.evolve(first, result=first_saved)
         assert storage.get(SHOP, "r-1") == records["k-1"][1]
