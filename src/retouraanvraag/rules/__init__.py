@@ -15,18 +15,31 @@ requests with :func:`compile_condition`. The grammar is ``grammar.lark`` in this
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import codecs
+from collections.abc import Callable, Sequence
 from typing import Final
+
+import attrs
 
 from retouraanvraag.errors import RuleError
 from retouraanvraag.model import DEFAULT_REASONS, ReasonCatalogue, ReturnRequest
-from retouraanvraag.rules._checker import Checker, groups_of, implies, never_matches
+from retouraanvraag.rules._checker import MAX_DIAGNOSTICS, Checker
+from retouraanvraag.rules._codes import CODES, Explanation, explain_code, find_code
 from retouraanvraag.rules._compiler import compile_condition_function
 from retouraanvraag.rules._format import format_condition, format_rules
-from retouraanvraag.rules._lexer import KEYWORDS, detect_language, lex
+from retouraanvraag.rules._lexer import KEYWORDS, Chunk, Lexed, Problem, detect_language, lex
 from retouraanvraag.rules._messages import message
-from retouraanvraag.rules._parser import SynRule, SyntaxProblem, parse_chunk
+from retouraanvraag.rules._parser import (
+    Repair,
+    SynCondition,
+    SynRule,
+    SyntaxProblem,
+    parse_chunk,
+    repair,
+)
 from retouraanvraag.rules._ruleset import RuleSet, load_timezone
+from retouraanvraag.rules._warnings import warn
 from retouraanvraag.rules.diagnostics import Diagnostic, Position, Severity
 from retouraanvraag.rules.fields import (
     DEFAULT_FIELDS,
@@ -46,10 +59,10 @@ from retouraanvraag.rules.tree import (
     Operator,
     Or,
     Rule,
-    fields_of,
 )
 
 __all__ = [
+    "CODES",
     "DEFAULT_FIELDS",
     "MAX_RULES",
     "MAX_SOURCE_CHARS",
@@ -60,6 +73,7 @@ __all__ = [
     "Compare",
     "Condition",
     "Diagnostic",
+    "Explanation",
     "Field",
     "FieldRegistry",
     "FieldType",
@@ -73,6 +87,9 @@ __all__ = [
     "Scope",
     "Severity",
     "compile_condition",
+    "decode",
+    "explain_code",
+    "find_code",
     "format",
     "format_condition",
     "parse",
@@ -82,9 +99,9 @@ __all__ = [
 MAX_SOURCE_CHARS: Final = 1_000_000
 #: The most rules one file may hold.
 MAX_RULES: Final = 5_000
-#: Above this many rules, "always overridden" is only checked against nearby and identical rules.
-_FULL_OVERRIDE_CHECK: Final = 200
-_NEARBY: Final = 25
+#: How many rules of one file are tried again with a keyword typo put right (a repair costs a
+#: few parses of that rule; past this many broken rules the plain syntax error is reported).
+_MAX_REPAIRS: Final = 50
 
 
 def _checker(  # noqa: PLR0917 - private helper
@@ -101,7 +118,7 @@ def _checker(  # noqa: PLR0917 - private helper
         reasons if reasons is not None else ReasonCatalogue(DEFAULT_REASONS),
         currency,
         source_name,
-        text.splitlines(),
+        text.split("\n"),
     )
 
 
@@ -109,8 +126,91 @@ def _fail(checker: Checker) -> RuleError:
     return RuleError(checker.listing(), source_name=checker.source_name)
 
 
+@attrs.frozen
+class _Decoded:
+    """A file's text, and where its first byte that is not UTF-8 is (if any).
+
+    ``encoding`` is ``utf-8``, ``utf-16`` or ``windows-1252``; empty when nothing fits.
+    """
+
+    text: str
+    encoding: str
+    position: Position | None = None
+
+
+def _where(prefix: str) -> Position:
+    """The position just after ``prefix``, counted as in the text the lexer reads."""
+    prefix = _source(prefix)
+    return Position(prefix.count("\n") + 1, len(prefix) - (prefix.rfind("\n") + 1) + 1)
+
+
+def _decode(data: bytes) -> _Decoded:
+    """Bytes as merchants' editors save them.
+
+    UTF-8 (with or without a byte-order mark), UTF-16 with one, or Windows-1252 (old Notepad,
+    Excel); anything else (or text with NUL bytes) cannot be read.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return _Decoded(data.decode("utf-16"), "utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return _Decoded(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError as error:
+        bad = error.start
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" not in text:
+        return _Decoded(text, "windows-1252", _where(data[:bad].decode("cp1252")))
+    lossy = data.decode("utf-8", errors="replace")
+    return _Decoded(lossy, "", _where(data[:bad].decode("utf-8", errors="replace")))
+
+
+def decode(data: bytes, *, source_name: str = "<rules>") -> str:
+    """A rule file's bytes as text: UTF-8 (a byte-order mark is dropped), else Windows-1252.
+
+    Args:
+        data: the file's contents.
+        source_name: the file name shown in diagnostics.
+
+    Raises:
+        RuleError: the bytes are neither UTF-8 nor Windows-1252 (nor UTF-16 with a BOM); the
+            diagnostic, in the file's language, points at the first byte that is not UTF-8.
+    """
+    decoded = _decode(data)
+    if not decoded.encoding:
+        text = _source(decoded.text)
+        checker = _checker(text, detect_language(text), None, None, "EUR", source_name)
+        _report_encoding(checker, decoded)
+        raise _fail(checker)
+    return _source(decoded.text)
+
+
+def _report_encoding(checker: Checker, decoded: _Decoded) -> None:
+    if decoded.position is None:
+        return
+    hint = message("utf8-hint", checker.language)
+    if decoded.encoding:
+        checker.report(decoded.position, "windows-1252", hint=hint, severity=Severity.WARNING)
+    else:
+        checker.report(decoded.position, "not-utf8", hint=hint)
+
+
+def _source(text: str) -> str:
+    """The text as the lexer reads it: no byte-order mark, every line ending a line feed.
+
+    Lines and columns then count as an editor shows them.
+    """
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
 def parse(
-    text: str,
+    text: str | bytes,
     *,
     reasons: ReasonCatalogue | None = None,
     fields: FieldRegistry | None = None,
@@ -121,12 +221,14 @@ def parse(
     """Load a rule file: parse, check and compile it.
 
     Args:
-        text: the rules, in Dutch or English (the first ``ALS``/``IF`` decides).
+        text: the rules, in Dutch or English (the first ``ALS``/``IF`` decides); bytes are
+            read as UTF-8 or, failing that, as Windows-1252 (with a warning).
         reasons: the shop's reason catalogue (default: the library's).
         fields: the fields rules may name (default: DESIGN §3's; hosts add their own).
         timezone: the IANA zone for "days since delivery/order".
         source_name: the file name shown in diagnostics.
-        currency: the currency of a plain number compared with an amount.
+        currency: the shop's currency (ISO 4217): a plain number in a comparison with an
+            amount is in it, and an amount in another currency gets a warning.
 
     Returns:
         The rule set; its ``warnings`` list rules that never match or are always overridden.
@@ -136,37 +238,32 @@ def parse(
         InvalidInput: ``timezone`` is not a known time zone.
     """
     load_timezone(timezone)
+    decoded = _decode(text) if isinstance(text, bytes) else _Decoded(text, "utf-8")
+    text = _source(decoded.text)
     language = detect_language(text)
     checker = _checker(text, language, reasons, fields, currency, source_name)
+    _report_encoding(checker, decoded)
+    if not decoded.encoding:
+        raise _fail(checker)
     if len(text) > MAX_SOURCE_CHARS:
         checker.report(Position(1, 1), "too-large", size=len(text), limit=MAX_SOURCE_CHARS)
         raise _fail(checker)
     lexed = lex(text, language)
-    for problem in lexed.problems:
-        hint = None
-        if problem.code == "unterminated-string":
-            hint = message("unterminated-hint", language)
-        elif problem.code == "wrong-language":
-            hint = message("wrong-language-hint", language)
-        checker.report(problem.position, problem.code, hint=hint, text=repr(problem.text))
+    _report_problems(checker, lexed.problems)
     if len(lexed.chunks) > MAX_RULES:
         first = lexed.chunks[MAX_RULES].tokens[0]
         position = Position(first.line or 1, first.column or 1)
         checker.report(position, "too-many-rules", count=len(lexed.chunks), limit=MAX_RULES)
         raise _fail(checker)
     rules: list[Rule] = []
+    loader = _Loader(checker, lexed)
     for number, chunk in enumerate(lexed.chunks, start=1):
-        syntax = parse_chunk(chunk)
-        if isinstance(syntax, SyntaxProblem):
-            checker.syntax_problem(syntax)
-            continue
-        assert isinstance(syntax, SynRule)  # noqa: S101 - start="rule" gives rules
-        rule = checker.rule(syntax, number)
+        rule = loader.rule(chunk, number)
         if rule is not None:
             rules.append(rule)
     if any(d.severity is Severity.ERROR for d in checker.diagnostics):
         raise _fail(checker)
-    _warn(checker, rules)
+    warn(checker, rules, lexed.chunks)
     warnings = checker.listing()
     return RuleSet(
         tuple(rules),
@@ -179,68 +276,130 @@ def parse(
     )
 
 
-def _warn(checker: Checker, rules: list[Rule]) -> None:
-    """Rules that can never match, are always overridden, or share a name."""
+def _report_problems(checker: Checker, problems: Sequence[Problem]) -> None:
+    """Stray characters, unterminated text, unknown operators, rules in the other language."""
     language = checker.language
-    named: dict[str, Rule] = {}
-    by_condition: dict[Condition, list[Rule]] = {}
-    for rule in rules:
-        by_condition.setdefault(rule.condition, []).append(rule)
-        if rule.name is not None:
-            if rule.name in named:
-                checker.report(
-                    rule.position,
-                    "duplicate-name",
-                    severity=Severity.WARNING,
-                    name=rule.name,
-                    other=named[rule.name].number,
-                )
-            named.setdefault(rule.name, rule)
-        field = never_matches(rule.condition)
-        if field is not None:
-            checker.report(
-                rule.position,
-                "never-matches",
-                severity=Severity.WARNING,
-                field=field.name(language),
-            )
-    keys = [frozenset(f.key for f in fields_of(r.condition)) for r in rules]
-    flat = [_flat(r.condition) for r in rules]
-    for index, rule in enumerate(rules):
-        groups = groups_of(rule)
-        if not groups:
-            continue
-        later = rules[index + 1 :]
-        if len(rules) > _FULL_OVERRIDE_CHECK:
-            same = [r for r in by_condition[rule.condition] if r.number > rule.number]
-            later = same + later[:_NEARBY]
-        for other in later:
-            # Implication needs the later rule's fields among this one's, and is only tried on
-            # flat conditions (sound, not complete: this is a warning, never an error).
-            if groups <= groups_of(other) and (
-                other.condition == rule.condition
-                or (
-                    flat[other.number - 1]
-                    and keys[other.number - 1] <= keys[index]
-                    and implies(rule.condition, other.condition)
-                )
-            ):
-                name = other.display_name(language)
-                checker.report(
-                    rule.position,
-                    "always-overridden",
-                    severity=Severity.WARNING,
-                    hint=message("overridden-hint", language, other=name),
-                    other=name,
-                )
-                break
+    for problem in problems:
+        hint = None
+        text = repr(problem.text)
+        if problem.code == "unterminated-string":
+            hint = message("unterminated-hint", language, quote=problem.detail)
+        elif problem.code == "wrong-language":
+            hint = message("wrong-language-hint", language)
+        elif problem.code == "unknown-operator":
+            hint = message("did-you-mean", language, suggestion=problem.detail)
+            text = problem.text
+        checker.report(problem.position, problem.code, hint=hint, text=text)
 
 
-def _flat(condition: Condition) -> bool:
-    """A comparison, or comparisons joined by one EN or OF."""
-    if isinstance(condition, Compare):
-        return True
-    return isinstance(condition, (And, Or)) and all(isinstance(p, Compare) for p in condition.parts)
+class _Loader:
+    """Parses and checks one chunk at a time, reporting each mistake once.
+
+    A chunk with a lexical problem (a stray character, an unterminated text) is not parsed
+    further: what goes wrong after it follows from it. A chunk that does not parse, or does not
+    check, is tried with a keyword typo put right or a missing keyword put in (``repair``);
+    when that makes it whole, the typo is the one message.
+    """
+
+    def __init__(self, checker: Checker, lexed: Lexed) -> None:
+        self.checker = checker
+        self.problems = sorted((p.position.line, p.position.column) for p in lexed.problems)
+        self.repairs = 0
+
+    def _troubled(self, tokens: Sequence[object]) -> bool:
+        """Whether a lexical problem lies inside these tokens' stretch of text."""
+        first, last = tokens[0], tokens[-1]
+        start = (getattr(first, "line", 0) or 0, getattr(first, "column", 0) or 0)
+        end = (getattr(last, "end_line", 0) or 0, getattr(last, "end_column", 0) or 0)
+        k = bisect.bisect_left(self.problems, start)
+        return k < len(self.problems) and self.problems[k] < end
+
+    def _may_repair(self) -> bool:
+        return self.repairs < _MAX_REPAIRS and len(self.checker.diagnostics) < MAX_DIAGNOSTICS
+
+    def _errors(self, parsed: tuple[SynRule | SynCondition, ...]) -> int:
+        """How many errors parsed rules have, checked apart from the file's diagnostics."""
+        scratch = attrs.evolve(self.checker, diagnostics=[], dropped=0)
+        for number, syntax in enumerate(parsed, start=1):
+            if isinstance(syntax, SynRule):
+                scratch.rule(syntax, number)
+            else:
+                scratch.condition(syntax)
+        return scratch.dropped + sum(d.severity is Severity.ERROR for d in scratch.diagnostics)
+
+    def _report(self, fixed: Repair, number: int) -> None:
+        checker, fix = self.checker, fixed.fix
+        language = checker.language
+        if fix.code == "keyword-typo":
+            hint = message("did-you-mean", language, suggestion=fix.keyword)
+            checker.report(fix.position, fix.code, hint=hint, text=fix.text)
+        else:
+            hint = message("missing-keyword-hint", language, keyword=fix.keyword, text=fix.text)
+            checker.report(fix.position, fix.code, hint=hint, keyword=fix.keyword, text=fix.text)
+        if fixed.errors:  # the rule's other mistakes, now that it parses
+            for syntax in fixed.parsed:
+                if isinstance(syntax, SynRule):
+                    checker.rule(syntax, number)
+                else:
+                    checker.condition(syntax)
+
+    def _repair(self, chunk: Chunk, problem: SyntaxProblem | None, start: str) -> Repair | None:
+        if not self._may_repair():
+            return None
+        self.repairs += 1
+        return repair(chunk, problem, self.checker.language, self._errors, start=start)
+
+    def parsed(self, chunk: Chunk, number: int, start: str) -> SynRule | SynCondition | None:
+        """The chunk's syntax tree, or ``None`` when its mistake has been reported."""
+        if self._troubled(chunk.tokens):
+            return None
+        syntax = parse_chunk(chunk, start=start)
+        if not isinstance(syntax, SyntaxProblem):
+            return syntax
+        fixed = self._repair(chunk, syntax, start) if syntax.code == "syntax" else None
+        if fixed is not None:
+            self._report(fixed, number)
+        else:
+            self.checker.syntax_problem(syntax)
+        return None
+
+    def rule(self, chunk: Chunk, number: int) -> Rule | None:
+        """Check one rule; ``None`` when it has errors (they are reported)."""
+        syntax = self.parsed(chunk, number, "rule")
+        if syntax is None:
+            return None
+        assert isinstance(syntax, SynRule)  # noqa: S101 - start="rule" gives rules
+        checker = self.checker
+        mark, dropped = len(checker.diagnostics), checker.dropped
+        rule = checker.rule(syntax, number)
+        if rule is None and self._had_errors(mark, dropped):
+            fixed = self._repair(chunk, None, "rule")
+            if fixed is not None:
+                del checker.diagnostics[mark:]
+                checker.dropped = dropped
+                self._report(fixed, number)
+        return rule
+
+    def condition(self, chunk: Chunk) -> Condition | None:
+        """Check a lone condition; ``None`` when it has errors (they are reported)."""
+        syntax = self.parsed(chunk, 1, "condition_only")
+        if syntax is None:
+            return None
+        assert not isinstance(syntax, SynRule)  # noqa: S101 - a lone condition
+        checker = self.checker
+        mark, dropped = len(checker.diagnostics), checker.dropped
+        condition = checker.condition(syntax)
+        if self._had_errors(mark, dropped):
+            fixed = self._repair(chunk, None, "condition_only")
+            if fixed is not None:
+                del checker.diagnostics[mark:]
+                checker.dropped = dropped
+                self._report(fixed, 1)
+        return condition
+
+    def _had_errors(self, mark: int, dropped: int) -> bool:
+        new = self.checker.diagnostics[mark:]
+        return self.checker.dropped > dropped or any(d.severity is Severity.ERROR for d in new)
 
 
 def format(ruleset: RuleSet, language: str | None = None) -> str:  # noqa: A001
@@ -294,24 +453,18 @@ def compile_condition(
         InvalidInput: ``timezone`` is not a known time zone.
     """
     tz = load_timezone(timezone)
+    text = _source(text)
     target = language or _guess_language(text)
     checker = _checker(text, target, reasons, fields, currency, source_name)
     if len(text) > MAX_SOURCE_CHARS:
         checker.report(Position(1, 1), "too-large", size=len(text), limit=MAX_SOURCE_CHARS)
         raise _fail(checker)
     lexed = lex(text, target, start_mode="condition")
-    for problem in lexed.problems:
-        checker.report(problem.position, problem.code, text=repr(problem.text))
+    _report_problems(checker, lexed.problems)
     if not lexed.chunks:
         checker.report(Position(1, 1), "no-condition")
         raise _fail(checker)
-    syntax = parse_chunk(lexed.chunks[0], start="condition_only")
-    condition = None
-    if isinstance(syntax, SyntaxProblem):
-        checker.syntax_problem(syntax)
-    else:
-        assert not isinstance(syntax, SynRule)  # noqa: S101 - a lone condition
-        condition = checker.condition(syntax)
+    condition = _Loader(checker, lexed).condition(lexed.chunks[0])
     if condition is None or any(d.severity is Severity.ERROR for d in checker.diagnostics):
         raise _fail(checker)
     return compile_condition_function(condition, tz, checker.reasons)

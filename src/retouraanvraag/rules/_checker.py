@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Final
 
 import attrs
 
-from retouraanvraag.errors import InvalidMoney, UnknownCountry, UnknownReason
+from retouraanvraag.errors import UnknownCountry, UnknownReason
 from retouraanvraag.model import Money, ReasonCatalogue, fold_text, resolve_country
+from retouraanvraag.rules._lexer import BadValue, read_money, read_number
 from retouraanvraag.rules._messages import (
     OPERATOR_WORDS,
     TOKEN_WORDS,
@@ -65,8 +65,6 @@ MAX_TEXT: Final = 2000
 MAX_COMPARISONS: Final = 1000
 #: The most problems reported for one file; the rest are counted.
 MAX_DIAGNOSTICS: Final = 100
-#: The most digits a number may have (more could not be written back or explained).
-MAX_DIGITS: Final = 30
 
 _ALLOWED: Final[dict[FieldType, tuple[Operator, ...]]] = {
     FieldType.COUNTRY: (Operator.IS, Operator.IS_NOT),
@@ -93,18 +91,6 @@ _OPERATOR_TOKENS: Final = frozenset(o.value for o in Operator)
 
 class _Invalid(Exception):
     """A value or action that could not be resolved; the diagnostic is already recorded."""
-
-
-def read_number(text: str) -> int | Decimal:
-    """``4,5`` or ``4.5`` → ``Decimal('4.5')``; ``1.234,5`` → ``Decimal('1234.5')``; ``3`` → 3."""
-    digits = text.replace(" ", "")
-    separators = [c for c in digits if c in ",."]
-    if separators:
-        last = separators[-1]
-        whole, _, fraction = digits.rpartition(last)
-        digits = whole.replace(",", "").replace(".", "") + "." + fraction
-    number = Decimal(digits)
-    return int(number) if number == number.to_integral_value() else number.normalize()
 
 
 @attrs.define
@@ -151,6 +137,7 @@ class Checker:
                 hint,
                 code,
                 self.source_name,
+                self.language,
             )
         )
 
@@ -183,20 +170,15 @@ class Checker:
         if problem.code == "too-deep":
             self.report(problem.position, "too-deep", limit=MAX_DEPTH)
             return
-        found = problem.text
-        if problem.found in {"$END", "NUMBER", "MONEY", "STRING"}:
-            found = word(TOKEN_WORDS, problem.found, self.language)
-        if problem.found in _OPERATOR_TOKENS:
-            found = word(OPERATOR_WORDS, problem.found, self.language)
-        if problem.found not in {"$END", "NUMBER", "MONEY", "STRING"}:
-            found = f'"{found}"'
+        # What the merchant typed, quoted (a text shows its own quotes); never a token's name.
+        found = problem.text if problem.found == "STRING" else f'"{problem.text}"'
+        if problem.found == "$END":
+            found = word(TOKEN_WORDS, "$END", self.language)
         expected = self._expected(problem.expected, problem.context)
-        self.report(
-            problem.position,
-            "syntax",
-            hint=message("expected", self.language, expected=expected),
-            found=found,
-        )
+        hint = message("expected", self.language, expected=expected)
+        if problem.found == "COMMA":
+            hint = message("comma-hint", self.language)
+        self.report(problem.position, "syntax", hint=hint, found=found)
 
     def _expected(self, expected: frozenset[str], context: str) -> str:
         remaining = set(expected)
@@ -332,7 +314,7 @@ class Checker:
                 syntax.operator_position,
                 "bad-operator",
                 hint=message("use-operators", self.language, operators=names),
-                operator=word(OPERATOR_WORDS, operator.value, self.language),
+                operator=syntax.operator_text,
                 field=field.name(self.language),
                 type=word(TYPE_WORDS, field.type.value, self.language),
             )
@@ -341,7 +323,7 @@ class Checker:
             self.report(
                 syntax.values[1].position,
                 "one-value",
-                operator=word(OPERATOR_WORDS, operator.value, self.language),
+                operator=syntax.operator_text,
                 count=len(syntax.values),
             )
             ok = False
@@ -366,11 +348,8 @@ class Checker:
             if kind is FieldType.REASON and value.kind in {"word", "string"}:
                 return self.reasons.resolve(text).code
             if kind is FieldType.MONEY:
-                return self.money(value, name)
+                return self._compared_amount(value, name)
             if kind is FieldType.NUMBER and value.kind == "number":
-                if sum(c.isdigit() for c in text) > MAX_DIGITS:
-                    self.report(value.position, "number-too-long", limit=MAX_DIGITS)
-                    raise _Invalid
                 return read_number(text)
             if kind in {FieldType.TEXT, FieldType.TAGS} and value.kind != "money":
                 if not text:
@@ -398,6 +377,9 @@ class Checker:
         except UnknownReason as error:
             self._unknown(value, "unknown-reason", error.suggestion, text)
             raise _Invalid from error
+        except BadValue as error:
+            self._bad_value(value, error)
+            raise _Invalid from error
         hint = message("yes-no-hint", self.language) if kind is FieldType.YES_NO else None
         self.report(
             value.position,
@@ -413,18 +395,33 @@ class Checker:
         hint = message("did-you-mean", self.language, suggestion=suggestion) if suggestion else None
         self.report(value.position, code, hint=hint, text=text)
 
+    def _compared_amount(self, value: SynValue, label: str) -> Money:
+        """An amount to compare with; one in another currency than the shop's never matches."""
+        amount = self.money(value, label)
+        if amount.currency != self.currency:
+            self.report(
+                value.position,
+                "other-currency",
+                severity=Severity.WARNING,
+                hint=message("other-currency-hint", self.language, shop=self.currency),
+                text=value.text,
+                currency=amount.currency,
+                shop=self.currency,
+            )
+        return amount
+
+    def _bad_value(self, value: SynValue, error: BadValue) -> None:
+        """Report a number or amount the lexer's reading refused, in the file's language."""
+        hint = message(error.hint, self.language, **error.values) if error.hint else None
+        self.report(value.position, error.code, hint=hint, severity=Severity.ERROR, **error.values)
+
     def money(self, value: SynValue, label: str) -> Money:
-        """Read an amount: ``€4,95``, ``4.95 EUR``, or a number in the rule set's currency."""
+        """Read an amount: ``€4,95``, ``5,95 €``, ``5 euro``, or a number in the shop's currency."""
         try:
-            return Money.parse(value.text, currency=self.currency)
-        except InvalidMoney as error:
+            return read_money(value.text, self.currency)
+        except BadValue as error:
             if value.kind in {"money", "number"}:
-                self.report(
-                    value.position,
-                    "bad-money",
-                    hint=message("money-hint", self.language),
-                    text=value.text,
-                )
+                self._bad_value(value, error)
                 raise _Invalid from error
         self.report(
             value.position,
@@ -507,154 +504,3 @@ def _match_action(key: str) -> tuple[ActionSpec | None, str]:
             ):
                 best, best_length = (spec, key[len(folded) + 1 :]), len(folded)
     return best
-
-
-# -- warnings -------------------------------------------------------------------------------
-
-
-def _bounds_ok(parts: list[Compare]) -> bool:  # noqa: C901
-    """Whether one field's comparisons, all required at once, can hold together."""
-    allowed: set[object] | None = None
-    excluded: set[object] = set()
-    low: tuple[object, bool] | None = None  # (value, inclusive)
-    high: tuple[object, bool] | None = None
-    for part in parts:
-        values = set(part.values)
-        if part.operator is Operator.IS:
-            allowed = values if allowed is None else allowed & values
-        elif part.operator is Operator.IS_NOT:
-            excluded |= values
-        elif part.operator.is_ordering:
-            bound = _ordering_key(part.values[0])
-            if bound is None:
-                return True
-            inclusive = part.operator in {Operator.GE, Operator.LE}
-            if part.operator in {Operator.GT, Operator.GE}:
-                if low is None or _tighter_low((bound, inclusive), low):
-                    low = (bound, inclusive)
-            elif high is None or _tighter_high((bound, inclusive), high):
-                high = (bound, inclusive)
-    if allowed is not None:
-        allowed = {v for v in allowed - excluded if _within(v, low, high)}
-        return bool(allowed)
-    if low is not None and high is not None:
-        (lo, lo_in), (hi, hi_in) = low, high
-        return bool(lo < hi or (lo == hi and lo_in and hi_in))  # type: ignore[operator]
-    return True
-
-
-def _ordering_key(value: object) -> object | None:
-    if isinstance(value, Money):
-        return (value.currency, value.amount)
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        return ("", value)
-    return None
-
-
-def _tighter_low(new: tuple[object, bool], old: tuple[object, bool]) -> bool:
-    return bool(new[0] > old[0] or (new[0] == old[0] and not new[1]))  # type: ignore[operator]
-
-
-def _tighter_high(new: tuple[object, bool], old: tuple[object, bool]) -> bool:
-    return bool(new[0] < old[0] or (new[0] == old[0] and not new[1]))  # type: ignore[operator]
-
-
-def _within(
-    value: object, low: tuple[object, bool] | None, high: tuple[object, bool] | None
-) -> bool:
-    key = _ordering_key(value)
-    if key is None:
-        return True
-    try:
-        if low is not None and not (key > low[0] or (low[1] and key == low[0])):  # type: ignore[operator]
-            return False
-        if high is not None and not (key < high[0] or (high[1] and key == high[0])):  # type: ignore[operator]
-            return False
-    except TypeError:  # pragma: no cover - mixed kinds are rejected by the checker
-        return True
-    return True
-
-
-def never_matches(condition: Condition) -> Field | None:
-    """The field whose comparisons cannot all hold, when ``condition`` can never be true."""
-    if isinstance(condition, Compare):
-        return None if _bounds_ok([condition]) else condition.field
-    if isinstance(condition, Or):
-        fields = [never_matches(p) for p in condition.parts]
-        return fields[0] if all(f is not None for f in fields) else None
-    if isinstance(condition, Not):
-        return None
-    for part in condition.parts:
-        field = never_matches(part)
-        if field is not None:
-            return field
-    groups: dict[str, list[Compare]] = {}
-    for part in condition.parts:
-        if isinstance(part, Compare):
-            groups.setdefault(_group_key(part), []).append(part)
-    for parts in groups.values():
-        if not _bounds_ok(parts):
-            return parts[0].field
-    return None
-
-
-def _group_key(compare: Compare) -> str:
-    first = compare.values[0] if compare.values else None
-    currency = first.currency if isinstance(first, Money) else ""
-    return f"{compare.field.key}:{currency}"
-
-
-def implies(a: Condition, b: Condition) -> bool:  # noqa: PLR0911
-    """Whether ``a`` being true makes ``b`` true (a sound, incomplete test)."""
-    if a is b or a == b:
-        return True
-    if isinstance(b, Or) and any(implies(a, p) for p in b.parts):
-        return True
-    if isinstance(a, And) and any(implies(p, b) for p in a.parts):
-        return True
-    if isinstance(b, And):
-        return all(implies(a, p) for p in b.parts)
-    if isinstance(a, Or):
-        return all(implies(p, b) for p in a.parts)
-    if isinstance(a, Compare) and isinstance(b, Compare) and a.field == b.field:
-        return _compare_implies(a, b)
-    return False
-
-
-def _compare_implies(a: Compare, b: Compare) -> bool:  # noqa: C901, PLR0911
-    av, bv = set(a.values), set(b.values)
-    if a.operator is Operator.IS and b.operator is Operator.IS:
-        return av <= bv
-    if a.operator is Operator.IS and b.operator is Operator.IS_NOT:
-        return not av & bv
-    if a.operator is Operator.IS_NOT and b.operator is Operator.IS_NOT:
-        return bv <= av
-    if a.operator is Operator.IS and b.operator.is_ordering:
-        return all(_bounds_ok([Compare(a.field, Operator.IS, (v,)), b]) for v in a.values)
-    if a.operator.is_ordering and b.operator.is_ordering:
-        x, y = _ordering_key(a.values[0]), _ordering_key(b.values[0])
-        if x is None or y is None or x[0] != y[0]:  # type: ignore[index]
-            return False
-        ops = (a.operator, b.operator)
-        if ops in {
-            (Operator.GT, Operator.GT),
-            (Operator.GE, Operator.GE),
-            (Operator.GT, Operator.GE),
-        }:
-            return bool(x >= y)  # type: ignore[operator]
-        if ops == (Operator.GE, Operator.GT):
-            return bool(x > y)  # type: ignore[operator]
-        if ops in {
-            (Operator.LT, Operator.LT),
-            (Operator.LE, Operator.LE),
-            (Operator.LT, Operator.LE),
-        }:
-            return bool(x <= y)  # type: ignore[operator]
-        if ops == (Operator.LE, Operator.LT):
-            return bool(x < y)  # type: ignore[operator]
-    return False
-
-
-def groups_of(rule: Rule) -> set[str]:
-    """The action groups a rule sets that a later rule can override (not the refund flag)."""
-    return {a.kind.group for a in rule.actions} - {"refund"}

@@ -10,17 +10,29 @@ an unknown value (``None``) makes both false and the rule does not match.
 from __future__ import annotations
 
 import ast
+import bisect
+import contextlib
 import datetime as dt
 import functools
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, Final
+
+import attrs
 
 from retouraanvraag.model import Money, ReasonCatalogue, ReturnRequest, fold_text
 from retouraanvraag.rules.fields import DEFAULT_FIELDS, Field, FieldType, Scope
 from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or, Rule, fields_of
 
-__all__ = ["RunResult", "compile_condition_function", "compile_rules"]
+__all__ = [
+    "Decided",
+    "Roles",
+    "RunResult",
+    "compile_condition_function",
+    "compile_decider",
+    "compile_rules",
+]
 
 #: What the compiled function returns: the matching request-scope rules as a bit mask (bit k
 #: for rule k), then per item the matching item-scope rules as a bit mask — or, when no rule
@@ -177,6 +189,12 @@ class _Generator:
             self._constants[key] = identifier
         return _name(identifier)
 
+    def bind(self, value: object) -> ast.Name:
+        """A generated name bound to ``value`` (a table the code looks values up in)."""
+        identifier = f"_c{len(self.namespace)}"
+        self.namespace[identifier] = value
+        return _name(identifier)
+
     def _local(self, field: Field) -> str:
         prefix = "i" if field.scope is Scope.ITEM else "r"
         local = f"{prefix}{len(self.locals)}"
@@ -282,7 +300,9 @@ class _Generator:
         local = self._local(field)
         subject = _name("item" if field.scope is Scope.ITEM else "request")
         if field.attribute is not None:
-            raw: ast.expr = _attr(subject, field.attribute)
+            raw: ast.expr = subject
+            for name in field.attribute.split("."):
+                raw = _attr(raw, name)
         else:
             accessor = f"_a{len(self.namespace)}"
             self.namespace[accessor] = field.accessor
@@ -493,52 +513,477 @@ def compile_rules(
     an item's mask when item-scope rule k matched for it. Everything else the outcome needs
     (the deciding rules, fee, carrier, refund) follows from these masks.
     """
-    gen = _Generator(tz, reasons)
-    request_fields, item_fields = _fields(rules)
-    body: list[ast.stmt] = gen.load_request(request_fields)
-    body.append(_assign("hits", 0))
-    for index, rule in enumerate(rules):
-        if rule.scope is not Scope.ITEM:
-            body.append(ast.If(gen.true(rule.condition), [_mark("hits", index)], []))
-    items = _attr(_name("request"), "items")
-    if not any(rule.scope is Scope.ITEM for rule in rules):
-        result = [_name("hits"), _call(_name("_len"), items)]
-        body.append(ast.Return(ast.Tuple(result, ast.Load())))
+    with paused_collector():
+        gen = _Generator(tz, reasons)
+        request_fields, item_fields = _fields(rules)
+        body: list[ast.stmt] = gen.load_request(request_fields)
+        body.append(_assign("hits", 0))
+        for index, rule in enumerate(rules):
+            if rule.scope is not Scope.ITEM:
+                body.append(ast.If(gen.true(rule.condition), [_mark("hits", index)], []))
+        items = _attr(_name("request"), "items")
+        if not any(rule.scope is Scope.ITEM for rule in rules):
+            result = [_name("hits"), _call(_name("_len"), items)]
+            body.append(ast.Return(ast.Tuple(result, ast.Load())))
+            return _define("_run", body, gen)
+        loop = gen.load_item(item_fields)
+        loop.append(_assign("ih", 0))
+        gen.hoisted = []
+        for index, rule in enumerate(rules):
+            if rule.scope is Scope.ITEM:
+                loop.append(ast.If(gen.true(rule.condition), [_mark("ih", index)], []))
+        loop.append(ast.Expr(_call(_name("add"), _name("ih"))))
+        body += gen.hoisted
+        body += [
+            _assign_expr("per", ast.List([_name("hits")], ast.Load())),
+            _assign_expr("add", _attr(_name("per"), "append")),
+            ast.For(_store("item"), items, loop, []),
+            ast.Return(_call(_name("_tuple"), _name("per"))),
+        ]
         return _define("_run", body, gen)
-    loop = gen.load_item(item_fields)
-    loop.append(_assign("ih", 0))
-    gen.hoisted = []
-    for index, rule in enumerate(rules):
-        if rule.scope is Scope.ITEM:
-            loop.append(ast.If(gen.true(rule.condition), [_mark("ih", index)], []))
-    loop.append(ast.Expr(_call(_name("add"), _name("ih"))))
-    body += gen.hoisted
-    body += [
-        _assign_expr("per", ast.List([_name("hits")], ast.Load())),
-        _assign_expr("add", _attr(_name("per"), "append")),
-        ast.For(_store("item"), items, loop, []),
-        ast.Return(_call(_name("_tuple"), _name("per"))),
-    ]
-    return _define("_run", body, gen)
 
 
 def compile_condition_function(
     condition: Condition, tz: dt.tzinfo, reasons: ReasonCatalogue
 ) -> Callable[[ReturnRequest], bool]:
     """A predicate: the condition certainly holds for the request (or for one of its items)."""
-    gen = _Generator(tz, reasons)
-    request_fields, item_fields = _fields([Rule(1, None, condition, ())])
-    body: list[ast.stmt] = gen.load_request(request_fields)
-    if not item_fields:
-        body.append(ast.Return(gen.true(condition)))
-    else:
-        loop = gen.load_item(item_fields)
+    with paused_collector():
+        gen = _Generator(tz, reasons)
+        request_fields, item_fields = _fields([Rule(1, None, condition, ())])
+        body: list[ast.stmt] = gen.load_request(request_fields)
+        if not item_fields:
+            body.append(ast.Return(gen.true(condition)))
+        else:
+            loop = gen.load_item(item_fields)
+            gen.hoisted = []
+            loop.append(ast.If(gen.true(condition), [ast.Return(ast.Constant(value=True))], []))
+            body += gen.hoisted
+            body.append(ast.For(_store("item"), _attr(_name("request"), "items"), loop, []))
+            body.append(ast.Return(ast.Constant(value=False)))
+        return _define("_match", body, gen)
+
+
+# -- deciding: the winning rule of each kind of action, by index look-ups and early exits ----
+
+#: What :func:`compile_decider`'s function returns for a request: the best item decision's
+#: rank (``-1``: no item is decided), whether some item is undecided, the rules that set the
+#: fee and choose the carrier (``-1``: none), whether a rule refunds the fee, and the items a
+#: not-returnable rule decided, as ``(item index, rule index)`` pairs.
+Decided = tuple[int, bool, int, int, bool, tuple[tuple[int, int], ...]]
+
+#: Fewer one-comparison rules than this on one field are tested one by one (a look-up costs
+#: about as much as two or three tests).
+MIN_INDEXED: Final = 3
+#: Field types whose ``IS`` values are looked up in a dict (hashable, compared by equality).
+_EQ_INDEXED: Final = frozenset(
+    {
+        FieldType.COUNTRY,
+        FieldType.REASON,
+        FieldType.CHOICE,
+        FieldType.YES_NO,
+        FieldType.TEXT,
+        FieldType.NUMBER,
+    }
+)
+#: ``IndexKey``: (field key, how its values are looked up, the bounds' currency).
+IndexKey = tuple[str, str, str]
+
+
+@attrs.frozen
+class Roles:
+    """The part each rule plays, as far as the decider needs to know it.
+
+    Attributes:
+        decides: the rules with a decision action.
+        sets_fee: the request rules with a return fee.
+        sets_carrier: the request rules with a carrier.
+        refunds: the rules that refund the fee.
+        rank: per rule, ``strictness * len(rules) + index`` when it decides (higher wins
+            between items), else ``-1``.
+        not_returnable: the rules whose decision is "not returnable".
+    """
+
+    decides: frozenset[int]
+    sets_fee: frozenset[int]
+    sets_carrier: frozenset[int]
+    refunds: frozenset[int]
+    rank: tuple[int, ...]
+    not_returnable: frozenset[int]
+
+
+def index_key(condition: Condition) -> IndexKey | None:  # noqa: PLR0911 - one case per kind
+    """How a rule whose condition is one comparison can be found by look-up, if it can."""
+    if not isinstance(condition, Compare):
+        return None
+    field, operator, kind = condition.field, condition.operator, condition.field.type
+    if operator is Operator.IS and kind in _EQ_INDEXED:
+        return (field.key, "eq", "")
+    if operator is Operator.STARTS_WITH and kind is FieldType.TEXT:
+        return (field.key, "prefix", "")
+    if operator is Operator.CONTAINS and kind is FieldType.TAGS:
+        return (field.key, "tags", "")
+    if operator.is_ordering and kind is FieldType.NUMBER:
+        return (field.key, "order", "")
+    bound = condition.values[0] if condition.values else None
+    if operator.is_ordering and kind is FieldType.MONEY and isinstance(bound, Money):
+        return (field.key, "order", bound.currency)
+    return None
+
+
+def region_table(
+    conditions: Sequence[Compare], indexes: Sequence[int]
+) -> tuple[list[Any], list[int]]:
+    """Thresholds and, per region of the number line, the last rule whose comparison holds.
+
+    With ``t`` the sorted distinct bounds, a value ``v`` lies in region
+    ``bisect_left(t, v) + bisect_right(t, v)``: ``2i + 1`` when it equals ``t[i]``, ``2i`` when
+    it lies strictly between ``t[i - 1]`` and ``t[i]``. A lower bound holds from some region on,
+    an upper bound up to some region, so two running maxima give the table.
+    """
+    bounds = [_bound(c) for c in conditions]
+    thresholds = sorted(set(bounds))
+    position = {t: i for i, t in enumerate(thresholds)}
+    regions = 2 * len(thresholds) + 1
+    from_left = [-1] * regions  # lower bounds: the last rule holding from region r on
+    from_right = [-1] * regions  # upper bounds: the last rule holding up to region r
+    for condition, bound, index in zip(conditions, bounds, indexes, strict=True):
+        j = position[bound]
+        operator = condition.operator
+        if operator is Operator.GT:
+            from_left[2 * j + 2] = max(from_left[2 * j + 2], index)
+        elif operator is Operator.GE:
+            from_left[2 * j + 1] = max(from_left[2 * j + 1], index)
+        elif operator is Operator.LT:
+            from_right[2 * j] = max(from_right[2 * j], index)
+        else:  # LE
+            from_right[2 * j + 1] = max(from_right[2 * j + 1], index)
+    for r in range(1, regions):
+        from_left[r] = max(from_left[r], from_left[r - 1])
+    for r in range(regions - 2, -1, -1):
+        from_right[r] = max(from_right[r], from_right[r + 1])
+    return thresholds, [max(a, b) for a, b in zip(from_left, from_right, strict=True)]
+
+
+def _bound(condition: Compare) -> Any:  # noqa: ANN401 - an int, Decimal or cents
+    bound = condition.values[0]
+    return bound.amount if isinstance(bound, Money) else bound
+
+
+def _every_item(rule: int, count: int) -> tuple[tuple[int, int], ...]:
+    """Every item decided by one request rule."""
+    return tuple((i, rule) for i in range(count))
+
+
+class _Decider:
+    """Writes the decider: one early-exit chain per kind of action and scope."""
+
+    def __init__(self, gen: _Generator, rules: Sequence[Rule]) -> None:
+        self.gen = gen
+        self.rules = rules
+        #: Conditions evaluated once into a local because two chains test them.
+        self.shared: dict[int, str] = {}
+
+    def share(self, chains: Sequence[Sequence[int]]) -> list[ast.stmt]:
+        """Evaluate, once, the conditions that several of ``chains`` would test one by one."""
+        seen: set[int] = set()
+        body: list[ast.stmt] = []
+        for chain in chains:
+            for k in self.partition(chain)[1]:
+                if k in seen and k not in self.shared:
+                    local = self.gen.temp("m")
+                    body.append(_assign_expr(local, self.gen.true(self.rules[k].condition)))
+                    self.shared[k] = local
+                seen.add(k)
+        return body
+
+    def chain(
+        self,
+        members: Sequence[int],
+        target: str,
+        *,
+        start: str | None = None,
+        start_values: Sequence[int] = (),
+        initialise: bool = True,
+    ) -> list[ast.stmt]:
+        """``target`` = the last of ``members`` whose condition holds (or ``start``, if later).
+
+        One-comparison rules on a field with enough of them are looked up; the others are
+        tested from the last rule up, stopping at the first that holds or at ``target``'s
+        value, since no earlier rule can win any more.
+        """
+        body: list[ast.stmt] = []
+        if initialise:
+            body.append(_assign_expr(target, _name(start)) if start else _assign(target, -1))
+        groups, tested = self.partition(members)
+        looked_up: list[int] = []
+        for key, indexes in groups.items():
+            conditions = [self.rules[k].condition for k in indexes]
+            body += self.lookup(key, conditions, indexes, target)  # type: ignore[arg-type]
+            looked_up.extend(indexes)
+        body += self.tests(tested, target, [*looked_up, *start_values])
+        return body
+
+    def partition(self, members: Sequence[int]) -> tuple[dict[IndexKey, list[int]], list[int]]:
+        """The rules found by look-up (per index), and those tested one by one, last first."""
+        groups: dict[IndexKey, list[int]] = {}
+        tested: list[int] = []
+        for k in members:
+            key = index_key(self.rules[k].condition)
+            if key is None:
+                tested.append(k)
+            else:
+                groups.setdefault(key, []).append(k)
+        for key in [key for key, indexes in groups.items() if len(indexes) < MIN_INDEXED]:
+            tested.extend(groups.pop(key))
+        return groups, sorted(tested, reverse=True)
+
+    def tests(self, tested: Sequence[int], target: str, possible: Sequence[int]) -> list[ast.stmt]:
+        """Test ``tested`` (last rule first) until one holds or ``target`` is already later.
+
+        ``possible``: the values ``target`` may hold before the tests. A guard "already later"
+        goes only where one of them lies between two tested rules.
+        """
+        if not tested:
+            return []
+        values = sorted(set(possible))
+        loop: list[ast.stmt] = []
+        above = None
+        for k in tested:
+            low = bisect.bisect_right(values, k)
+            high = len(values) if above is None else bisect.bisect_left(values, above)
+            if low < high:
+                guard = _compare(_name(target), ast.Gt(), ast.Constant(k))
+                loop.append(ast.If(guard, [ast.Break()], []))
+            local = self.shared.get(k)
+            test = _name(local) if local else self.gen.true(self.rules[k].condition)
+            loop.append(ast.If(test, [_assign(target, k), ast.Break()], []))
+            above = k
+        loop.append(ast.Break())
+        return [ast.While(ast.Constant(value=True), loop, [])]
+
+    def lookup(
+        self, key: IndexKey, conditions: list[Compare], indexes: list[int], target: str
+    ) -> list[ast.stmt]:
+        """Statements raising ``target`` to the last of these rules whose comparison holds."""
+        field = conditions[0].field
+        value = _name(self.gen.locals[field.key])
+        found = self.gen.temp("x")
+
+        def raise_to(expression: ast.expr) -> list[ast.stmt]:
+            higher = _compare(_name(found), ast.Gt(), _name(target))
+            return [
+                _assign_expr(found, expression),
+                ast.If(higher, [_assign_expr(target, _name(found))], []),
+            ]
+
+        pairs = list(zip(conditions, indexes, strict=True))
+        if key[1] == "eq":
+            table = _last_per_value(pairs, lambda v: _Generator._key(field, v))  # noqa: SLF001
+            body = raise_to(_call(_attr(self.gen.bind(table), "get"), value, ast.Constant(-1)))
+        elif key[1] == "prefix":
+            body = []
+            for length, prefixes in _prefix_tables(pairs):
+                cut = ast.Subscript(value, ast.Slice(None, ast.Constant(length), None), ast.Load())
+                get = _attr(self.gen.bind(prefixes), "get")
+                body += raise_to(_call(get, cut, ast.Constant(-1)))
+        elif key[1] == "tags":
+            tags = _last_per_value(pairs, lambda v: normalise_text(v) or "")
+            tag = self.gen.temp("g")
+            get = _attr(self.gen.bind(tags), "get")
+            each = raise_to(_call(get, _name(tag), ast.Constant(-1)))
+            body = [ast.For(_store(tag), value, each, [])]
+        else:
+            body = self._bounds(key, conditions, indexes, value, raise_to)
+        if field.optional:
+            body = [ast.If(_compare(value, ast.IsNot(), ast.Constant(None)), body, [])]
+        return body
+
+    def _bounds(
+        self,
+        key: IndexKey,
+        conditions: list[Compare],
+        indexes: list[int],
+        value: ast.Name,
+        raise_to: Callable[[ast.expr], list[ast.stmt]],
+    ) -> list[ast.stmt]:
+        """``>``, ``<``, …: which region of the number line the value is in, by two bisects."""
+        field = conditions[0].field
+        thresholds, regions = region_table(conditions, indexes)
+        ts = self.gen.bind(tuple(thresholds))
+        number: ast.Name = value
+        prelude: list[ast.stmt] = []
+        currency_test: ast.expr | None = None
+        if field.type is FieldType.MONEY:
+            amount, currency = self.gen._money(field, value)  # noqa: SLF001 - same module
+            number = _name(self.gen.temp("a"))
+            prelude = [_assign_expr(number.id, amount)]
+            currency_test = _compare(currency, ast.Eq(), self.gen.constant(key[2]))
+        region = ast.BinOp(
+            _call(_name("_bl"), ts, number), ast.Add(), _call(_name("_br"), ts, number)
+        )
+        table = self.gen.bind(tuple(regions))
+        body = prelude + raise_to(ast.Subscript(table, region, ast.Load()))
+        return [ast.If(currency_test, body, [])] if currency_test is not None else body
+
+
+def _last_per_value(
+    pairs: Sequence[tuple[Compare, int]], key: Callable[[object], object]
+) -> dict[object, int]:
+    """For each value the comparisons list, the last rule listing it."""
+    table: dict[object, int] = {}
+    for condition, k in pairs:
+        for v in condition.values:
+            entry = key(v)
+            table[entry] = max(table.get(entry, -1), k)
+    return table
+
+
+def _prefix_tables(pairs: Sequence[tuple[Compare, int]]) -> list[tuple[int, dict[str, int]]]:
+    """Per prefix length, each prefix with the last rule starting with it."""
+    by_length: dict[int, dict[str, int]] = {}
+    for condition, k in pairs:
+        for v in condition.values:
+            prefix = normalise_text(v) or ""
+            same_length = by_length.setdefault(len(prefix), {})
+            same_length[prefix] = max(same_length.get(prefix, -1), k)
+    return sorted(by_length.items())
+
+
+def compile_decider(
+    rules: Sequence[Rule], tz: dt.tzinfo, reasons: ReasonCatalogue, roles: Roles
+) -> Callable[[ReturnRequest], Decided]:
+    """One function that finds, for a request, the rules that decide its outcome.
+
+    "The last matching rule wins" is read backwards: each kind of action's rules are tried
+    from the last one up and the first that holds is the winner, so most rules are never
+    tested; one-comparison rules sharing a field (``Van land IS …``, ``SKU BEGINT MET …``,
+    ``Bestelwaarde > …``) are found by one dict or bisect look-up. Which rules matched
+    besides the winners is left to :func:`compile_rules` (the trace needs it, evaluation not).
+    """
+    with paused_collector():
+        gen = _Generator(tz, reasons)
+        gen.namespace.update(
+            {
+                "_bl": bisect.bisect_left,
+                "_br": bisect.bisect_right,
+                "_rank": (*roles.rank, -1),
+                "_refusing": roles.not_returnable,
+                "_every": _every_item,
+            }
+        )
+        decider = _Decider(gen, rules)
+        scopes = [rule.scope for rule in rules]
+        on_request = [k for k, scope in enumerate(scopes) if scope is not Scope.ITEM]
+        on_item = [k for k, scope in enumerate(scopes) if scope is Scope.ITEM]
+        request_fields, item_fields = _fields(rules)
+        body: list[ast.stmt] = gen.load_request(request_fields)
+        request_chains = {
+            "rd": [k for k in on_request if k in roles.decides],
+            "fee": [k for k in on_request if k in roles.sets_fee],
+            "car": [k for k in on_request if k in roles.sets_carrier],
+            "rf": [k for k in on_request if k in roles.refunds],
+        }
+        body += decider.share(list(request_chains.values()))
+        for result_name, members in request_chains.items():
+            body += decider.chain(members, result_name)
+        items: ast.expr = _attr(_name("request"), "items")
+        refunded = _compare(_name("rf"), ast.GtE(), ast.Constant(0))
+        result = ast.Tuple(
+            [*(_name(n) for n in ("br", "und", "fee", "car")), refunded, _name("nr")], ast.Load()
+        )
+        if not on_item:
+            decided = _compare(_name("rd"), ast.In(), _name("_refusing"))
+            every = _call(_name("_every"), _name("rd"), _call(_name("_len"), items))
+            body += [
+                _assign_expr("br", ast.Subscript(_name("_rank"), _name("rd"), ast.Load())),
+                _assign_expr("und", _compare(_name("rd"), ast.Lt(), ast.Constant(0))),
+                _assign_expr("nr", ast.IfExp(decided, every, ast.Tuple([], ast.Load()))),
+                ast.Return(result),
+            ]
+            return _define("_decide", body, gen)
+        item_chains = {
+            "b": [k for k in on_item if k in roles.decides],
+            "rf": [k for k in on_item if k in roles.refunds],
+        }
         gen.hoisted = []
-        loop.append(ast.If(gen.true(condition), [ast.Return(ast.Constant(value=True))], []))
+        loop = gen.load_item(item_fields)
+        loop += decider.share(list(item_chains.values()))
+        loop += decider.chain(item_chains["b"], "b", start="rd", start_values=request_chains["rd"])
+        if item_chains["rf"]:
+            unrefunded = _compare(_name("rf"), ast.Lt(), ast.Constant(0))
+            refund = decider.chain(item_chains["rf"], "rf", initialise=False)
+            loop.append(ast.If(unrefunded, refund, []))
+        rank = ast.Subscript(_name("_rank"), _name("b"), ast.Load())
+        loop += [
+            _assign_expr("r", rank),
+            ast.If(
+                _compare(_name("r"), ast.Gt(), _name("br")), [_assign_expr("br", _name("r"))], []
+            ),
+            ast.If(
+                _compare(_name("b"), ast.Lt(), ast.Constant(0)), [_assign("und", value=True)], []
+            ),
+        ]
+        target: ast.expr = _store("item")
+        if roles.not_returnable:
+            pair = ast.Tuple([ast.Tuple([_name("i"), _name("b")], ast.Load())], ast.Load())
+            loop.append(
+                ast.If(
+                    _compare(_name("b"), ast.In(), _name("_refusing")),
+                    [_assign_expr("nr", ast.BinOp(_name("nr"), ast.Add(), pair))],
+                    [],
+                )
+            )
+            target = ast.Tuple([_store("i"), _store("item")], ast.Store())
+            items = _call(_name("_enumerate"), items)
+            gen.namespace["_enumerate"] = enumerate
         body += gen.hoisted
-        body.append(ast.For(_store("item"), _attr(_name("request"), "items"), loop, []))
-        body.append(ast.Return(ast.Constant(value=False)))
-    return _define("_match", body, gen)
+        body += [
+            _assign("br", -1),
+            _assign("und", value=False),
+            _assign_expr("nr", ast.Tuple([], ast.Load())),
+            ast.For(target, items, loop, []),
+            ast.Return(result),
+        ]
+        return _define("_decide", body, gen)
+
+
+@contextlib.contextmanager
+def paused_collector() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a rule set's code is built.
+
+    Building allocates a syntax tree node per operator and name: hundreds of thousands for a
+    big file. Each of them counts towards the collector's thresholds, and every full collection
+    walks the whole heap (the rules, their tokens), so on a big file the collector took twice
+    as long as the building itself. The nodes hold no reference cycles, so nothing is lost by
+    collecting after.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _locate(module: ast.Module) -> None:
+    """Give every node the location ``compile`` requires, in one flat pass.
+
+    Neither ``ast.fix_missing_locations`` (recursive) nor ``ast.walk`` (two generators per
+    node): a plain worklist over the fields, which matters for the load time of big files.
+    """
+    todo: list[ast.AST] = [module]
+    for node in todo:  # the list grows as the walk goes
+        if node._attributes:  # noqa: SLF001 - the documented node fields
+            node.lineno = node.end_lineno = 1  # type: ignore[attr-defined]
+            node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                todo.extend(v for v in value if isinstance(v, ast.AST))
+            elif isinstance(value, ast.AST):
+                todo.append(value)
 
 
 def _define(name: str, body: list[ast.stmt], gen: _Generator) -> Callable[..., Any]:
@@ -558,11 +1003,7 @@ def _define(name: str, body: list[ast.stmt], gen: _Generator) -> Callable[..., A
         returns=None,
     )
     module = ast.Module([function], type_ignores=[])
-    # One flat pass instead of ast.fix_missing_locations' recursion (load time of big files).
-    for node in ast.walk(module):
-        if "lineno" in node._attributes:  # noqa: SLF001 - the documented node fields
-            node.lineno = node.end_lineno = 1  # type: ignore[attr-defined]
-            node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+    _locate(module)
     code = compile(module, "<rules>", "exec")
     # The module was built node by node from generated names and fixed operators; every value
     # the merchant typed sits in `namespace` and is only ever referenced by name.

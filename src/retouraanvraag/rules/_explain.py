@@ -2,13 +2,18 @@
 
 This walks the checked rules directly (it is not on the hot path), with the same three-valued
 logic as the compiled code: an unknown value makes a comparison unknown, and unknown is not true.
+Everything is in the requested language, the outcome's trace lines included: for another
+language than the rules', the outcome comes from the same rules loaded in that language.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
+
+import attrs
 
 from retouraanvraag.model import Money, ReturnItem, ReturnRequest, country_name
 from retouraanvraag.rules._compiler import normalise_tags, normalise_text, reason_normaliser
@@ -19,7 +24,7 @@ from retouraanvraag.rules._format import (
     format_number,
     quote,
 )
-from retouraanvraag.rules._messages import DECISION_WORDS, REPORT_WORDS, word
+from retouraanvraag.rules._messages import DECISION_WORDS, REFUSAL_MESSAGES, REPORT_WORDS, word
 from retouraanvraag.rules._ruleset import load_timezone
 from retouraanvraag.rules.fields import Field, FieldType, Scope
 from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or
@@ -193,17 +198,38 @@ def _action_texts(ruleset: RuleSet, index: int, language: str) -> list[str]:
     return [format_action(a, language) for a in ruleset.rules[index].actions]
 
 
+#: The same rules in another language, per rule set and language (a rule set is compiled once
+#: per language it is explained in, and forgotten with it).
+_TRANSLATED: weakref.WeakKeyDictionary[RuleSet, dict[str, RuleSet]] = weakref.WeakKeyDictionary()
+
+
+def _in_language(ruleset: RuleSet, language: str) -> RuleSet:
+    """``ruleset`` as if written in ``language``: its trace names rules and actions in it."""
+    if language == ruleset.language:
+        return ruleset
+    known = _TRANSLATED.setdefault(ruleset, {})
+    if language not in known:
+        known[language] = attrs.evolve(ruleset, language=language)
+    return known[language]
+
+
+def _refusal(message: str, language: str) -> str:
+    """A refused item's message; the library's own default one in the report's language."""
+    for key in ("item", "order"):
+        if message in REFUSAL_MESSAGES[key]:
+            return word(REFUSAL_MESSAGES, key, language)
+    return message
+
+
 def _summary(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
-    outcome = ruleset.evaluate(request)
+    outcome = _in_language(ruleset, language).evaluate(request)
     head = word(REPORT_WORDS, "result", language)
     if outcome.decision is None:
         lines = [f"{head}: {word(REPORT_WORDS, 'no-decision', language)}"]
     else:
         decided = word(DECISION_WORDS, outcome.decision.value, language)
         by = word(REPORT_WORDS, "by", language)
-        names = {r.display_name(ruleset.language): r.display_name(language) for r in ruleset.rules}
-        rule = names.get(outcome.rule or "", outcome.rule)
-        lines = [f"{head}: {decided} ({by} {rule})"]
+        lines = [f"{head}: {decided} ({by} {outcome.rule})"]
     if outcome.reason:
         lines.append(f"  {word(REPORT_WORDS, 'reason', language)}: {quote(outcome.reason)}")
     if outcome.return_fee is not None:
@@ -219,6 +245,7 @@ def _summary(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
             if refused.index is None
             else f"{word(REPORT_WORDS, 'items', language)} {refused.index + 1}"
         )
-        lines.append(f"  {word(REPORT_WORDS, 'refused', language)}: {where}: {refused.message}")
+        text = _refusal(refused.message, language)
+        lines.append(f"  {word(REPORT_WORDS, 'refused', language)}: {where}: {text}")
     lines.extend(f"  · {t}" for t in outcome.trace)
     return "\n".join(lines)

@@ -1,4 +1,10 @@
-"""Canonical text for checked rules, in Dutch or English: ``parse(format(x)) == x``."""
+"""Canonical text for checked rules, in Dutch or English: ``parse(format(x)) == x``.
+
+Parentheses are written wherever EN and OF meet (``A OF (B EN C)``), and around a list of
+values after NIET (``NIET (Van land IS Nederland OF België)``), so the text reads as it means.
+A rule wider than :data:`WIDTH` columns breaks before its EN and OF, continuation lines
+indented; a line never breaks inside a value, since a value ends at the end of its line.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,19 @@ from retouraanvraag.rules._messages import OPERATOR_WORDS, word
 from retouraanvraag.rules.fields import ACTIONS_BY_KIND, Argument, Field, FieldType
 from retouraanvraag.rules.tree import Action, And, Compare, Condition, Not, Operator, Or, Rule
 
-__all__ = ["format_action", "format_condition", "format_rule", "format_rules", "format_value"]
+__all__ = [
+    "WIDTH",
+    "format_action",
+    "format_condition",
+    "format_rule",
+    "format_rules",
+    "format_value",
+]
+
+#: The width canonical text wraps at.
+WIDTH: Final = 88
+#: How far continuation lines are indented, per level.
+_INDENT: Final = 4
 
 _KEYWORD_WORDS: Final = {
     language: frozenset(w for phrase in table for w in phrase.split())
@@ -25,7 +43,8 @@ _FORMAT_OPERATORS: Final = {
     "nl": {"GT": "GROTER DAN", "LT": "KLEINER DAN", "GE": "MINSTENS", "LE": "HOOGSTENS"},
     "en": {"GT": "GREATER THAN", "LT": "LESS THAN", "GE": "AT LEAST", "LE": "AT MOST"},
 }
-_CURRENCY_SIGNS: Final = {"EUR": "€", "USD": "$", "GBP": "£"}
+#: Signs written before an amount; other currencies by code (``$`` names several, never written).
+_CURRENCY_SIGNS: Final = {"EUR": "€", "GBP": "£"}
 
 
 def quote(text: str) -> str:
@@ -87,35 +106,102 @@ def _operator(operator: Operator, language: str) -> str:
     )
 
 
+def _keyword(name: str, language: str) -> str:
+    return {"AND": ("EN", "AND"), "OR": ("OF", "OR"), "NOT": ("NIET", "NOT")}[name][
+        language != "nl"
+    ]
+
+
+def _grouped(part: Condition, parent: Condition) -> bool:
+    """Whether ``part`` is written in parentheses inside ``parent``.
+
+    An OF inside an EN needs them; an EN inside an OF does not (EN binds tighter) but gets them,
+    as merchants write them, so that nobody has to know which binds tighter.
+    """
+    if isinstance(parent, Not):
+        return isinstance(part, (And, Or)) or (isinstance(part, Compare) and len(part.values) > 1)
+    return isinstance(part, (And, Or))
+
+
+def _compare_pieces(compare: Compare, language: str, reasons: ReasonCatalogue | None) -> list[str]:
+    """``Van land IS Nederland``, then ``OF België`` for every further value."""
+    values = [format_value(compare.field, v, language, reasons) for v in compare.values]
+    head = f"{compare.field.name(language)} {_operator(compare.operator, language)} {values[0]}"
+    return [head, *(f"{_keyword('OR', language)} {v}" for v in values[1:])]
+
+
 def format_condition(
     condition: Condition, language: str, reasons: ReasonCatalogue | None = None
 ) -> str:
-    """A condition as canonical text; parentheses only where ``EN`` before ``OF`` needs them."""
+    """A condition as canonical text on one line (see :func:`_layout` for the wrapped form)."""
     if isinstance(condition, Compare):
-        separator = " OF " if language == "nl" else " OR "
-        values = separator.join(
-            format_value(condition.field, v, language, reasons) for v in condition.values
-        )
-        field = condition.field.name(language)
-        return f"{field} {_operator(condition.operator, language)} {values}"
+        return " ".join(_compare_pieces(condition, language, reasons))
     if isinstance(condition, Not):
         inner = format_condition(condition.part, language, reasons)
-        if isinstance(condition.part, (And, Or)):
+        if _grouped(condition.part, condition):
             inner = f"({inner})"
-        return f"{'NIET' if language == 'nl' else 'NOT'} {inner}"
-    is_and = isinstance(condition, And)
-    if is_and:
-        joiner = " EN " if language == "nl" else " AND "
-    else:
-        joiner = " OF " if language == "nl" else " OR "
+        return f"{_keyword('NOT', language)} {inner}"
+    joiner = f" {_keyword('AND' if isinstance(condition, And) else 'OR', language)} "
     parts = []
     for part in condition.parts:
         text = format_condition(part, language, reasons)
-        # EN binds tighter than OF: only an OF inside an EN (or a nested group) needs parentheses.
-        if isinstance(part, (Or, type(condition))):
-            text = f"({text})"
-        parts.append(text)
+        parts.append(f"({text})" if _grouped(part, condition) else text)
     return joiner.join(parts)
+
+
+def _layout(
+    condition: Condition, language: str, reasons: ReasonCatalogue | None, column: int, indent: int
+) -> list[str]:
+    """The condition as lines: the first goes on at ``column``, the others start indented.
+
+    A condition that fits on the rest of the line stays whole; else it breaks before each of
+    its EN / OF (or, for a comparison, before each further value), and parts that still do not
+    fit break in turn, one level deeper.
+    """
+    flat = format_condition(condition, language, reasons)
+    if column + len(flat) <= WIDTH:
+        return [flat]
+    pad = " " * indent
+    if isinstance(condition, Compare):  # as many values on a line as fit, the rest deeper
+        head, *rest = _compare_pieces(condition, language, reasons)
+        filled, at = [head], column
+        deeper = " " * (indent + _INDENT)
+        for piece in rest:
+            if at + len(filled[-1]) + 1 + len(piece) <= WIDTH:
+                filled[-1] += f" {piece}"
+            else:
+                filled.append(deeper + piece)
+                at = 0
+        return filled
+    if isinstance(condition, Not):
+        prefix = f"{_keyword('NOT', language)} "
+        return _joined(prefix, condition.part, condition, language, reasons, column, indent)
+    joiner = _keyword("AND" if isinstance(condition, And) else "OR", language)
+    lines: list[str] = []
+    for k, part in enumerate(condition.parts):
+        prefix = "" if k == 0 else f"{joiner} "
+        start = column if k == 0 else indent
+        part_lines = _joined(prefix, part, condition, language, reasons, start, indent)
+        lines.extend(part_lines if k == 0 else [pad + part_lines[0], *part_lines[1:]])
+    return lines
+
+
+def _joined(  # noqa: PLR0917 - private layout helper
+    prefix: str,
+    part: Condition,
+    parent: Condition,
+    language: str,
+    reasons: ReasonCatalogue | None,
+    column: int,
+    indent: int,
+) -> list[str]:
+    """``prefix`` and ``part`` (in parentheses where :func:`_grouped` says) as lines."""
+    if not _grouped(part, parent):
+        inner = _layout(part, language, reasons, column + len(prefix), indent)
+        return [prefix + inner[0], *inner[1:]]
+    inner = _layout(part, language, reasons, column + len(prefix) + 1, indent + _INDENT)
+    inner[-1] += ")"
+    return [f"{prefix}({inner[0]}", *inner[1:]]
 
 
 def format_action(action: Action, language: str) -> str:
@@ -130,16 +216,26 @@ def format_action(action: Action, language: str) -> str:
 
 
 def format_rule(rule: Rule, language: str, reasons: ReasonCatalogue | None = None) -> str:
-    """One rule: its comments, ``[REGEL "…":] ALS …`` and ``DAN … [EN …]`` on the next line."""
+    """One rule: its comments, ``[REGEL "…":] ALS …`` and ``DAN … [EN …]`` on the next line.
+
+    Lines wider than :data:`WIDTH` wrap before EN and OF, continuation lines indented.
+    """
     nl = language == "nl"
     lines = [f"# {c}" if c else "#" for c in rule.comments]
     head = ""
     if rule.name is not None:
         head = f"{'REGEL' if nl else 'RULE'} {quote(rule.name)}: "
-    condition = format_condition(rule.condition, language, reasons)
-    lines.append(f"{head}{'ALS' if nl else 'IF'} {condition}")
-    actions = (" EN " if nl else " AND ").join(format_action(a, language) for a in rule.actions)
-    lines.append(f"{'DAN' if nl else 'THEN'} {actions}")
+    head += f"{'ALS' if nl else 'IF'} "
+    condition = _layout(rule.condition, language, reasons, len(head), _INDENT)
+    lines += [head + condition[0], *condition[1:]]
+    then = f"{'DAN' if nl else 'THEN'} "
+    actions = [format_action(a, language) for a in rule.actions]
+    joiner = f" {_keyword('AND', language)} "
+    if len(then) + len(joiner.join(actions)) <= WIDTH:
+        lines.append(then + joiner.join(actions))
+    else:
+        lines.append(then + actions[0])
+        lines += [f"{' ' * _INDENT}{joiner.strip()} {action}" for action in actions[1:]]
     return "\n".join(lines)
 
 

@@ -2,13 +2,22 @@
 
 The lexer does what an LALR(1) grammar cannot: it knows that ``DAN`` after ``GROTER`` is part of
 an operator, that ``NIET`` in ``Artikel niet retourneerbaar`` is an action's word, and that
-``OF`` after a value is another value unless ``<field> <operator>`` follows (DESIGN §3).
+``OF`` (or a comma) after a value is another value unless ``<field> <operator>`` follows
+(DESIGN §3). Consecutive words on one line become one ``WORD`` token: a field, a bare value or
+an action's name ends at a keyword or at the end of a line, so a rule with a missing ``DAN``
+never swallows the next line.
+
+It also reads what merchants type: curly quotes and apostrophes, ``5,95 €``, ``5 euro``,
+``EUR 5`` and ``5,-``. Numbers are read by :func:`read_number` and :func:`read_money`, which
+leave the digit-group rule to :mod:`retouraanvraag.model` (one rule for the whole library).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from functools import cache
 from typing import Final
 
@@ -16,10 +25,22 @@ import attrs
 from babel.numbers import list_currencies
 from lark import Token
 
-from retouraanvraag.model import fold_text
+from retouraanvraag.errors import InvalidMoney
+from retouraanvraag.model import Money, _read_number, fold_text
 from retouraanvraag.rules.diagnostics import Position
 
-__all__ = ["KEYWORDS", "Chunk", "Lexed", "detect_language", "lex"]
+__all__ = [
+    "KEYWORDS",
+    "MAX_DIGITS",
+    "BadValue",
+    "Chunk",
+    "Lexed",
+    "detect_language",
+    "lex",
+    "read_money",
+    "read_number",
+    "tokenise",
+]
 
 #: Keywords per language: words (folded, space-separated) → token type. Longest match wins.
 KEYWORDS: Final[dict[str, dict[str, str]]] = {
@@ -41,6 +62,12 @@ KEYWORDS: Final[dict[str, dict[str, str]]] = {
         "kleiner dan of gelijk aan": "LE",
         "minstens": "GE",
         "hoogstens": "LE",
+        "is groter dan": "GT",
+        "is groter dan of gelijk aan": "GE",
+        "is kleiner dan": "LT",
+        "is kleiner dan of gelijk aan": "LE",
+        "is minstens": "GE",
+        "is hoogstens": "LE",
     },
     "en": {
         "rule": "RULE",
@@ -60,11 +87,19 @@ KEYWORDS: Final[dict[str, dict[str, str]]] = {
         "less than or equal to": "LE",
         "at least": "GE",
         "at most": "LE",
+        "is greater than": "GT",
+        "is greater than or equal to": "GE",
+        "is less than": "LT",
+        "is less than or equal to": "LE",
+        "is at least": "GE",
+        "is at most": "LE",
     },
 }
 OPERATORS: Final = frozenset(
     {"IS", "IS_NOT", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "GT", "GE", "LT", "LE"}
 )
+#: The keywords a typo is looked for (DESIGN §3: "bedoelde u DAN?"), by token type.
+TYPO_KEYWORDS: Final = frozenset({"RULE", "IF", "THEN", "AND", "OR", "NOT"})
 _SYMBOLS: Final = {
     ">=": "GE",
     "<=": "LE",
@@ -78,26 +113,45 @@ _SYMBOLS: Final = {
     "(": "LPAR",
     ")": "RPAR",
     ":": "COLON",
+    ",": "COMMA",
 }
+#: Operators from other languages (programming, spreadsheets) and what the rule language writes.
+BAD_OPERATORS: Final = {"==": "=", "<>": "!=", "=>": ">=", "=<": "<="}
 _VALUE_TOKENS: Final = frozenset({"WORD", "STRING", "NUMBER", "MONEY"})
+#: The most digits a number may have (more could not be written back or explained).
+MAX_DIGITS: Final = 30
+
 _NUMBER: Final = r"\d+(?:[.,]\d+)*"
+_WHOLE: Final = r"(?:[.,][-\u2013])?"  # 5,- (or an en dash): whole euros
+_GAP: Final = r"[ \t\xa0\u202f]?"  # inside one amount: € 5, 5 EUR (a locale's no-break space)
+_NOT_AFTER_NUMBER: Final = r"(?![\w'\u2019\-/@+&])"
+_SPACE: Final = r"[\s\ufeff\u200b\u2060]*"
 _TOKEN_RE: Final = re.compile(
     rf"""
-    (?P<ws>\s*)
+    (?P<ws>{_SPACE})
     (?:(?P<comment>\#[^\n]*)
-    |(?P<string>"(?:[^"\\\n]|\\.)*"|“[^”\n]*”)
-    |(?P<unterminated>["“][^\n]*)
-    |(?P<prefixmoney>[€$£]\s?{_NUMBER}(?![\w]))
-    |(?P<number>{_NUMBER}(?![\w'\u2019\-/@+&]))
-    |(?P<symbol>>=|<=|!=|[<>=≥≤≠():])
-    |(?P<word>[\w][\w'\u2019\-./@+&]*)
+    |(?P<string>"(?:[^"“”\\\n]|\\.)*["“”]|[“”„][^"“”\n]*["“”])
+    |(?P<unterminated>["“”„\u2018\u201a][^\n]*)
+    |(?P<prefixmoney>(?:US\$|[€$£]){_GAP}{_NUMBER}{_WHOLE}(?!\w))
+    |(?P<number>{_NUMBER}{_WHOLE}){_NOT_AFTER_NUMBER}
+    |(?P<badoperator>==|<>|=>|=<)
+    |(?P<symbol>>=|<=|!=|[<>=≥≤≠():,])
+    |(?P<word>['\u2018\u2019]?\w[\w'\u2019\-./@+&]*)
     |(?P<bad>.)
     |$)
     """,
     re.VERBOSE,
 )
-_CODE_AFTER_RE: Final = re.compile(r"[ \t]?([A-Za-z]{3})(?![\w])")
-_NUMBER_AFTER_RE: Final = re.compile(rf"[ \t]?{_NUMBER}(?![\w'\u2019\-/@+&])")
+_CURRENCY_AFTER_RE: Final = re.compile(
+    rf"{_GAP}(?:(?P<sign>US\$|[€$£])|(?P<euro>(?i:euro(?:['\u2019]s|s)?))(?!\w)"
+    r"|(?P<code>[A-Za-z]{3})(?!\w))"
+)
+_NUMBER_AFTER_RE: Final = re.compile(rf"{_GAP}{_NUMBER}{_WHOLE}{_NOT_AFTER_NUMBER}")
+_CLOSING: Final = {"“": "”", "„": "”", "\u2018": "\u2019", "\u201a": "\u2019"}
+#: Single quotes (' and the curly ones) open text that ends at the first ' or right curly quote
+#: not followed by a letter, so that an apostrophe stays inside (foto's).
+_SINGLE_OPENERS: Final = "'\u2018\u2019\u201a"
+_SINGLE_CLOSER_RE: Final = re.compile(r"['\u2019](?!\w)|\n")
 
 
 @cache
@@ -107,19 +161,28 @@ def _currencies() -> frozenset[str]:
 
 @attrs.frozen
 class Chunk:
-    """The tokens of one rule (or of the stray text between rules) and its comments."""
+    """The tokens of one rule (or of the stray text between rules) and its comments.
+
+    ``raw`` holds the same stretch of text as words before keywords were recognised, so that a
+    rule that does not parse can be tried again with a typo put right.
+    """
 
     tokens: tuple[Token, ...]
     comments: tuple[str, ...]
+    raw: tuple[Token, ...] = ()
 
 
 @attrs.frozen
 class Problem:
-    """A lexical problem: a stray character or an unterminated string."""
+    """A lexical problem: a stray character, an unterminated string, an unknown operator.
+
+    ``detail`` is the closing quote an unterminated string needs, or the operator meant.
+    """
 
     position: Position
     code: str
     text: str
+    detail: str = ""
 
 
 @attrs.frozen
@@ -142,9 +205,67 @@ _TYPES: Final = {
 }
 
 
-def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901
+def _token(type_: str, value: str, line: int, column: int) -> Token:
+    return Token(
+        type_, value, line=line, column=column, end_line=line, end_column=column + len(value)
+    )
+
+
+def _amount_end(text: str, kind: str, value: str, end: int) -> int | None:
+    """Where an amount ends when the number or currency code at ``end`` is part of one."""
+    if kind == "number":
+        after = _CURRENCY_AFTER_RE.match(text, end)
+        if after is None:
+            return None
+        code = after.group("code")
+        if code is not None and (code.upper() not in _currencies() or _is_keyword(code)):
+            return None
+        return after.end()
+    if kind == "word" and value.isupper() and value in _currencies():
+        number = _NUMBER_AFTER_RE.match(text, end)
+        return number.end() if number else None
+    return None
+
+
+class _SingleQuotes:
+    """Finds where single-quoted text closes, in time linear in the text.
+
+    Many quotes that never close on their line (``'s-Hertogenbosch``) must not each scan to
+    the end of the line: the next closing quote found is remembered until it is passed.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.found = -1  # where the last search ended (a closing quote, a newline or the end)
+
+    def close(self, start: int) -> int | None:
+        """The index after the quote closing text opened at ``start``, if it closes."""
+        if self.found <= start:
+            match = _SINGLE_CLOSER_RE.search(self.text, start + 1)
+            self.found = match.start() if match else len(self.text)
+        if self.found < len(self.text) and self.text[self.found] != "\n":
+            return self.found + 1
+        return None
+
+
+def _single_quoted(quotes: _SingleQuotes, text: str, start: int) -> tuple[str, int] | None:
+    """A single-quoted text at ``start`` (kind and end), or ``None`` when it is a word."""
+    if text[start] not in _SINGLE_OPENERS:
+        return None
+    end = quotes.close(start)
+    if end is not None:
+        return "string", end
+    if text[start] in "\u2018\u201a":  # only ever an opening quote: the text is unterminated
+        newline = text.find("\n", start)
+        return "unterminated", newline if newline >= 0 else len(text)
+    return None
+
+
+def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901, PLR0912
     """Split the text into words, strings, numbers, money, symbols and comments."""
     line, line_start, pos = 1, 0, 0
+    bad: Problem | None = None  # stray characters next to each other are one problem
+    quotes = _SingleQuotes(text)
     while pos < len(text):
         match = _TOKEN_RE.match(text, pos)
         if match is None:  # pragma: no cover - `bad` or `$` always matches
@@ -157,35 +278,44 @@ def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901
         if kind == "ws":  # only trailing space was left
             break
         start, end = match.end("ws"), match.end()
-        value = match.group(kind)  # type: ignore[arg-type]
-        if kind == "number":
-            code = _CODE_AFTER_RE.match(text, end)
-            if code and code.group(1).upper() in _currencies() and not _is_keyword(code.group(1)):
-                end = code.end()
-                kind, value = "money", text[start:end]
-        elif kind == "word" and value.isupper() and value in _currencies():
-            number = _NUMBER_AFTER_RE.match(text, end)
-            if number:
-                end = number.end()
-                kind, value = "money", text[start:end]
+        single = _single_quoted(quotes, text, start)
+        if single is not None:
+            kind, end = single
+        value = text[start:end] if single is not None else match.group(kind)  # type: ignore[arg-type]
         column = start - line_start + 1
-        if kind == "unterminated":
-            yield Problem(Position(line, column), "unterminated-string", value)
-            value += value[0].replace("“", "”")
-            kind = "string"
+        if bad is not None and (kind != "bad" or start != pos):
+            yield _merged(bad)
+            bad = None
         if kind == "bad":
-            yield Problem(Position(line, column), "bad-character", value)
-        else:
-            type_ = _SYMBOLS[value] if kind == "symbol" else _TYPES[kind]  # type: ignore[index]
-            yield Token(
-                type_,
-                value,
-                line=line,
-                column=column,
-                end_line=line,
-                end_column=column + len(value),
-            )
+            if bad is None:
+                bad = Problem(Position(line, column), "bad-character", value)
+            else:
+                bad = attrs.evolve(bad, text=bad.text + value)
+            pos = end
+            continue
+        if kind == "badoperator":
+            yield Problem(Position(line, column), "unknown-operator", value, BAD_OPERATORS[value])
+            pos = end
+            continue
+        amount_end = _amount_end(text, kind, value, end)  # type: ignore[arg-type]
+        if amount_end is not None:
+            end, kind, value = amount_end, "money", text[start:amount_end]
+        elif kind == "number" and value[-1] in "-\u2013":
+            kind = "money"  # 5,- is an amount in the shop's currency
+        if kind == "unterminated":
+            closing = _CLOSING.get(value[0], '"')
+            yield Problem(Position(line, column), "unterminated-string", value, closing)
+            value += closing
+            kind = "string"
+        type_ = _SYMBOLS[value] if kind == "symbol" else _TYPES[kind]  # type: ignore[index]
+        yield _token(type_, value, line, column)
         pos = end
+    if bad is not None:
+        yield _merged(bad)
+
+
+def _merged(problem: Problem) -> Problem:
+    return problem if len(problem.text) == 1 else attrs.evolve(problem, code="bad-characters")
 
 
 @cache
@@ -198,7 +328,12 @@ def _is_keyword(word: str) -> bool:
 
 
 def detect_language(text: str) -> str:
-    """The language of a rule file: that of its first ``ALS``/``REGEL`` or ``IF``/``RULE``."""
+    """The language of a rule file: that of its first ``ALS``/``REGEL`` or ``IF``/``RULE``.
+
+    A text with neither (its first rule's opening word mistyped) goes by its first ``DAN`` or
+    ``THEN``; failing that, it is Dutch.
+    """
+    fallback = ""
     for token in _raw_tokens(text[:100_000]):
         if isinstance(token, Token) and token.type == "WORD":
             word = fold_text(token.value)
@@ -206,7 +341,9 @@ def detect_language(text: str) -> str:
                 return "nl"
             if word in {"if", "rule"}:
                 return "en"
-    return "nl"
+            if not fallback and word in {"dan", "then"}:
+                fallback = "nl" if word == "dan" else "en"
+    return fallback or "nl"
 
 
 @cache
@@ -219,7 +356,7 @@ def _phrases(language: str) -> dict[str, tuple[tuple[tuple[str, ...], str], ...]
     return {w: tuple(sorted(p, key=lambda x: -len(x[0]))) for w, p in index.items()}
 
 
-def _join(tokens: list[Token], type_: str, text: str) -> Token:
+def _join(tokens: Sequence[Token], type_: str, text: str) -> Token:
     first, last = tokens[0], tokens[-1]
     return Token(
         type_,
@@ -308,17 +445,24 @@ def _starts_comparison(tokens: list[Token], i: int) -> bool:
     return j > i and j < len(tokens) and tokens[j].type in OPERATORS
 
 
-def _disambiguate(tokens: list[Token]) -> list[Token]:
-    """Decide whether OF/EN after a value joins values or conditions (DESIGN §3)."""
+def _disambiguate(tokens: list[Token]) -> list[Token]:  # noqa: C901
+    """Decide whether OF/EN/a comma after a value joins values or conditions (DESIGN §3)."""
     out: list[Token] = []
     in_values = False
     for i, token in enumerate(tokens):
         type_ = token.type
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        after_value = in_values and bool(out) and out[-1].type in _VALUE_TOKENS
         if type_ in OPERATORS:
             in_values = True
-        elif type_ in {"OR", "AND"} and in_values and out and out[-1].type in _VALUE_TOKENS:
+        elif type_ == "COMMA" and after_value and nxt is not None:
+            if nxt.type in {"OR", "VALUE_OR"}:
+                continue  # "Duitsland, of Oostenrijk": the comma adds nothing to the OF
+            if nxt.type in _VALUE_TOKENS and not _starts_comparison(tokens, i + 1):
+                out.append(_join([token], "VALUE_OR", token.value))
+                continue
+        elif type_ in {"OR", "AND"} and after_value:
             if not _starts_comparison(tokens, i + 1):
-                nxt = tokens[i + 1] if i + 1 < len(tokens) else None
                 if type_ == "OR" and nxt is not None and nxt.type in _VALUE_TOKENS:
                     out.append(_join([token], "VALUE_OR", token.value))
                     continue
@@ -327,6 +471,7 @@ def _disambiguate(tokens: list[Token]) -> list[Token]:
                     and out[-1].type == "WORD"
                     and nxt is not None
                     and nxt.type == "WORD"
+                    and nxt.line == token.line == out[-1].line
                 ):
                     # A bare value with "en"/"and" inside: Bosnië en Herzegovina.
                     out.append(_join([token], "WORD", token.value))
@@ -336,6 +481,29 @@ def _disambiguate(tokens: list[Token]) -> list[Token]:
             in_values = False
         out.append(token)
     return out
+
+
+def _merge_words(tokens: list[Token]) -> list[Token]:
+    """Join the words of one line into one ``WORD``: a name or bare value ends at a line end."""
+    out: list[Token] = []
+    run: list[Token] = []
+    for token in [*tokens, None]:
+        if token is not None and token.type == "WORD" and (not run or token.line == run[0].line):
+            run.append(token)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else _join(run, "WORD", _words(run)))
+            run = []
+        if token is not None:
+            if token.type == "WORD":
+                run.append(token)
+            else:
+                out.append(token)
+    return out
+
+
+def _words(tokens: Sequence[Token]) -> str:
+    return " ".join(t.value for t in tokens)
 
 
 def _chunks(tokens: list[Token]) -> list[list[Token]]:
@@ -368,30 +536,129 @@ def _start(token: Token) -> tuple[int, int]:
     return (token.line or 0, token.column or 0)
 
 
+def tokenise(raw: Sequence[Token], language: str, *, start_mode: str = "top") -> list[list[Token]]:
+    """The grammar's tokens for words from :func:`_raw_tokens`, one list per rule."""
+    tokens = list(raw)
+    if start_mode == "top":
+        tokens = _foreign_rules(tokens, language)
+    tokens = _merge_words(_disambiguate(_classify(tokens, language, start_mode=start_mode)))
+    if start_mode == "top":
+        return _chunks(tokens)
+    return [tokens] if tokens else []
+
+
 def lex(text: str, language: str, *, start_mode: str = "top") -> Lexed:
     """Tokenise ``text`` for the grammar and split it into one chunk per rule."""
     raw = list(_raw_tokens(text))
     problems = tuple(t for t in raw if isinstance(t, Problem))
     comments = [t for t in raw if isinstance(t, Token) and t.type == "COMMENT"]
-    tokens = [t for t in raw if isinstance(t, Token) and t.type != "COMMENT"]
-    if start_mode == "top":
-        tokens = _foreign_rules(tokens, language)
-    tokens = _disambiguate(_classify(tokens, language, start_mode=start_mode))
-    token_chunks = _chunks(tokens) if start_mode == "top" else ([tokens] if tokens else [])
+    words = [t for t in raw if isinstance(t, Token) and t.type != "COMMENT"]
+    token_chunks = tokenise(words, language, start_mode=start_mode)
     foreign = [c[0] for c in token_chunks if c[0].type == "FOREIGN"]
     problems += tuple(Problem(_position(t), "wrong-language", t.value) for t in foreign)
     token_chunks = [c for c in token_chunks if c[0].type != "FOREIGN"]
-    chunk_comments: list[list[str]] = [[] for _ in token_chunks]
-    trailing: list[str] = []
+    chunk_comments = _attach_comments(token_chunks, comments)
+    starts = [_start(t) for t in words]
+    chunks = []
+    for tokens, notes in zip(token_chunks, chunk_comments[:-1], strict=True):
+        low = bisect.bisect_left(starts, _start(tokens[0]))
+        high = bisect.bisect_left(starts, _end(tokens[-1]))
+        chunks.append(Chunk(tuple(tokens), tuple(notes), tuple(words[low:high])))
+    return Lexed(language, tuple(chunks), tuple(chunk_comments[-1]), problems)
+
+
+def _attach_comments(chunks: list[list[Token]], comments: list[Token]) -> list[list[str]]:
+    """Each rule's comments (above it, inside it, or at the end of its last line), then the rest.
+
+    A comment on a line of its own belongs to the rule below it; one at the end of a rule's
+    line stays with that rule.
+    """
+    notes: list[list[str]] = [[] for _ in range(len(chunks) + 1)]
+    starts = [_start(c[0]) for c in chunks]
     for comment in comments:
         where = _start(comment)
-        for k, chunk in enumerate(token_chunks):
-            if where < _end(chunk[-1]):
-                chunk_comments[k].append(comment.value[1:].strip())
-                break
+        k = bisect.bisect_right(starts, where) - 1  # the last rule that starts before it
+        if k >= 0 and (where < _end(chunks[k][-1]) or where[0] == _end(chunks[k][-1])[0]):
+            notes[k].append(comment.value[1:].strip())
         else:
-            trailing.append(comment.value[1:].strip())
-    chunks = tuple(
-        Chunk(tuple(c), tuple(m)) for c, m in zip(token_chunks, chunk_comments, strict=True)
-    )
-    return Lexed(language, chunks, tuple(trailing), problems)
+            notes[k + 1].append(comment.value[1:].strip())
+    return notes
+
+
+# -- reading numbers and amounts ---------------------------------------------------------------
+
+
+class BadValue(Exception):  # a signal between the reading functions and the checker
+    """A number or amount that cannot be read: the message key, its hint's key and values."""
+
+    def __init__(self, code: str, hint: str | None = None, **values: object) -> None:
+        """Record the message key (``bad-money``), the hint key and the message's values."""
+        super().__init__(code)
+        self.code = code
+        self.hint = hint
+        self.values = values
+
+
+_WHOLE_RE: Final = re.compile(r"(?<=\d)[.,][-\u2013]")
+_EURO_RE: Final = re.compile(r"(?i)(?<![a-z])euro(?:['\u2019]s|s)?(?![a-z])")
+_DOLLAR_RE: Final = re.compile(r"(?<!US)\$")
+_AMBIGUOUS_RE: Final = re.compile(r"(?<![\d.,])([1-9]\d{0,2})([.,])(\d{3})(?![\d.,])")
+_DIGITS_RE: Final = re.compile(r"\d[\d.,]*")
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+def read_number(text: str) -> int | Decimal:
+    """``4,5`` or ``4.5`` → ``Decimal('4.5')``; ``1.234,5`` → ``Decimal('1234.5')``; ``3`` → 3.
+
+    A separator that appears once, last, marks the decimals; every other separator groups
+    three digits (the rule of :meth:`Money.parse`, which this delegates to).
+
+    Raises:
+        BadValue: too many digits (``number-too-long``) or misplaced separators (``bad-number``).
+    """
+    if _digits(text) > MAX_DIGITS:
+        raise BadValue("number-too-long", limit=MAX_DIGITS)
+    try:
+        number = _read_number(text, MAX_DIGITS, text)
+    except InvalidMoney as error:
+        raise BadValue("bad-number", "number-hint", text=text) from error
+    return int(number) if number == number.to_integral_value() else number.normalize()
+
+
+def read_money(text: str, currency: str) -> Money:
+    """An amount as merchants type it: ``€5,95``, ``5,95 €``, ``5 euro``, ``EUR 5``, ``5,-``.
+
+    A plain number is in ``currency``; the digits are read by :meth:`Money.parse`.
+
+    Raises:
+        BadValue: ``dollar-sign`` for ``$`` (it names several currencies), ``number-too-long``,
+            ``ambiguous-separator`` for ``€1.000``, or ``bad-money``.
+    """
+    typed = text.strip()
+    plain = _EURO_RE.sub("EUR", _WHOLE_RE.sub("", typed))
+    if _DOLLAR_RE.search(plain):
+        digits = _DIGITS_RE.search(plain)
+        example = f"{digits.group(0) if digits else '100'} USD"
+        raise BadValue("dollar-sign", "dollar-hint", text=typed, example=example)
+    if _digits(plain) > MAX_DIGITS:
+        raise BadValue("number-too-long", limit=MAX_DIGITS)
+    try:
+        return Money.parse(plain, currency=currency)
+    except InvalidMoney as error:
+        ambiguous = _AMBIGUOUS_RE.search(typed)
+        if ambiguous is not None:
+            whole, separator, group = ambiguous.groups()
+            decimal = "," if separator == "." else "."
+            at, end = ambiguous.span()
+            raise BadValue(
+                "ambiguous-separator",
+                "ambiguous-hint",
+                text=typed,
+                separator=separator,
+                plain=f"{typed[:at]}{whole}{group}{typed[end:]}",
+                full=f"{typed[:end]}{decimal}00{typed[end:]}",
+            ) from error
+        raise BadValue("bad-money", "money-groups-hint", text=typed) from error

@@ -8,11 +8,32 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "syntax": ("onverwacht {found}", "unexpected {found}"),
     "expected": ("verwacht {expected}", "expected {expected}"),
     "bad-character": ("onverwacht teken {text}", "unexpected character {text}"),
+    "bad-characters": ("onverwachte tekens {text}", "unexpected characters {text}"),
     "unterminated-string": (
         "tekst zonder sluitend aanhalingsteken",
         "text without a closing quote",
     ),
-    "unterminated-hint": ('sluit de tekst af met "', 'end the text with "'),
+    "unterminated-hint": ("sluit de tekst af met {quote}", "end the text with {quote}"),
+    "keyword-typo": ('onverwacht "{text}"', 'unexpected "{text}"'),
+    "missing-keyword": (
+        '{keyword} ontbreekt vóór "{text}"',
+        '{keyword} is missing before "{text}"',
+    ),
+    "missing-keyword-hint": ('schrijf "{keyword} {text}"', 'write "{keyword} {text}"'),
+    "unknown-operator": ('onbekende operator "{text}"', 'unknown operator "{text}"'),
+    "comma-hint": (
+        "een komma scheidt waarden; gebruik EN of OF tussen voorwaarden",
+        "a comma separates values; use AND or OR between conditions",
+    ),
+    "not-utf8": (
+        "het bestand is niet in UTF-8 opgeslagen en ook niet als Windows-1252 te lezen",
+        "the file is not saved as UTF-8 and cannot be read as Windows-1252 either",
+    ),
+    "windows-1252": (
+        "het bestand is niet in UTF-8 opgeslagen; het is gelezen als Windows-1252",
+        "the file is not saved as UTF-8; it was read as Windows-1252",
+    ),
+    "utf8-hint": ("sla het bestand op als UTF-8", "save the file as UTF-8"),
     "too-deep": (
         "te diep genest: hoogstens {limit} niveaus haakjes of NIET",
         "nested too deeply: at most {limit} levels of parentheses or NOT",
@@ -69,6 +90,51 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
     "bad-money": ('"{text}" is geen bedrag', '"{text}" is not an amount'),
     "money-hint": ("schrijf bijvoorbeeld €4,95 of 4.95 EUR", "write for example €4.95 or 4.95 EUR"),
+    "money-groups-hint": (
+        (
+            "een punt of komma tussen cijfers staat voor de centen of tussen groepen van drie"
+            " cijfers: €4,95 of €1.234,50"
+        ),
+        (
+            "a point or comma between digits marks the cents or stands between groups of three"
+            " digits: €4.95 or €1,234.50"
+        ),
+    ),
+    "bad-number": ('"{text}" is geen getal', '"{text}" is not a number'),
+    "number-hint": (
+        (
+            "een punt of komma tussen cijfers staat voor de decimalen of tussen groepen van drie"
+            " cijfers: 2,5 of 1.250.000"
+        ),
+        (
+            "a point or comma between digits marks the decimals or stands between groups of three"
+            " digits: 2.5 or 1,250,000"
+        ),
+    ),
+    "ambiguous-separator": (
+        (
+            '"{text}" is dubbelzinnig: scheidt de "{separator}" duizendtallen, of staan er'
+            " decimalen achter?"
+        ),
+        (
+            '"{text}" is ambiguous: does the "{separator}" separate thousands, or are decimals'
+            " behind it?"
+        ),
+    ),
+    "ambiguous-hint": ("schrijf {plain} of {full}", "write {plain} or {full}"),
+    "dollar-sign": (
+        '"{text}": het teken $ staat voor meer dan één munt (USD, CAD, AUD, …)',
+        '"{text}": the sign $ stands for more than one currency (USD, CAD, AUD, …)',
+    ),
+    "dollar-hint": (
+        "schrijf de code van de munt, bijvoorbeeld {example}",
+        "write the currency's code, for example {example}",
+    ),
+    "other-currency": (
+        '"{text}" is in {currency}, maar de winkel rekent in {shop}: deze vergelijking geldt nooit',
+        '"{text}" is in {currency}, but the shop charges in {shop}: this comparison never holds',
+    ),
+    "other-currency-hint": ("schrijf het bedrag in {shop}", "write the amount in {shop}"),
     "yes-no-hint": ("gebruik ja of nee", "use yes or no"),
     "request-action-in-item-rule": (
         "{action} hoort bij de hele aanvraag, maar deze regel gebruikt het artikelveld {field}",
@@ -108,6 +174,31 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "overridden-hint": (
         "{other} geldt telkens als deze regel geldt en neemt dezelfde soort actie",
         "{other} matches whenever this rule does and takes the same kind of action",
+    ),
+    "mixed-and-or": (
+        "EN en OF staan hier door elkaar zonder haakjes",
+        "AND and OR are mixed here without parentheses",
+    ),
+    "mixed-and-or-hint": (
+        "EN gaat voor OF: A EN B OF C betekent (A EN B) OF C; zet haakjes om wat bij elkaar hoort",
+        (
+            "AND goes before OR: A AND B OR C means (A AND B) OR C; put parentheses around what"
+            " belongs together"
+        ),
+    ),
+    "undoes-not-returnable": (
+        'voor een artikel waarvoor ook {other} geldt, maakt deze regel "{action}" ongedaan',
+        'for an item {other} also matches, this rule undoes "{action}"',
+    ),
+    "undoes-not-returnable-hint": (
+        (
+            "de laatste regel die geldt beslist; zet {other} onder deze regel als het artikel"
+            " niet retourneerbaar moet blijven"
+        ),
+        (
+            "the last matching rule decides; put {other} below this rule if the item must stay"
+            " unreturnable"
+        ),
     ),
     "duplicate-name": (
         'twee regels heten "{name}" (ook regel {other})',
@@ -213,6 +304,35 @@ REFUSAL_MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "This order cannot be returned.",
     ),
 }
+
+
+#: The severities in words, as a diagnostic prints them.
+SEVERITY_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "error": ("fout", "error"),
+    "warning": ("waarschuwing", "warning"),
+}
+
+#: Words that are counted in summaries: (singular, plural) per language.
+COUNTED_WORDS: Final[dict[str, tuple[tuple[str, str], tuple[str, str]]]] = {
+    "error": (("fout", "fouten"), ("error", "errors")),
+    "warning": (("waarschuwing", "waarschuwingen"), ("warning", "warnings")),
+    "rule": (("regel", "regels"), ("rule", "rules")),
+}
+
+
+def count(number: int, key: str, language: str) -> str:
+    """``1 fout``, ``2 fouten``, ``geen fouten`` (and in English: ``no errors``)."""
+    nl, en = COUNTED_WORDS[key]
+    singular, plural = nl if language == "nl" else en
+    if number == 0:
+        return f"{'geen' if language == 'nl' else 'no'} {plural}"
+    return f"{number} {singular if number == 1 else plural}"
+
+
+def summary(errors: int, warnings: int, language: str) -> str:
+    """The last line of a failed check: ``2 fouten, 1 waarschuwing`` / ``1 error``."""
+    counted = count(errors, "error", language)
+    return f"{counted}, {count(warnings, 'warning', language)}" if warnings else counted
 
 
 def message(key: str, language: str, **values: object) -> str:

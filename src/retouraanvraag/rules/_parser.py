@@ -4,10 +4,15 @@ The grammar is ``grammar.lark`` (package data), run by lark's LALR parser over t
 :mod:`._lexer`, one rule at a time so that every rule's syntax error is reported. The lark tree
 becomes frozen :class:`SynRule` nodes by an explicit walk that stops at a depth limit, so no
 input can exhaust Python's recursion limit.
+
+A rule that does not parse (or does not check) may hold a typo in a keyword (``DNA`` for
+``DAN``) or lack one (a ``DAN`` left out): :func:`repair` tries each such fix and keeps one that
+makes the rule whole, so the merchant is told about the typo instead of what it caused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from typing import Final
@@ -17,11 +22,15 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 from lark.lexer import Lexer
 
-from retouraanvraag.rules._lexer import Chunk
+from retouraanvraag.model import fold_text
+from retouraanvraag.rules._lexer import KEYWORDS, TYPO_KEYWORDS, Chunk, tokenise
+from retouraanvraag.rules._messages import TOKEN_WORDS, word
 from retouraanvraag.rules.diagnostics import Position
 
 __all__ = [
     "MAX_DEPTH",
+    "Fix",
+    "Repair",
     "SynAction",
     "SynAnd",
     "SynCompare",
@@ -32,6 +41,7 @@ __all__ = [
     "SynValue",
     "SyntaxProblem",
     "parse_chunk",
+    "repair",
 ]
 
 #: How deeply parentheses and NIET may nest.
@@ -56,6 +66,8 @@ class SynCompare:
     values: tuple[SynValue, ...]
     position: Position
     operator_position: Position
+    #: The operator as the merchant wrote it (``IS GROTER DAN``, ``>``), for messages.
+    operator_text: str = ""
 
 
 @attrs.frozen
@@ -148,9 +160,21 @@ def _pos(token: Token) -> Position:
     return Position(token.line or 1, token.column or 1)
 
 
+#: Apostrophes as keyboards and word processors type them; a field's name is written with '.
+_APOSTROPHES: Final = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+
+
+def plain_word(text: str) -> str:
+    """A field's or action's name with curly apostrophes written straight (``Heeft foto's``)."""
+    return text.translate(_APOSTROPHES)
+
+
 def unquote(text: str) -> str:
-    r"""The contents of a string token: quotes removed, ``\\"`` and ``\\\\`` unescaped."""
-    if text.startswith("“"):
+    r"""The contents of a string token: quotes removed; in ``"…"``, ``\\"`` and ``\\\\`` unescaped.
+
+    Curly and single quotes take their contents as written.
+    """
+    if not text.startswith('"'):
         return text[1:-1]
     body = text[1:-1]
     out: list[str] = []
@@ -179,6 +203,7 @@ def _value(node: Tree[Token]) -> SynValue:
     if kind == "string":
         return SynValue("string", unquote(first.value), _pos(first))
     if kind == "word":
+        # A value keeps its apostrophes as typed: countries are named with curly ones.
         return SynValue("word", " ".join(t.value for t in tokens), _pos(first))
     return SynValue(kind, first.value, _pos(first))
 
@@ -201,7 +226,12 @@ def _condition(node: Tree[Token] | Token, depth: int) -> SynCondition:
             _value(v) for v in values_node.children if isinstance(v, Tree) and v.data == "value"
         )
         return SynCompare(
-            " ".join(w.value for w in words), operator.type, values, _pos(words[0]), _pos(operator)
+            plain_word(" ".join(w.value for w in words)),
+            operator.type,
+            values,
+            _pos(words[0]),
+            _pos(operator),
+            str(operator.value),
         )
     if data == "negation":
         not_token, inner = children
@@ -230,7 +260,7 @@ def _action(node: Tree[Token]) -> SynAction:
         kind = token.type.lower()
         text = unquote(token.value) if kind == "string" else token.value
         argument = SynValue(kind, text, _pos(token))
-    return SynAction(" ".join(w.value for w in words), argument, _pos(tokens[0]))
+    return SynAction(plain_word(" ".join(w.value for w in words)), argument, _pos(tokens[0]))
 
 
 _FIELD_BEFORE: Final = frozenset({"IF", "NOT", "LPAR", "OR"})
@@ -287,3 +317,206 @@ def _rule(tree: Tree[Token], chunk: Chunk) -> SynRule:
     condition = _condition(children[4], 1)
     actions = tuple(_action(c) for c in children[6:] if isinstance(c, Tree))
     return SynRule(name, condition, actions, _pos(chunk.tokens[0]), chunk.comments)
+
+
+# -- repairs: a keyword typo put right, a missing keyword put in -----------------------------
+
+#: A rule of more words than this is not retried: a repair stays cheap next to checking.
+_MAX_REPAIR_WORDS: Final = 400
+#: How many fixes are tried for one rule, nearest to where parsing stopped first.
+_MAX_TRIES: Final = 40
+#: How many words before the point where parsing stopped a missing keyword is looked for.
+_INSERT_BEFORE: Final = 8
+
+
+@attrs.frozen
+class Fix:
+    """A keyword typo put right, or a missing keyword put in.
+
+    Attributes:
+        position: the typo, or the word the keyword is missing before.
+        code: ``keyword-typo`` or ``missing-keyword``.
+        text: what the merchant typed there: the typo, or the words after the gap.
+        keyword: the keyword meant, as the file's language writes it (``DAN``).
+    """
+
+    position: Position
+    code: str
+    text: str
+    keyword: str
+
+
+@attrs.frozen
+class Repair:
+    """A rule (or condition) that parses once ``fix`` is made; ``errors`` it still has."""
+
+    fix: Fix
+    parsed: tuple[SynRule | SynCondition, ...]
+    errors: int
+
+
+def _one_edit(typed: str, keyword: str) -> str | None:
+    """``swap`` (two letters swapped), ``edit`` (one letter changed, added or left out)."""
+    if typed == keyword or abs(len(typed) - len(keyword)) > 1:
+        return None
+    if len(typed) == len(keyword):
+        diffs = [i for i, (a, b) in enumerate(zip(typed, keyword, strict=True)) if a != b]
+        if len(diffs) == 1:
+            return "edit"
+        first = diffs[0]
+        if diffs == [first, first + 1] and typed[first] == keyword[first + 1]:
+            return "swap" if typed[first + 1] == keyword[first] else None
+        return None
+    short, long = sorted((typed, keyword), key=len)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return "edit" if short[i:] == long[i + 1 :] else None
+
+
+@cache
+def _typo_targets(language: str) -> dict[str, str]:
+    return {w: t for w, t in KEYWORDS[language].items() if t in TYPO_KEYWORDS}
+
+
+@cache
+def _keyword_words(language: str) -> frozenset[str]:
+    return frozenset(w for phrase in KEYWORDS[language] for w in phrase.split())
+
+
+def _typo_of(typed: str, language: str) -> tuple[str, bool] | None:
+    """The keyword ``typed`` may be a typo of, and whether the likeness is strong.
+
+    Strong: two letters swapped (``DNA``, ``TEHN``) or the other language's keyword
+    (``THEN`` in a Dutch file); such a fix is kept even when the rule has other errors.
+    """
+    folded = fold_text(typed)
+    if len(folded) < 2 or folded in _keyword_words(language):  # noqa: PLR2004
+        return None
+    other = "en" if language == "nl" else "nl"
+    meant = _typo_targets(other).get(folded)
+    if meant is not None:
+        return meant, True
+    for keyword, type_ in _typo_targets(language).items():
+        edit = _one_edit(folded, keyword)
+        if edit is not None:
+            return type_, edit == "swap"
+    return None
+
+
+def _as(token: Token, text: str) -> Token:
+    """A word token at ``token``'s place reading ``text``."""
+    return Token(
+        "WORD",
+        text,
+        line=token.line,
+        column=token.column,
+        end_line=token.end_line,
+        end_column=token.end_column,
+    )
+
+
+def _phrase_at(raw: Sequence[Token], j: int, language: str) -> str:
+    """The words from ``raw[j]`` to the next keyword or line end, as typed."""
+    words: list[str] = []
+    for token in raw[j:]:
+        if token.type != "WORD" or token.line != raw[j].line:
+            break
+        if words and fold_text(token.value) in KEYWORDS[language]:
+            break
+        words.append(token.value)
+    return " ".join(words)
+
+
+def _stop(raw: Sequence[Token], problem: SyntaxProblem | None) -> int:
+    """The index of the word where parsing stopped (``len(raw)`` at the end)."""
+    if problem is None or problem.found == "$END":
+        return len(raw)
+    where = (problem.position.line, problem.position.column)
+    return next(
+        (i for i, t in enumerate(raw) if ((t.line or 0), (t.column or 0)) >= where), len(raw)
+    )
+
+
+def _fixes(
+    raw: list[Token], problem: SyntaxProblem | None, language: str, start: str
+) -> list[tuple[Fix, list[Token], bool]]:
+    """Every fix worth trying, nearest to where parsing stopped first."""
+    stop = _stop(raw, problem)
+    found: list[tuple[int, Fix, list[Token], bool]] = []
+    for i, token in enumerate(raw):
+        typo = _typo_of(token.value, language) if token.type == "WORD" else None
+        if typo is not None:
+            keyword = word(TOKEN_WORDS, typo[0], language)
+            fix = Fix(_pos(token), "keyword-typo", token.value, keyword)
+            found.append(
+                (abs(i - stop), fix, [*raw[:i], _as(token, keyword), *raw[i + 1 :]], typo[1])
+            )
+    if problem is not None:
+        for j in range(max(0, stop - _INSERT_BEFORE), min(stop + 1, len(raw))):
+            if raw[j].type != "WORD" or fold_text(raw[j].value) in _keyword_words(language):
+                continue
+            types = ["THEN", "AND"] if start == "rule" else ["AND"]
+            if j == 0 and start == "rule":
+                types = ["IF"]
+            for type_ in types:
+                keyword = word(TOKEN_WORDS, type_, language)
+                fix = Fix(_pos(raw[j]), "missing-keyword", _phrase_at(raw, j, language), keyword)
+                found.append(
+                    (abs(j - stop), fix, [*raw[:j], _as(raw[j], keyword), *raw[j:]], False)
+                )
+    found.sort(key=lambda f: f[0])
+    return [(fix, tokens, strong) for _, fix, tokens, strong in found[:_MAX_TRIES]]
+
+
+def _parse_all(
+    raw: list[Token], language: str, start: str
+) -> tuple[SynRule | SynCondition, ...] | None:
+    """Every rule in ``raw`` parsed, or ``None`` when one of them does not parse."""
+    mode = "top" if start == "rule" else "condition"
+    parsed: list[SynRule | SynCondition] = []
+    for tokens in tokenise(raw, language, start_mode=mode):
+        if start == "rule" and tokens[0].type not in {"IF", "RULE"}:
+            return None
+        syntax = parse_chunk(Chunk(tuple(tokens), ()), start=start)
+        if isinstance(syntax, SyntaxProblem):
+            return None
+        parsed.append(syntax)
+    return tuple(parsed) if parsed else None
+
+
+def repair(
+    chunk: Chunk,
+    problem: SyntaxProblem | None,
+    language: str,
+    errors: Callable[[tuple[SynRule | SynCondition, ...]], int],
+    *,
+    start: str = "rule",
+) -> Repair | None:
+    """A keyword typo or missing keyword that explains why ``chunk`` fails, if there is one.
+
+    Args:
+        chunk: the rule (or lone condition) that does not parse or does not check.
+        problem: its syntax problem; ``None`` when it parses but has other errors.
+        language: the file's language.
+        errors: how many errors parsed rules have once checked.
+        start: ``rule`` or ``condition_only``.
+
+    Returns:
+        The nearest fix after which the rule parses and checks without errors; for a rule that
+        did not parse, else the strongest likeness (``DNA`` for ``DAN``) after which it parses.
+    """
+    raw = list(chunk.raw)
+    if not raw or len(raw) > _MAX_REPAIR_WORDS:
+        return None
+    best: Repair | None = None
+    for fix, tokens, strong in _fixes(raw, problem, language, start):
+        parsed = _parse_all(tokens, language, start)
+        if parsed is None:
+            continue
+        count = errors(parsed)
+        if count == 0:
+            return Repair(fix, parsed, 0)
+        if strong and problem is not None and (best is None or count < best.errors):
+            best = Repair(fix, parsed, count)
+    return best

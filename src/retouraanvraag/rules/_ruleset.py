@@ -1,9 +1,16 @@
-"""A loaded rule set: evaluate a request (DESIGN §3, "Meaning") and explain the result."""
+"""A loaded rule set: evaluate a request (DESIGN §3, "Meaning") and explain the result.
+
+Evaluation runs the decider (:func:`~._compiler.compile_decider`): it finds the winning rule of
+each kind of action without testing most rules, and the outcome is put together from a few
+memoised parts. The trace (every matching rule, overridden actions marked) needs every rule
+tested; it is worked out only when an outcome's ``trace`` is first read.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import zoneinfo
 from collections.abc import Callable
 from typing import Any, Final
@@ -20,7 +27,13 @@ from retouraanvraag.model import (
     RefusedItem,
     ReturnRequest,
 )
-from retouraanvraag.rules._compiler import RunResult, compile_rules
+from retouraanvraag.rules._compiler import (
+    Decided,
+    Roles,
+    RunResult,
+    compile_decider,
+    compile_rules,
+)
 from retouraanvraag.rules._format import format_action
 from retouraanvraag.rules._messages import REFUSAL_MESSAGES, REPORT_WORDS, word
 from retouraanvraag.rules.diagnostics import Diagnostic
@@ -40,8 +53,12 @@ DECISIONS: Final = {
     ActionKind.ITEM_NOT_RETURNABLE: Decision.NOT_RETURNABLE,
 }
 _REVIEW_STRICTNESS: Final = Decision.REVIEW.strictness
-_OUTCOME_CACHE_LIMIT: Final = 16_384
+#: The most entries a memo holds; a full memo starts again (it never stops adapting).
+MEMO_LIMIT: Final = 16_384
 _FIRST_ITEM: Final[tuple[int, ...]] = (0,)
+
+#: What the decision part of an outcome is memoised as: decision, reason, refused, rule.
+_Core = tuple[Decision | None, str | None, tuple[RefusedItem, ...], str | None]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -69,6 +86,97 @@ def load_timezone(name: str) -> dt.tzinfo:
         raise InvalidInput(f"unknown time zone {name!r}", field="timezone") from error
 
 
+# -- outcomes whose trace is worked out when first read -----------------------------------------
+
+_FIELDS: Final = tuple(a.name for a in attrs.fields(Outcome))
+_values: Final = operator.attrgetter(*_FIELDS)
+#: An outcome's fields but the trace, in their order: what evaluation memoises.
+_Values = tuple[
+    Decision | None, str | None, bool, Money | None, str | None, tuple[RefusedItem, ...], str | None
+]
+
+
+class _TracedOutcome(Outcome):
+    """An :class:`Outcome` whose ``trace`` is worked out from its request when first read.
+
+    Evaluating needs only the winning rules; the trace needs every rule tested, which costs
+    more than the evaluation itself. Most callers never read it (a preview, a filter, a
+    benchmark); the desk does, once, when it stores the decision in the history. The other
+    fields are one memoised tuple shared by every outcome alike, so making one costs two
+    stores. Equal to, and hashed like, an :class:`Outcome` with the same values.
+    """
+
+    __slots__ = ("_fields", "_source", "_trace")
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any outcome with the same values, traced later or not."""
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return bool(_values(self) == _values(other))
+
+    def __ne__(self, other: object) -> bool:
+        """The opposite of ``==``."""
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = Outcome.__hash__
+
+
+_SLOT_FIELDS: Final = _TracedOutcome.__dict__["_fields"]
+_SLOT_SOURCE: Final = _TracedOutcome.__dict__["_source"]
+_SLOT_TRACE: Final = _TracedOutcome.__dict__["_trace"]
+_EMPTY: Final[_Values] = (None, None, False, None, None, (), None)
+
+
+def _field(index: int) -> property:
+    """A field read from the memoised tuple (written one by one only by ``__init__``)."""
+
+    def read(outcome: _TracedOutcome) -> object:
+        return _SLOT_FIELDS.__get__(outcome)[index]
+
+    def write(outcome: _TracedOutcome, value: object) -> None:
+        try:
+            fields = list(_SLOT_FIELDS.__get__(outcome))
+        except AttributeError:  # Outcome.__init__ (attrs.evolve, unpickling) fills them in
+            fields = list(_EMPTY)
+            _SLOT_SOURCE.__set__(outcome, None)
+            _SLOT_TRACE.__set__(outcome, ())
+        fields[index] = value
+        _SLOT_FIELDS.__set__(outcome, tuple(fields))
+
+    return property(read, write)
+
+
+def _read_trace(outcome: _TracedOutcome) -> tuple[str, ...]:
+    source = _SLOT_SOURCE.__get__(outcome)
+    if source is not None:
+        ruleset, request = source
+        _SLOT_TRACE.__set__(outcome, ruleset.trace_lines(request))
+        _SLOT_SOURCE.__set__(outcome, None)
+    trace: tuple[str, ...] = _SLOT_TRACE.__get__(outcome)
+    return trace
+
+
+def _write_trace(outcome: _TracedOutcome, value: tuple[str, ...]) -> None:
+    try:
+        _SLOT_FIELDS.__get__(outcome)
+    except AttributeError:
+        _SLOT_FIELDS.__set__(outcome, _EMPTY)
+    _SLOT_SOURCE.__set__(outcome, None)
+    _SLOT_TRACE.__set__(outcome, value)
+
+
+for _index, _name in enumerate(_FIELDS[:-1]):
+    setattr(_TracedOutcome, _name, _field(_index))
+_TracedOutcome.trace = property(_read_trace, _write_trace)  # type: ignore[assignment]
+_set_fields: Final = _SLOT_FIELDS.__set__
+_set_source: Final = _SLOT_SOURCE.__set__
+_new: Final = object.__new__
+
+
+# -- the plan: per-rule facts read at evaluation -------------------------------------------------
+
+
 @attrs.frozen
 class _Plan:
     """Per-rule facts the evaluation reads, computed once at load time."""
@@ -76,10 +184,10 @@ class _Plan:
     decision: tuple[Decision | None, ...]
     strictness: tuple[int, ...]
     decision_action: tuple[Any, ...]
+    #: The fee and carrier each rule sets, with ``None`` appended: index ``-1`` is "no rule".
     fee: tuple[Money | None, ...]
     carrier: tuple[str | None, ...]
     names: tuple[str, ...]
-    actions: tuple[tuple[tuple[str, str], ...], ...]  # (group, text) per action
     item_scope: tuple[bool, ...]
     #: Bit masks of the rules (bit k for rule k) that decide, set the fee, choose the carrier,
     #: refund the fee: the last matching rule of a group is the highest bit set.
@@ -88,14 +196,19 @@ class _Plan:
     sets_carrier: int
     refunds: int
     has_item_rules: bool
+    roles: Roles
 
 
 def _mask(flags: list[bool]) -> int:
     return sum(1 << k for k, flag in enumerate(flags) if flag)
 
 
+def _where(flags: list[bool]) -> frozenset[int]:
+    return frozenset(k for k, flag in enumerate(flags) if flag)
+
+
 def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
-    decision, strictness, decision_action, fee, carrier, actions = [], [], [], [], [], []
+    decision, strictness, decision_action, fee, carrier = [], [], [], [], []
     for rule in rules:
         chosen = next((a for a in rule.actions if a.kind in DECISIONS), None)
         decision.append(DECISIONS[chosen.kind] if chosen else None)
@@ -109,7 +222,6 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         )
         ship = next((a for a in rule.actions if a.kind is ActionKind.SHIP_WITH), None)
         carrier.append(str(ship.argument) if ship else None)
-        actions.append(tuple((a.kind.group, format_action(a, language)) for a in rule.actions))
     groups = [{a.kind.group for a in rule.actions} for rule in rules]
     item_scope = [r.scope is Scope.ITEM for r in rules]
     # Item-scope rules only decide and refund (the checker refuses fee and carrier in them).
@@ -117,21 +229,40 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         {g for g in found if g in {"decision", "refund"} or not item}
         for found, item in zip(groups, item_scope, strict=True)
     ]
+    decides = ["decision" in g for g in effective]
+    count = len(rules)
+    roles = Roles(
+        decides=_where(decides),
+        sets_fee=_where(["fee" in g for g in effective]),
+        sets_carrier=_where(["carrier" in g for g in effective]),
+        refunds=_where(["refund" in g for g in effective]),
+        rank=tuple(
+            s * count + k if d else -1
+            for k, (s, d) in enumerate(zip(strictness, decides, strict=True))
+        ),
+        not_returnable=_where([d is Decision.NOT_RETURNABLE for d in decision]),
+    )
     return _Plan(
         tuple(decision),
         tuple(strictness),
         tuple(decision_action),
-        tuple(fee),
-        tuple(carrier),
+        (*fee, None),
+        (*carrier, None),
         tuple(r.display_name(language) for r in rules),
-        tuple(actions),
         tuple(item_scope),
-        decides=_mask(["decision" in g for g in effective]),
+        decides=_mask(decides),
         sets_fee=_mask(["fee" in g for g in effective]),
         sets_carrier=_mask(["carrier" in g for g in effective]),
         refunds=_mask(["refund" in g for g in effective]),
         has_item_rules=any(item_scope),
+        roles=roles,
     )
+
+
+def _remember(memo: dict[Any, Any], key: object, value: object) -> None:
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
 
 
 @attrs.frozen
@@ -159,20 +290,32 @@ class RuleSet:
     )
     fields: FieldRegistry = attrs.field(factory=FieldRegistry, eq=False, repr=False)
     trailing_comments: tuple[str, ...] = attrs.field(default=(), eq=False, repr=False)
-    _run: Callable[[ReturnRequest], RunResult] = attrs.field(init=False, eq=False, repr=False)
+    _decide: Callable[[ReturnRequest], Decided] = attrs.field(init=False, eq=False, repr=False)
     _plan: _Plan = attrs.field(init=False, eq=False, repr=False)
-    _outcomes: dict[Any, Outcome] = attrs.field(init=False, eq=False, repr=False)
+    #: Outcomes' fields by default, then by what the decider found (refusing no items).
+    _memos: dict[Decision | None, dict[Decided, _Values]] = attrs.field(
+        init=False, eq=False, repr=False
+    )
+    #: The decision part of outcomes, by (best rank, some item undecided, default).
+    _cores: dict[Any, _Core] = attrs.field(init=False, eq=False, repr=False)
+    #: The decision part of outcomes refusing items, by (refused items, language).
+    _refusals: dict[Any, _Core] = attrs.field(init=False, eq=False, repr=False)
+    #: Built on first use: the function saying which rules matched where (for traces), the
+    #: trace lines and whole traces.
+    _later: dict[str, Any] = attrs.field(init=False, eq=False, repr=False)
     _lines: dict[Any, str] = attrs.field(init=False, eq=False, repr=False)
-    _cores: dict[Any, Any] = attrs.field(init=False, eq=False, repr=False)
+    _traces: dict[Any, tuple[str, ...]] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         """Compile once; evaluation then runs plain Python."""
         tz = load_timezone(self.timezone)
-        object.__setattr__(self, "_run", compile_rules(self.rules, tz, self.reasons))
-        object.__setattr__(self, "_plan", _plan(self.rules, self.language))
-        object.__setattr__(self, "_outcomes", {})
-        object.__setattr__(self, "_lines", {})
-        object.__setattr__(self, "_cores", {})
+        plan = _plan(self.rules, self.language)
+        object.__setattr__(self, "_plan", plan)
+        object.__setattr__(
+            self, "_decide", compile_decider(self.rules, tz, self.reasons, plan.roles)
+        )
+        for name in ("_memos", "_cores", "_refusals", "_later", "_lines", "_traces"):
+            object.__setattr__(self, name, {})
 
     def __len__(self) -> int:
         """The number of rules."""
@@ -192,19 +335,100 @@ class RuleSet:
 
         Returns:
             The decision, reject reason, refund flag, return fee, carrier, refused items,
-            the deciding rule's name and one trace line per matching rule.
+            the deciding rule's name and one trace line per matching rule (worked out when
+            ``trace`` is first read).
         """
-        result = self._run(request)
-        # The outcome depends only on which rules matched where, so it is memoised on that.
-        key = (result, request.customer.language, default)
-        outcome = self._outcomes.get(key)
-        if outcome is None:
-            outcome = self._decide(result, key[1].value, default)
-            if len(self._outcomes) < _OUTCOME_CACHE_LIMIT:
-                self._outcomes[key] = outcome
+        found = self._decide(request)
+        memo = self._memos.get(default)
+        fields = memo.get(found) if memo is not None and not found[5] else None
+        if fields is None:
+            fields = self._outcome_fields(found, default, request.customer.language)
+        outcome: _TracedOutcome = _new(_TracedOutcome)
+        _set_fields(outcome, fields)
+        _set_source(outcome, (self, request))
         return outcome
 
-    def _decide(self, result: RunResult, language: str, default: Decision | None) -> Outcome:
+    def _outcome_fields(self, found: Decided, default: Decision | None, language: str) -> _Values:
+        """An outcome's fields (all but the trace) for what the decider found."""
+        best, undecided, fee, carrier, refund, refused = found
+        if refused:
+            core = self._refusal(best, refused, language)
+        else:
+            core = self._cores.get((best, undecided, default)) or self._core(
+                best, undecided, default
+            )
+        decision, reason, items, rule = core
+        plan = self._plan
+        fields = (decision, reason, refund, plan.fee[fee], plan.carrier[carrier], items, rule)
+        if not refused:
+            memo = self._memos.get(default)
+            if memo is None:
+                memo = self._memos[default] = {}
+            _remember(memo, found, fields)
+        return fields
+
+    def _core(self, best: int, undecided: bool, default: Decision | None) -> _Core:
+        """The decision, reject reason and deciding rule for the best item decision's rank."""
+        plan = self._plan
+        rule_index = best % len(plan.names) if best >= 0 else -1
+        best_strictness = plan.strictness[rule_index] if best >= 0 else 0
+        decision: Decision | None = None
+        rule: str | None = None
+        if rule_index >= 0 and not (
+            undecided and default is None and best_strictness < _REVIEW_STRICTNESS
+        ):
+            decision, rule = plan.decision[rule_index], plan.names[rule_index]
+        if undecided and default is not None and default.strictness > best_strictness:
+            decision, rule = default, None
+        reason = None
+        if decision is Decision.REJECT and rule is not None:
+            # A rejection by the default has no rule, so no reason of a rule's to give.
+            reason = plan.decision_action[rule_index].argument
+        core: _Core = (decision, reason, (), rule)
+        _remember(self._cores, (best, undecided, default), core)
+        return core
+
+    def _refusal(self, best: int, refused: tuple[tuple[int, int], ...], language: str) -> _Core:
+        """The decision part when not-returnable rules decided ``refused`` (item, rule) pairs."""
+        key = (refused, language)
+        core = self._refusals.get(key)
+        if core is not None:
+            return core
+        plan = self._plan
+        items: list[RefusedItem] = []
+        whole_order = False
+        for index, k in refused:
+            action = plan.decision_action[k]
+            whole = action.kind is ActionKind.ORDER_NOT_RETURNABLE
+            if whole and whole_order:
+                continue
+            whole_order = whole_order or whole
+            text = action.argument or word(REFUSAL_MESSAGES, "order" if whole else "item", language)
+            items.append(RefusedItem(None if whole else index, str(text)))
+        core = (Decision.NOT_RETURNABLE, None, tuple(items), plan.names[best % len(plan.names)])
+        _remember(self._refusals, key, core)
+        return core
+
+    # -- the trace ------------------------------------------------------------------------------
+
+    def _matches(self) -> Callable[[ReturnRequest], RunResult]:
+        """The function saying which rules matched where, compiled on first use."""
+        run: Callable[[ReturnRequest], RunResult] | None = self._later.get("run")
+        if run is None:
+            run = compile_rules(self.rules, load_timezone(self.timezone), self.reasons)
+            self._later["run"] = run
+        return run
+
+    def trace_lines(self, request: ReturnRequest) -> tuple[str, ...]:
+        """One line per rule matching ``request``, in rule order; overridden actions marked."""
+        result = self._matches()(request)
+        trace = self._traces.get(result)
+        if trace is None:
+            trace = self._trace(result)
+            _remember(self._traces, result, trace)
+        return trace
+
+    def _trace(self, result: RunResult) -> tuple[str, ...]:
         plan = self._plan
         hits = result[0]
         decides = plan.decides
@@ -222,76 +446,6 @@ class RuleSet:
             matched = hits
         fee = (hits & plan.sets_fee).bit_length() - 1
         carrier = (hits & plan.sets_carrier).bit_length() - 1
-        core_key = (decisions, language, default)
-        core = self._cores.get(core_key)
-        if core is None:
-            core = self._core(decisions, language, default)
-            if len(self._cores) < _OUTCOME_CACHE_LIMIT:
-                self._cores[core_key] = core
-        decision, reason, refused, rule = core
-        return Outcome(
-            decision=decision,
-            reason=reason,
-            refund_return_fee=bool(matched & plan.refunds),
-            return_fee=plan.fee[fee] if fee >= 0 else None,
-            carrier=plan.carrier[carrier] if carrier >= 0 else None,
-            refused=refused,
-            rule=rule,
-            trace=self._trace(hits, masks, matched, fee, carrier, decisions),
-        )
-
-    def _core(
-        self, decisions: tuple[int, ...], language: str, default: Decision | None
-    ) -> tuple[Decision | None, str | None, tuple[RefusedItem, ...], str | None]:
-        """The decision, reject reason, refused items and deciding rule for the items' rules."""
-        plan = self._plan
-        undecided = -1 in decisions
-        best, best_strictness = -1, 0
-        for d in decisions:
-            if d >= 0 and (plan.strictness[d], d) > (best_strictness, best):
-                best, best_strictness = d, plan.strictness[d]
-        decision: Decision | None = None
-        rule: str | None = None
-        if best >= 0 and not (
-            undecided and default is None and best_strictness < _REVIEW_STRICTNESS
-        ):
-            decision, rule = plan.decision[best], plan.names[best]
-        if undecided and default is not None and default.strictness > best_strictness:
-            decision, rule = default, None
-        reason = None
-        refused: tuple[RefusedItem, ...] = ()
-        if decision is Decision.REJECT and rule is not None:
-            # A rejection by the default has no rule, so no reason of a rule's to give.
-            reason = plan.decision_action[best].argument
-        elif decision is Decision.NOT_RETURNABLE:
-            refused = self._refused(decisions, language)
-        return decision, reason, refused, rule
-
-    def _refused(self, decisions: tuple[int, ...], language: str) -> tuple[RefusedItem, ...]:
-        refused: list[RefusedItem] = []
-        whole_order = False
-        for index, d in enumerate(decisions):
-            action = self._plan.decision_action[d] if d >= 0 else None
-            if action is None or DECISIONS[action.kind] is not Decision.NOT_RETURNABLE:
-                continue
-            whole = action.kind is ActionKind.ORDER_NOT_RETURNABLE
-            if whole and whole_order:
-                continue
-            whole_order = whole_order or whole
-            text = action.argument or word(REFUSAL_MESSAGES, "order" if whole else "item", language)
-            refused.append(RefusedItem(None if whole else index, str(text)))
-        return tuple(refused)
-
-    def _trace(  # noqa: PLR0917 - private, called once per new pattern
-        self,
-        hits: int,
-        masks: tuple[int, ...] | None,
-        matched: int,
-        fee: int,
-        carrier: int,
-        decisions: tuple[int, ...],
-    ) -> tuple[str, ...]:
-        """One line per matching rule, in rule order; overridden actions marked."""
         lines = []
         cache = self._lines
         top = max(decisions, default=-1)
@@ -312,16 +466,16 @@ class RuleSet:
             if line is None:
                 by = {"decision": by_decision, "fee": fee, "carrier": carrier}
                 line = self._line(k, items, by)
-                if len(cache) < _OUTCOME_CACHE_LIMIT:
-                    cache[key] = line
+                _remember(cache, key, line)
             lines.append(line)
         return tuple(lines)
 
     def _line(self, k: int, items: tuple[int, ...] | None, by: dict[str, int]) -> str:
         plan, language = self._plan, self.language
         parts = []
-        for group, text in plan.actions[k]:
-            winner = by.get(group, -1)
+        for action in self.rules[k].actions:
+            text = format_action(action, language)
+            winner = by.get(action.kind.group, -1)
             if winner not in {k, -1}:
                 mark = word(REPORT_WORDS, "overridden", language).format(other=plan.names[winner])
                 parts.append(f"{text} ({mark})")

@@ -7,6 +7,9 @@ from typing import Final
 
 import attrs
 
+from retouraanvraag.rules._codes import stable_code
+from retouraanvraag.rules._messages import SEVERITY_WORDS, word
+
 __all__ = ["Diagnostic", "Position", "Severity"]
 
 #: A source line longer than this is shown as an excerpt around the column.
@@ -39,8 +42,9 @@ class Diagnostic:
         message: what is wrong, in the file's language.
         source_line: the line of the file the problem is on.
         hint: what was expected, or "bedoelde u …?", if anything.
-        code: a stable identifier of the kind of problem (``unknown-field``, ``syntax``, …).
+        code: the kind of problem (``unknown-field``, ``syntax``, …); see :attr:`stable_code`.
         source_name: the file name (or ``<rules>``).
+        language: the file's language (``nl`` or ``en``), in which the diagnostic is printed.
     """
 
     line: int
@@ -51,6 +55,15 @@ class Diagnostic:
     hint: str | None = None
     code: str = "error"
     source_name: str = "<rules>"
+    language: str = "nl"
+
+    @property
+    def stable_code(self) -> str | None:
+        """The kind of problem as a stable code such as ``R008``.
+
+        ``retouraanvraag rules explain-code R008`` explains it with an example.
+        """
+        return stable_code(self.code)
 
     @property
     def caret(self) -> str:
@@ -71,8 +84,11 @@ class Diagnostic:
         return f"{head}{shown.source_line}{tail}", " " * len(head) + shown.caret
 
     def __str__(self) -> str:
-        """``FILE:LINE:COL: error: message``, the source line, a caret and the hint."""
-        lines = [f"{self.source_name}:{self.line}:{self.column}: {self.severity}: {self.message}"]
+        """``FILE:LINE:COL: fout[R008]: message``, the source line, a caret and the hint."""
+        severity = word(SEVERITY_WORDS, self.severity.value, self.language)
+        code = self.stable_code
+        label = f"{severity}[{code}]" if code else severity
+        lines = [f"{self.source_name}:{self.line}:{self.column}: {label}: {self.message}"]
         if self.source_line:
             source, caret = self._excerpt()
             lines += [f"    {source}", f"    {caret}"]

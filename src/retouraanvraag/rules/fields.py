@@ -76,8 +76,8 @@ class Field:
         aliases: other names accepted in either language.
         choices: the values of a ``CHOICE`` field.
         optional: whether the accessor may return ``None``.
-        attribute: for the library's own fields, the attribute the accessor reads (lets the
-            compiler read it directly).
+        attribute: for the library's own fields, the attribute the accessor reads, dotted
+            when nested (``customer.email``; lets the compiler read it directly).
         timezone_aware: the accessor takes ``(request, tzinfo)`` (days since …).
     """
 
@@ -209,7 +209,7 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
     _request_field(
         "customer_email", "Klant e-mail", "Customer e-mail", FieldType.TEXT,
         lambda r: r.customer.email, aliases=("Klant email", "Customer email", "E-mail"),
-        optional=False,
+        optional=False, attribute="customer.email",
     ),
     _request_field(
         "order_number", "Bestelnummer", "Order number", FieldType.TEXT,
