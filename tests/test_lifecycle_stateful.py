@@ -58,7 +58,9 @@ from .conftest import SHOP, build_world
 SOAK = bool(os.environ.get("RETOURAANVRAAG_SOAK"))
 EXAMPLES = 2000 if SOAK else 200
 STEPS = 100 if SOAK else 50
-ALLOWED = {(s, t.command): t.target for t in TRANSITIONS for s in t.sources}
+ALLOWED: dict[tuple[Status, str], Status] = {
+    (s, t.command): t.target for t in TRANSITIONS for s in t.sources
+}
 
 
 class DeskMachine(RuleBasedStateMachine):

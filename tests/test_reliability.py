@@ -50,7 +50,9 @@ from .conftest import NOW, SHOP, World, build_world
 
 SOAK = bool(os.environ.get("RETOURAANVRAAG_SOAK"))
 soak = pytest.mark.skipif(not SOAK, reason="soak run only (make soak)")
-ALLOWED = {(s, t.command): t.target for t in TRANSITIONS for s in t.sources}
+ALLOWED: dict[tuple[Status, str], Status] = {
+    (s, t.command): t.target for t in TRANSITIONS for s in t.sources
+}
 DECISIONS = frozenset({"approve_with_label", "approve_without_label", "reject"})
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["tests._reliability_support"])
