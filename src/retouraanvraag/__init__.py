@@ -32,6 +32,7 @@ from retouraanvraag.errors import (
     UnknownReason,
     WrongType,
 )
+from retouraanvraag.jsonformat import request_from_json, request_to_json
 from retouraanvraag.mail import MailRenderer
 from retouraanvraag.model import (
     DEFAULT_REASONS,
@@ -136,5 +137,10 @@ __all__ = [
     "UnknownReason",
     "WrongType",
     "country_name",
+    "request_from_json",
+    "request_to_json",
     "resolve_country",
 ]
+
+#: The version of this package; the one place it is written (the build reads it from here).
+__version__ = "0.1.0"
