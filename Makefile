@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'  # 25.1 reads dependency groups
+	$(BIN)/python -m pip install --quiet -e '.[cli,testing]' --group dev
 	touch $(STAMP)
 
 demo: $(STAMP) ## Walk through the return-request lifecycle on a SQLite file (demo.sqlite3)
@@ -35,11 +35,12 @@ soak: $(STAMP) ## long reliability runs (and the stateful machine at 2,000 examp
 	RETOURAANVRAAG_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_lifecycle_stateful.py
 
 bench: $(STAMP) ## benchmarks: ratios against baselines run beside them
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --group bench
 	$(BIN)/python benchmarks/run.py
 
-docs: $(STAMP) ## regenerate the generated parts of docs/
+docs: $(STAMP) ## regenerate the generated pages of docs/, then build the site into site/
 	$(BIN)/python -m retouraanvraag._docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache demo.sqlite3 demo-mail
