@@ -191,7 +191,8 @@ def rule_lists(draw: st.DrawFn) -> tuple[Rule, ...]:
         if not actions:
             actions.append(Action(ActionKind.REQUIRE_REVIEW))
         name = draw(st.none() | plain_text)
-        out.append(Rule(number, name, condition, tuple(actions)))
+        enabled = draw(st.sampled_from((True, True, True, False)))  # some rules switched off
+        out.append(Rule(number, name, condition, tuple(actions), enabled=enabled))
     return tuple(out)
 
 
@@ -390,8 +391,12 @@ class _Merchant:
 
     def rule(self, rule: Rule) -> str:
         head = ""
+        if not rule.enabled:  # the switch as a merchant types it: any case
+            head = self.pick(
+                ["UIT ", "uit ", "Uit "] if self.language == "nl" else ["OFF ", "off "]
+            )
         if rule.name is not None:
-            head = f"{self.keyword('RULE')} {self.quoted(rule.name)}: "
+            head += f"{self.keyword('RULE')} {self.quoted(rule.name)}: "
         actions = []
         for action in rule.actions:
             text = rules._format.format_action(action, self.language)
@@ -564,7 +569,7 @@ def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]: 
     for item in request.items:
         chosen = None
         for k, rule in enumerate(ruleset.rules):
-            if _holds(rule.condition, request, item) is not True:
+            if not rule.enabled or _holds(rule.condition, request, item) is not True:
                 continue
             for action in rule.actions:
                 if action.kind in _DECIDES:
@@ -806,9 +811,7 @@ _INDEXED_CONDITIONS = (
         lambda values: Compare(FIELDS["reason"], Operator.IS, tuple(values)),
         st.lists(st.sampled_from(REASON_CODES), min_size=1, max_size=2),
     ),
-    st.builds(
-        lambda value: Compare(FIELDS["quantity"], Operator.IS, (value,)), st.integers(1, 5)
-    ),
+    st.builds(lambda value: Compare(FIELDS["quantity"], Operator.IS, (value,)), st.integers(1, 5)),
     st.builds(
         lambda values: Compare(FIELDS["sku"], Operator.STARTS_WITH, tuple(values)),
         st.lists(st.sampled_from(("S", "SK", "SKU-", "sku-1", "HYG", "hyg-2", "A1")), min_size=1),
@@ -886,7 +889,8 @@ def _reference_with_default(
         decided = [
             k
             for k, rule in enumerate(ruleset.rules)
-            if any(a.kind in _DECIDES for a in rule.actions)
+            if rule.enabled
+            and any(a.kind in _DECIDES for a in rule.actions)
             and _holds(rule.condition, request, item) is True
         ]
         deciders.append(decided[-1] if decided else -1)
@@ -932,7 +936,8 @@ def _expected_trace_rules(ruleset: RuleSet, request: ReturnRequest) -> list[str]
     return [
         rule.display_name(ruleset.language)
         for rule in ruleset.rules
-        if any(_holds(rule.condition, request, item) is True for item in request.items)
+        if rule.enabled
+        and any(_holds(rule.condition, request, item) is True for item in request.items)
     ]
 
 

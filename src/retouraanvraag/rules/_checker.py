@@ -225,7 +225,13 @@ class Checker:
         if self._failed or condition is None:
             return None
         return Rule(
-            number, syntax.name, condition, tuple(actions), syntax.position, syntax.comments
+            number,
+            syntax.name,
+            condition,
+            tuple(actions),
+            syntax.position,
+            syntax.comments,
+            enabled=syntax.enabled,
         )
 
     def _syntax_fields(self, syntax: SynCondition) -> list[Field]:

@@ -490,6 +490,8 @@ def _fields(rules: Sequence[Rule]) -> tuple[list[Field], list[Field]]:
     request: dict[str, Field] = {}
     item: dict[str, Field] = {}
     for rule in rules:
+        if not rule.enabled:
+            continue
         for field in fields_of(rule.condition):
             (item if field.scope is Scope.ITEM else request).setdefault(field.key, field)
     return list(request.values()), list(item.values())
@@ -519,10 +521,10 @@ def compile_rules(
         body: list[ast.stmt] = gen.load_request(request_fields)
         body.append(_assign("hits", 0))
         for index, rule in enumerate(rules):
-            if rule.scope is not Scope.ITEM:
+            if rule.enabled and rule.scope is not Scope.ITEM:
                 body.append(ast.If(gen.true(rule.condition), [_mark("hits", index)], []))
         items = _attr(_name("request"), "items")
-        if not any(rule.scope is Scope.ITEM for rule in rules):
+        if not any(rule.enabled and rule.scope is Scope.ITEM for rule in rules):
             result = [_name("hits"), _call(_name("_len"), items)]
             body.append(ast.Return(ast.Tuple(result, ast.Load())))
             return _define("_run", body, gen)
@@ -530,7 +532,7 @@ def compile_rules(
         loop.append(_assign("ih", 0))
         gen.hoisted = []
         for index, rule in enumerate(rules):
-            if rule.scope is Scope.ITEM:
+            if rule.enabled and rule.scope is Scope.ITEM:
                 loop.append(ast.If(gen.true(rule.condition), [_mark("ih", index)], []))
         loop.append(ast.Expr(_call(_name("add"), _name("ih"))))
         body += gen.hoisted

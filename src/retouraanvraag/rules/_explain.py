@@ -156,6 +156,11 @@ def explain(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
     out: list[str] = []
     item_label = word(REPORT_WORDS, "items", language)
     for rule in ruleset.rules:
+        if not rule.enabled:
+            actions = ", ".join(_action_texts(ruleset, rule.number - 1, language))
+            off = word(REPORT_WORDS, "switched-off", language)
+            out.append(f"{rule.display_name(language)}: {off} → {actions}")
+            continue
         scopes: Sequence[ReturnItem | None] = request.items if rule.scope is Scope.ITEM else (None,)
         results = []
         detail: list[str] = []

@@ -222,9 +222,9 @@ def format_rule(rule: Rule, language: str, reasons: ReasonCatalogue | None = Non
     """
     nl = language == "nl"
     lines = [f"# {c}" if c else "#" for c in rule.comments]
-    head = ""
+    head = "" if rule.enabled else f"{'UIT' if nl else 'OFF'} "
     if rule.name is not None:
-        head = f"{'REGEL' if nl else 'RULE'} {quote(rule.name)}: "
+        head += f"{'REGEL' if nl else 'RULE'} {quote(rule.name)}: "
     head += f"{'ALS' if nl else 'IF'} "
     condition = _layout(rule.condition, language, reasons, len(head), _INDENT)
     lines += [head + condition[0], *condition[1:]]

@@ -95,6 +95,10 @@ KEYWORDS: Final[dict[str, dict[str, str]]] = {
         "is at most": "LE",
     },
 }
+#: The word that switches a rule off when it stands before the rule's ``ALS``/``REGEL`` on the
+#: same line (``UIT ALS …``, ``OFF IF …``): the rule keeps its text and is never evaluated. It
+#: is a keyword only there, so ``uit`` stays an ordinary word everywhere else.
+SWITCHED_OFF: Final = {"nl": "uit", "en": "off"}
 OPERATORS: Final = frozenset(
     {"IS", "IS_NOT", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "GT", "GE", "LT", "LE"}
 )
@@ -385,6 +389,11 @@ def _classify(tokens: list[Token], language: str, *, start_mode: str) -> list[To
     i = 0
     while i < len(tokens):
         token = tokens[i]
+        if _switches_off(tokens, folded, i, language):
+            out.append(_join([token], "OFF", token.value))
+            mode = "top"
+            i += 1
+            continue
         matched = _match_phrase(folded, i, language) if token.type == "WORD" else None
         if matched is None:
             out.append(token)
@@ -409,6 +418,29 @@ def _classify(tokens: list[Token], language: str, *, start_mode: str) -> list[To
     return out
 
 
+def _switches_off(tokens: list[Token], folded: list[str | None], i: int, language: str) -> bool:
+    """Whether ``tokens[i]`` is ``UIT``/``OFF`` opening its line before ``ALS`` or ``REGEL``."""
+    if folded[i] != SWITCHED_OFF[language] or i + 1 >= len(tokens):
+        return False
+    if i > 0 and tokens[i - 1].line == tokens[i].line:
+        return False
+    opener = _match_phrase(folded, i + 1, language)
+    return (
+        opener is not None and opener[0] in {"IF", "RULE"} and tokens[i + 1].line == tokens[i].line
+    )
+
+
+def _switch_before(tokens: list[Token], i: int, language: str) -> bool:
+    """Whether ``language``'s switch-off word stands just before ``tokens[i]`` on its line."""
+    before = tokens[i - 1]
+    return (
+        i > 0
+        and before.type == "WORD"
+        and before.line == tokens[i].line
+        and before.value.casefold() == SWITCHED_OFF[language]
+    )
+
+
 def _foreign_rules(tokens: list[Token], language: str) -> list[Token]:
     """Mark the ``IF``/``RULE`` of a rule written in the other language as ``FOREIGN``.
 
@@ -424,8 +456,11 @@ def _foreign_rules(tokens: list[Token], language: str) -> list[Token]:
     for i in range(len(tokens) - 1, 0, -1):
         token = tokens[i]
         word = token.value.casefold() if token.type == "WORD" else ""
-        if word in openers and then_ahead and token.line != tokens[i - 1].line:
-            out[i] = _join([token], "FOREIGN", token.value)
+        start = i
+        if word in openers and _switch_before(tokens, i, other):
+            start = i - 1  # OFF IF … in a Dutch file: the switch opens the foreign rule
+        if word in openers and then_ahead and (start == 0 or tokens[start - 1].line != token.line):
+            out[start] = _join([tokens[start]], "FOREIGN", tokens[start].value)
         if word == then:
             then_ahead = True
         elif word in own:
@@ -477,7 +512,7 @@ def _disambiguate(tokens: list[Token]) -> list[Token]:  # noqa: C901
                     out.append(_join([token], "WORD", token.value))
                     continue
             in_values = False
-        elif type_ in {"LPAR", "RPAR", "NOT", "THEN", "IF", "RULE", "FOREIGN"}:
+        elif type_ in {"LPAR", "RPAR", "NOT", "THEN", "IF", "RULE", "FOREIGN", "OFF"}:
             in_values = False
         out.append(token)
     return out
@@ -511,9 +546,12 @@ def _chunks(tokens: list[Token]) -> list[list[Token]]:
     chunks: list[list[Token]] = []
     current: list[Token] = []
     for token in tokens:
-        starts = token.type in {"RULE", "FOREIGN"} or (
-            token.type == "IF"
-            and not (current and current[0].type == "RULE" and all(t.type != "IF" for t in current))
+        opened = bool(current) and current[0].type in {"RULE", "OFF"}
+        starts = (token.type in {"OFF", "FOREIGN"}) or (
+            token.type == "RULE" and not (opened and current[-1].type == "OFF")
+        )
+        starts = starts or (
+            token.type == "IF" and not (opened and all(t.type != "IF" for t in current))
         )
         if starts and current:
             chunks.append(current)

@@ -210,6 +210,7 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
 
 #: How expected tokens are described in "verwacht …" hints.
 TOKEN_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "OFF": ("UIT", "OFF"),
     "RULE": ("REGEL", "RULE"),
     "IF": ("ALS", "IF"),
     "THEN": ("DAN", "THEN"),
@@ -284,6 +285,7 @@ REPORT_WORDS: Final[dict[str, tuple[str, str]]] = {
     "yes": ("ja", "yes"),
     "no": ("nee", "no"),
     "request": ("aanvraag", "request"),
+    "switched-off": ("uitgeschakeld", "switched off"),
 }
 
 DECISION_WORDS: Final[dict[str, tuple[str, str]]] = {

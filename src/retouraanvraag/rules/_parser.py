@@ -115,6 +115,8 @@ class SynRule:
     actions: tuple[SynAction, ...]
     position: Position
     comments: tuple[str, ...]
+    #: ``False`` for a rule switched off with ``UIT`` / ``OFF``.
+    enabled: bool = True
 
 
 @attrs.frozen
@@ -311,12 +313,14 @@ def parse_chunk(chunk: Chunk, *, start: str = "rule") -> SynRule | SynCondition 
 
 
 def _rule(tree: Tree[Token], chunk: Chunk) -> SynRule:
-    children = tree.children
+    off, *children = tree.children
     name_token = children[1]
     name = unquote(name_token.value) if isinstance(name_token, Token) else None
     condition = _condition(children[4], 1)
     actions = tuple(_action(c) for c in children[6:] if isinstance(c, Tree))
-    return SynRule(name, condition, actions, _pos(chunk.tokens[0]), chunk.comments)
+    return SynRule(
+        name, condition, actions, _pos(chunk.tokens[0]), chunk.comments, enabled=off is None
+    )
 
 
 # -- repairs: a keyword typo put right, a missing keyword put in -----------------------------
@@ -476,7 +480,7 @@ def _parse_all(
     mode = "top" if start == "rule" else "condition"
     parsed: list[SynRule | SynCondition] = []
     for tokens in tokenise(raw, language, start_mode=mode):
-        if start == "rule" and tokens[0].type not in {"IF", "RULE"}:
+        if start == "rule" and tokens[0].type not in {"IF", "RULE", "OFF"}:
             return None
         syntax = parse_chunk(Chunk(tuple(tokens), ()), start=start)
         if isinstance(syntax, SyntaxProblem):

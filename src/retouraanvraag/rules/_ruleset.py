@@ -225,9 +225,10 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
     groups = [{a.kind.group for a in rule.actions} for rule in rules]
     item_scope = [r.scope is Scope.ITEM for r in rules]
     # Item-scope rules only decide and refund (the checker refuses fee and carrier in them).
+    # A rule switched off plays no part: it decides, costs and ships nothing.
     effective = [
-        {g for g in found if g in {"decision", "refund"} or not item}
-        for found, item in zip(groups, item_scope, strict=True)
+        {g for g in found if rule.enabled and (g in {"decision", "refund"} or not item)}
+        for found, item, rule in zip(groups, item_scope, rules, strict=True)
     ]
     decides = ["decision" in g for g in effective]
     count = len(rules)
@@ -254,7 +255,7 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         sets_fee=_mask(["fee" in g for g in effective]),
         sets_carrier=_mask(["carrier" in g for g in effective]),
         refunds=_mask(["refund" in g for g in effective]),
-        has_item_rules=any(item_scope),
+        has_item_rules=any(i and r.enabled for i, r in zip(item_scope, rules, strict=True)),
         roles=roles,
     )
 

@@ -46,8 +46,12 @@ _Bound = tuple[object, bool]  # (value, inclusive)
 
 
 def warn(checker: Checker, rules: Sequence[Rule], chunks: Sequence[Chunk]) -> None:
-    """Report every warning about ``rules`` (``chunks``: their tokens, by rule number)."""
+    """Report every warning about ``rules`` (``chunks``: their tokens, by rule number).
+
+    A rule switched off is left out: it never matches, overrides or undoes anything.
+    """
     language = checker.language
+    rules = [rule for rule in rules if rule.enabled]
     named: dict[str, Rule] = {}
     interned = _Interned(rules)
     summaries: list[_Summary] = []

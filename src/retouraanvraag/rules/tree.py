@@ -116,6 +116,8 @@ class Rule:
     Attributes:
         number: 1-based position in the rule set (unnamed rules are called "regel 3").
         name: the name the merchant gave (``REGEL "Binnenland": …``), or ``None``.
+        enabled: ``False`` for a rule switched off (``UIT ALS …``): it keeps its place and
+            text, is formatted and explained, and never matches.
     """
 
     number: int
@@ -124,6 +126,7 @@ class Rule:
     actions: tuple[Action, ...]
     position: Position = attrs.field(default=_NOWHERE, eq=False, repr=False)
     comments: tuple[str, ...] = attrs.field(default=(), eq=False, repr=False)
+    enabled: bool = attrs.field(default=True, kw_only=True)
 
     @property
     def scope(self) -> Scope:
