@@ -14,6 +14,7 @@ import binascii
 import datetime as dt
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -338,6 +339,18 @@ def money_cap_error(request_id: str, paid: int, refunded: int) -> PortRejected:
 def fee_fixed_error(request_id: str) -> PortRejected:
     """The error for a commit that changes the fee a customer paid: it is fixed at submission."""
     return PortRejected(f"request {request_id}: the paid return fee cannot change after submission")
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (a link or a rename into it) to disk."""
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 # -- the commit algorithm, once ----------------------------------------------------------------

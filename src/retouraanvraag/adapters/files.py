@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
+from retouraanvraag.adapters._common import fsync_folder
 from retouraanvraag.errors import InvalidInput, InvalidPhoto, NotFound, PortUnavailable
 from retouraanvraag.model import PhotoRef
 from retouraanvraag.photos import CONTENT_TYPES
@@ -74,7 +75,7 @@ class DirectoryPhotoStore:
                     file.flush()
                     os.fsync(file.fileno())
                 Path(temporary).replace(folder / key)
-                _fsync_folder(folder)
+                fsync_folder(folder)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
@@ -125,15 +126,6 @@ class DirectoryPhotoStore:
 def _is_key(key: object) -> bool:
     """Whether ``key`` is one this store generates (so it names no other path)."""
     return isinstance(key, str) and _KEY_RE.fullmatch(key) is not None
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a rename into it) to disk."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def _folder_name(shop_id: str) -> str | None:

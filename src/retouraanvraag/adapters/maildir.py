@@ -33,6 +33,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Final
 
+from retouraanvraag.adapters._common import fsync_folder
 from retouraanvraag.errors import InvalidInput, PortRejected, PortUnavailable
 from retouraanvraag.mail import message_bytes, to_email_message
 from retouraanvraag.ports import Mail
@@ -114,7 +115,7 @@ class MaildirTransport:
         if not self._present(name):
             self._deliver(name, data)
         _write_atomically(marker, name.encode())
-        _fsync_folder(index)
+        fsync_folder(index)
 
     def _present(self, name: str) -> bool:
         if (self._path / "new" / name).exists():
@@ -130,7 +131,7 @@ class MaildirTransport:
             # maybe before flushing new/, which is why new/ is flushed in either case).
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, self._path / "new" / name)
-            _fsync_folder(self._path / "new")
+            fsync_folder(self._path / "new")
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -171,12 +172,3 @@ def _write_private(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a link or rename into it) to disk."""
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
