@@ -104,6 +104,7 @@ ALLOWED = {
         Operator.STARTS_WITH,
     ),
     FieldType.TAGS: (Operator.CONTAINS, Operator.NOT_CONTAINS),
+    FieldType.DATE: (Operator.IS, Operator.IS_NOT, Operator.GT, Operator.GE, Operator.LT),
 }
 
 
@@ -123,6 +124,8 @@ def _values(field: Field) -> st.SearchStrategy[object]:  # noqa: PLR0911
         return numbers
     if kind is FieldType.TAGS:
         return st.sampled_from(("vip", "sale", "b2b"))
+    if kind is FieldType.DATE:
+        return st.integers(-2, 400).map(lambda d: dt.date(2024, 6, 1) - dt.timedelta(days=d))
     return plain_text | st.sampled_from(("t-shirt", "SKU-1", "pickup", "@example.com", "10"))
 
 
@@ -188,6 +191,8 @@ def rule_lists(draw: st.DrawFn) -> tuple[Rule, ...]:
             actions.append(Action(ActionKind.RETURN_FEE, draw(euros)))
         if not item_scope and draw(st.booleans()):
             actions.append(Action(ActionKind.SHIP_WITH, draw(plain_text)))
+        if not item_scope and draw(st.booleans()):
+            actions.append(Action(ActionKind.RETURN_WINDOW, draw(st.integers(0, 3650))))
         if not actions:
             actions.append(Action(ActionKind.REQUIRE_REVIEW))
         name = draw(st.none() | plain_text)
@@ -217,6 +222,9 @@ def return_requests(draw: st.DrawFn) -> ReturnRequest:
             unit_price=draw(st.integers(0, 50_000).map(Money)),
             reason=draw(st.sampled_from(REASON_CODES)),
             photos=(PhotoRef("p", "image/jpeg", 1),) if draw(st.booleans()) else (),
+            product_type=draw(st.none() | st.sampled_from(("t-shirt", "Jas", "10"))),
+            product_tags=draw(st.frozensets(st.sampled_from(("vip", "Sale ", "b2b")), max_size=2)),
+            vendor=draw(st.none() | st.sampled_from(("Acme", "pickup"))),
         )
         for _ in range(draw(st.integers(1, 3)))
     ]
@@ -241,6 +249,8 @@ def return_requests(draw: st.DrawFn) -> ReturnRequest:
         return_method=draw(st.none() | st.sampled_from(("pickup", "Drop off"))),
         channel=draw(st.sampled_from(Channel)),
         tags=draw(st.frozensets(st.sampled_from(("vip", "VIP ", "sale", "b2b")), max_size=2)),
+        discount_code=draw(st.none() | st.sampled_from(("SALE10", "10", "pickup"))),
+        earlier_returns=draw(st.none() | st.integers(0, 500)),
     )
 
 
@@ -455,6 +465,10 @@ def _days(earlier: dt.datetime | None) -> int | None:
     return (NOW.astimezone(AMSTERDAM).date() - earlier.astimezone(AMSTERDAM).date()).days
 
 
+def _local_date(moment: dt.datetime | None) -> dt.date | None:
+    return None if moment is None else moment.astimezone(AMSTERDAM).date()
+
+
 def _read(key: str, request: ReturnRequest, item: ReturnItem) -> object:  # noqa: C901, PLR0911, PLR0912
     match key:
         case "from_country":
@@ -493,6 +507,22 @@ def _read(key: str, request: ReturnRequest, item: ReturnItem) -> object:  # noqa
             return item.value
         case "quantity":
             return item.quantity
+        case "product_type":
+            return item.product_type
+        case "product_tags":
+            return item.product_tags
+        case "vendor":
+            return item.vendor
+        case "order_date":
+            return _local_date(request.ordered_at)
+        case "delivery_date":
+            return _local_date(request.delivered_at)
+        case "request_date":
+            return _local_date(request.created_at)
+        case "discount_code":
+            return request.discount_code
+        case "earlier_returns":
+            return request.earlier_returns
     raise AssertionError(key)
 
 
@@ -564,7 +594,7 @@ _DECIDES = {
 
 def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]:  # noqa: C901, PLR0912
     per_item: list[tuple[int, Action] | None] = []
-    fee = carrier = None
+    fee = carrier = window = None
     refund = False
     for item in request.items:
         chosen = None
@@ -578,6 +608,8 @@ def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]: 
                     refund = True
                 elif action.kind is ActionKind.RETURN_FEE:
                     fee = action.argument
+                elif action.kind is ActionKind.RETURN_WINDOW:
+                    window = action.argument
                 else:
                     carrier = action.argument
         per_item.append(chosen)
@@ -587,7 +619,7 @@ def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]: 
         len(decided) < len(per_item)
         and _DECIDES[best[1].kind].strictness < Decision.REVIEW.strictness
     ):
-        return (None, None, None, fee, carrier, refund, ())
+        return (None, None, None, fee, carrier, refund, (), window)
     decision = _DECIDES[best[1].kind]
     refused: list[int | None] = []
     if decision is Decision.NOT_RETURNABLE:
@@ -598,7 +630,7 @@ def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]: 
                     refused.append(None if whole else index)
     reason = best[1].argument if decision is Decision.REJECT else None
     name = ruleset.rules[best[0]].display_name(ruleset.language)
-    return (decision, reason, name, fee, carrier, refund, tuple(refused))
+    return (decision, reason, name, fee, carrier, refund, tuple(refused), window)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -617,6 +649,7 @@ def test_compiled_rules_agree_with_the_reference_interpreter(
             outcome.carrier,
             outcome.refund_return_fee,
             tuple(r.index for r in outcome.refused),
+            outcome.return_window_days,
         )
         assert got == _reference(ruleset, request)
         matched = {line.split(" [")[0].split(":")[0] for line in outcome.trace}
@@ -907,7 +940,7 @@ def _reference_with_default(
     if -1 in deciders and default.strictness > best[0]:
         if default is Decision.NOT_RETURNABLE:
             refused = expected[6] if expected[0] is Decision.NOT_RETURNABLE else ()
-        return (default, None, None, fee, carrier, refund, refused)
+        return (default, None, None, fee, carrier, refund, refused, expected[7])
     rule = ruleset.rules[best[1]]
     decision = decision_of[best[1]]
     action = next(a for a in rule.actions if a.kind in _DECIDES)
@@ -915,7 +948,8 @@ def _reference_with_default(
     refused = expected[6] if decision is Decision.NOT_RETURNABLE else ()
     if decision is Decision.NOT_RETURNABLE and expected[0] is not Decision.NOT_RETURNABLE:
         refused = _refused_items(ruleset, deciders)
-    return (decision, reason, rule.display_name(ruleset.language), fee, carrier, refund, refused)
+    name = rule.display_name(ruleset.language)
+    return (decision, reason, name, fee, carrier, refund, refused, expected[7])
 
 
 def _refused_items(ruleset: RuleSet, deciders: list[int]) -> tuple[int | None, ...]:
@@ -978,6 +1012,7 @@ def test_indexed_and_early_exit_evaluation_agrees_with_the_reference(
             outcome.carrier,
             outcome.refund_return_fee,
             tuple(r.index for r in outcome.refused),
+            outcome.return_window_days,
         )
         assert got == _reference_with_default(ruleset, request, default)
         trace_rules = [line.split(" [")[0].split(":")[0] for line in outcome.trace]

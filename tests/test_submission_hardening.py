@@ -476,6 +476,7 @@ _ACCEPTS: dict[str, Callable[[object], bool]] = {
     "text": lambda v: isinstance(v, str),
     "optional text": lambda v: v is None or isinstance(v, str),
     "optional": lambda v: v is None,
+    "optional int": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
     "collection": lambda v: isinstance(v, list),
     "none": lambda _v: False,
 }
@@ -493,6 +494,8 @@ REQUEST_FIELDS = {
     "channel": "none",
     "tags": "collection",
     "return_fee": "optional",
+    "discount_code": "optional text",
+    "earlier_returns": "optional int",
 }
 ITEM_FIELDS = {
     "sku": "text",
@@ -502,6 +505,9 @@ ITEM_FIELDS = {
     "reason": "text",
     "reason_text": "optional text",
     "photos": "collection",
+    "product_type": "optional text",
+    "product_tags": "collection",
+    "vendor": "optional text",
 }
 CUSTOMER_FIELDS = {"email": "text", "name": "text", "language": "none"}
 FEE_FIELDS = {"amount": "none", "payment_reference": "text"}
@@ -533,7 +539,7 @@ def test_the_sweep_covers_every_field_with_every_wrong_type() -> None:
         *(("PaidFee", n) for n in attrs.fields_dict(PaidFee)),
     }
     assert swept == expected
-    assert len(SWEEP) == 156
+    assert len(SWEEP) == 182
 
 
 @pytest.mark.parametrize(("owner", "name", "value"), SWEEP, ids=repr)

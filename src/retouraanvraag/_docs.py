@@ -147,6 +147,14 @@ _TYPE_EXAMPLES: Final = {
     FieldType.CHOICE: ("IS", "", "one of the field's choices, in either language"),
     FieldType.YES_NO: ("IS", "ja", "`ja`/`nee`, `yes`/`no` (and `waar`, `true`, …)"),
     FieldType.TAGS: ("BEVAT", '"sale"', "a tag, quoted or bare"),
+    FieldType.DATE: (
+        "VOOR",
+        "2026-11-01",
+        (
+            "`2026-11-01` or `1-11-2026`, a calendar day in the rule set's time zone; compared"
+            " with `VOOR`/`BEFORE`, `NA`/`AFTER`, `OP`/`ON` (or `MINSTENS`, `<`, …)"
+        ),
+    ),
 }
 #: Examples nicer than the type's, per field key: operator words (Dutch) and value.
 _FIELD_EXAMPLES: Final = {
@@ -164,6 +172,8 @@ _FIELD_EXAMPLES: Final = {
     "sku": ("BEGINT MET", '"GC-"'),
     "item_value": ("KLEINER DAN", "€5,00"),
     "quantity": ("HOOGSTENS", "2"),
+    "delivery_date": ("NA", "2026-11-24"),
+    "request_date": ("OP", "2026-12-26"),
 }
 #: The condition and argument of each action's example (Dutch).
 _ACTION_EXAMPLES: Final = {
@@ -177,6 +187,7 @@ _ACTION_EXAMPLES: Final = {
     ActionKind.SHIP_WITH: ("Van land IS België", '"bpost"'),
     ActionKind.ORDER_NOT_RETURNABLE: ("Tags BEVAT maatwerk", '"Maatwerk kan niet retour."'),
     ActionKind.ITEM_NOT_RETURNABLE: ("SKU BEGINT MET GC-", '"Cadeaubonnen kunnen niet retour."'),
+    ActionKind.RETURN_WINDOW: ("Tags BEVAT vip", "60 dagen"),
 }
 #: An argument for an action without an example of its own.
 _ARGUMENT_EXAMPLES: Final = {
@@ -184,12 +195,14 @@ _ARGUMENT_EXAMPLES: Final = {
     Argument.TEXT: '"…"',
     Argument.OPTIONAL_TEXT: "",
     Argument.MONEY: "€2,00",
+    Argument.DAYS: "60 dagen",
 }
 _ARGUMENT_WORDS: Final = {
     Argument.NONE: "—",
     Argument.TEXT: "quoted text",
     Argument.OPTIONAL_TEXT: "quoted text, optional (shown to the customer)",
     Argument.MONEY: "an amount",
+    Argument.DAYS: "a number of days (0 to 3650), then `dagen` / `days`",
 }
 _STRUCTURE_EXAMPLE: Final = (
     "# Dichtbij of een grote bestelling: geen beoordeling, en de retourkosten terug\n"

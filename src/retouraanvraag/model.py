@@ -95,10 +95,18 @@ def _item_tuple(value: Iterable[ReturnItem]) -> tuple[ReturnItem, ...]:
 
 
 def _tag_set(value: Iterable[str]) -> frozenset[str]:
-    tags = _collection(value, "tags", "texts")
+    return _texts(value, "tags")
+
+
+def _product_tag_set(value: Iterable[str]) -> frozenset[str]:
+    return _texts(value, "product_tags")
+
+
+def _texts(value: Iterable[str], field: str) -> frozenset[str]:
+    tags = _collection(value, field, "texts")
     for tag in tags:
         if not isinstance(tag, str):  # before hashing: a list as a tag is unhashable
-            raise WrongType(expected="text", got=type(tag).__name__, field="tags")
+            raise WrongType(expected="text", got=type(tag).__name__, field=field)
     return frozenset(tags)
 
 
@@ -557,6 +565,19 @@ def _check_tags(_instance: object, attribute: attrs.Attribute[Any], value: froze
 
 _MAX_TAGS: Final = 50
 
+#: The most earlier returns a host may report for one customer.
+MAX_EARLIER_RETURNS: Final = 1_000_000
+
+
+def _check_earlier_returns(
+    _instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    _require(value, int, attribute.name, optional=True)
+    if value is not None and not 0 <= value <= MAX_EARLIER_RETURNS:  # type: ignore[operator]
+        raise InvalidInput(
+            f"must be between 0 and {MAX_EARLIER_RETURNS}, not {value}", field=attribute.name
+        )
+
 
 #: The moments a request may name (created, ordered, delivered): far wider than any shop
 #: needs, and narrow enough that moving one to any time zone and adding a return window (at
@@ -651,6 +672,13 @@ class ReturnItem:
     reason: str = attrs.field(validator=_text(64))
     reason_text: str | None = attrs.field(default=None)
     photos: tuple[PhotoRef, ...] = attrs.field(default=(), converter=_photo_tuple)
+    #: What the shop's catalogue says of the product (``Producttype``, ``Producttags``,
+    #: ``Merk``); the host passes them, ``None`` / empty when it does not know.
+    product_type: str | None = attrs.field(default=None, validator=_optional_text(100))
+    product_tags: frozenset[str] = attrs.field(
+        default=frozenset(), converter=_product_tag_set, validator=_check_tags
+    )
+    vendor: str | None = attrs.field(default=None, validator=_optional_text(100))
 
     @quantity.validator
     def _check_quantity(self, _attribute: object, value: object) -> None:
@@ -1201,6 +1229,8 @@ class Outcome:
         refused: items (or the whole order, index ``None``) that cannot be returned.
         rule: the name of the rule that decided, or ``None`` for the policy default.
         trace: one line per matching rule, overridden ones marked.
+        return_window_days: the return window the rules set (``Retourtermijn 60 dagen``), or
+            ``None``: the policy's window applies.
     """
 
     decision: Decision | None
@@ -1211,6 +1241,7 @@ class Outcome:
     refused: tuple[RefusedItem, ...] = ()
     rule: str | None = None
     trace: tuple[str, ...] = ()
+    return_window_days: int | None = None
 
 
 @attrs.frozen
@@ -1276,6 +1307,10 @@ class ReturnRequest:
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=_tag_set, validator=_check_tags
     )
+    #: The discount code of the order and the customer's earlier returns, as the host knows
+    #: them (``Kortingscode``, ``Eerdere retouren``); ``None``: not known.
+    discount_code: str | None = attrs.field(default=None, validator=_optional_text(100))
+    earlier_returns: int | None = attrs.field(default=None, validator=_check_earlier_returns)
     return_fee: PaidFee | None = attrs.field(default=None)
     return_fee_asked: Money | None = attrs.field(default=None)
     status: Status = Status.REQUESTED

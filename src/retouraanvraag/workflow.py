@@ -59,6 +59,7 @@ from retouraanvraag.model import (
     _check_moment,
     _choice,
     _collection,
+    _product_tag_set,
     _require,
     _tag_set,
     resolve_country,
@@ -135,8 +136,11 @@ class Policy:
     reasons: ReasonCatalogue = attrs.field(factory=ReasonCatalogue)
     rules: RuleEvaluator | None = attrs.field(default=None, eq=False)
 
-    def deadline(self, delivered_at: dt.datetime) -> dt.date | None:
+    def deadline(self, delivered_at: dt.datetime, days: int | None = None) -> dt.date | None:
         """The last local day on which a return may be asked, or ``None`` without a window.
+
+        ``days`` is a window the shop's rules gave (``Retourtermijn 60 dagen``); without it,
+        the policy's ``return_window_days`` applies.
 
         Raises:
             InvalidInput: ``delivered_at`` is not an aware datetime between
@@ -144,11 +148,12 @@ class Policy:
                 field is ``delivered_at``).
         """
         _check_moment(delivered_at, "delivered_at")
-        if self.return_window_days is None:
+        window = days if days is not None else self.return_window_days
+        if window is None:
             return None
         # Within the bounds, neither the zone nor the window (at most ten years) can overflow.
         local = delivered_at.astimezone(tz.gettz(self.timezone))
-        return local.date() + dt.timedelta(days=self.return_window_days)
+        return local.date() + dt.timedelta(days=window)
 
 
 def _uploads(value: Iterable[bytes]) -> tuple[bytes, ...]:
@@ -174,6 +179,9 @@ class NewItem:
     reason: str
     reason_text: str | None = None
     photos: tuple[bytes, ...] = attrs.field(default=(), converter=_uploads)
+    product_type: str | None = None
+    product_tags: frozenset[str] = attrs.field(default=frozenset(), converter=_product_tag_set)
+    vendor: str | None = None
 
 
 @attrs.frozen
@@ -199,6 +207,8 @@ class NewRequest:
     channel: Channel = Channel.PORTAL
     tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tag_set)
     return_fee: PaidFee | None = None
+    discount_code: str | None = None
+    earlier_returns: int | None = None
 
 
 def _fingerprint(command: Command, arguments: Mapping[str, Any]) -> str:
@@ -239,6 +249,8 @@ _REQUEST_FIELDS: Final[tuple[tuple[str, type, bool], ...]] = (
     ("order_value", Money, False),
     ("return_method", str, True),
     ("return_fee", PaidFee, True),
+    ("discount_code", str, True),
+    ("earlier_returns", int, True),
 )
 _ITEM_FIELDS: Final[tuple[tuple[str, type, bool], ...]] = (
     ("sku", str, False),
@@ -247,6 +259,8 @@ _ITEM_FIELDS: Final[tuple[tuple[str, type, bool], ...]] = (
     ("unit_price", Money, False),
     ("reason", str, False),
     ("reason_text", str, True),
+    ("product_type", str, True),
+    ("vendor", str, True),
 )
 
 
@@ -400,19 +414,13 @@ class Desk:
                         reason=reason.code,
                         reason_text=text,
                         photos=tuple(PhotoRef("", "", len(upload)) for upload in item.photos),
+                        product_type=item.product_type,
+                        product_tags=item.product_tags,
+                        vendor=item.vendor,
                     )
                 )
             except InvalidInput as exc:
                 raise exc.at(f"items[{i}]") from exc
-        if new.delivered_at is not None:
-            deadline = policy.deadline(new.delivered_at)
-            today = now.astimezone(tz.gettz(policy.timezone)).date()
-            if deadline is not None and today > deadline:
-                raise ReturnWindowExpired(
-                    order_number=new.order_number,
-                    deadline=deadline.isoformat(),
-                    days=policy.return_window_days or 0,
-                )
         return ReturnRequest(
             shop_id=new.shop_id,
             id=uuid.uuid4().hex,
@@ -428,8 +436,29 @@ class Desk:
             return_method=new.return_method,
             channel=new.channel,
             tags=new.tags,
+            discount_code=new.discount_code,
+            earlier_returns=new.earlier_returns,
             return_fee=new.return_fee,
         )
+
+    @staticmethod
+    def _check_window(request: ReturnRequest, policy: Policy, outcome: Outcome) -> None:
+        """Refuse a request past its return window: the rules' (if they set one) or the policy's.
+
+        Raises:
+            ReturnWindowExpired: today, in the shop's time zone, is after the last day.
+        """
+        if request.delivered_at is None:
+            return
+        days = outcome.return_window_days
+        if days is None:
+            days = policy.return_window_days
+        deadline = policy.deadline(request.delivered_at, days)
+        today = request.created_at.astimezone(tz.gettz(policy.timezone)).date()
+        if deadline is not None and today > deadline:
+            raise ReturnWindowExpired(
+                order_number=request.order_number, deadline=deadline.isoformat(), days=days or 0
+            )
 
     def _outcome(self, request: ReturnRequest, policy: Policy) -> Outcome:
         # Items no rule decides take the policy's default; the strictest item still decides.
@@ -452,7 +481,9 @@ class Desk:
         _check_submission(new)
         policy = self.policy(new.shop_id)
         request = self._draft(new, policy, self._clock.now())
-        return self._outcome(request, policy)
+        outcome = self._outcome(request, policy)
+        self._check_window(request, policy, outcome)
+        return outcome
 
     def submit(self, new: NewRequest, *, idempotency_key: str | None = None) -> ReturnRequest:
         """Take a customer's return request; the shop's rules may decide it at once.
@@ -486,12 +517,14 @@ class Desk:
         policy = self.policy(new.shop_id)
         now = self._clock.now()
         request = self._draft(new, policy, now)
+        # The rules see the request first: a return window they set replaces the policy's.
+        outcome = self._outcome(request, policy)
+        self._check_window(request, policy, outcome)
         places = [(i, j) for i, item in enumerate(new.items) for j in range(len(item.photos))]
         validated = _photos.validate_photos(
             [p for item in new.items for p in item.photos],
             fields=[f"items[{i}].photos[{j}]" for i, j in places],
         )
-        outcome = self._outcome(request, policy)
         if outcome.decision is Decision.NOT_RETURNABLE:
             raise ReturnRefused(tuple((r.index, r.message) for r in outcome.refused))
         request = _with_fee_asked(request, outcome.return_fee)

@@ -14,7 +14,7 @@ import attrs
 
 from retouraanvraag.errors import UnknownCountry, UnknownReason
 from retouraanvraag.model import Money, ReasonCatalogue, fold_text, resolve_country
-from retouraanvraag.rules._lexer import BadValue, read_money, read_number
+from retouraanvraag.rules._lexer import BadValue, read_date, read_money, read_number
 from retouraanvraag.rules._messages import (
     OPERATOR_WORDS,
     TOKEN_WORDS,
@@ -36,6 +36,8 @@ from retouraanvraag.rules._parser import (
 from retouraanvraag.rules.diagnostics import Diagnostic, Position, Severity
 from retouraanvraag.rules.fields import (
     ACTIONS,
+    DAY_WORDS,
+    MAX_WINDOW_DAYS,
     ActionKind,
     ActionSpec,
     Argument,
@@ -82,6 +84,9 @@ _ALLOWED: Final[dict[FieldType, tuple[Operator, ...]]] = {
         Operator.STARTS_WITH,
     ),
     FieldType.TAGS: (Operator.CONTAINS, Operator.NOT_CONTAINS),
+    FieldType.DATE: (
+        Operator.IS, Operator.IS_NOT, Operator.GT, Operator.GE, Operator.LT, Operator.LE,
+    ),
 }  # fmt: skip
 _YES: Final = frozenset({"ja", "yes", "waar", "true", "wel"})
 _NO: Final = frozenset({"nee", "no", "onwaar", "false", "geen"})
@@ -269,7 +274,7 @@ class Checker:
                         second=spec.name(self.language),
                     )
                 decision = action
-            if action.kind.group in {"fee", "carrier"}:
+            if action.kind.group in {"fee", "carrier", "window"}:
                 item_field = next((f for f in fields if f.scope is Scope.ITEM), None)
                 if item_field is not None:
                     name = spec.name(self.language)
@@ -343,7 +348,7 @@ class Checker:
             return None
         return Compare(field, operator, tuple(values), syntax.position)
 
-    def value(self, field: Field, value: SynValue) -> Value:  # noqa: C901, PLR0911
+    def value(self, field: Field, value: SynValue) -> Value:  # noqa: C901, PLR0911, PLR0912
         """Resolve one value for ``field``; reports and raises ``_Invalid`` when it does not fit."""
         text = value.text.strip()
         kind = field.type
@@ -357,6 +362,8 @@ class Checker:
                 return self._compared_amount(value, name)
             if kind is FieldType.NUMBER and value.kind == "number":
                 return read_number(text)
+            if kind is FieldType.DATE and value.kind in {"word", "string"}:
+                return read_date(text)
             if kind in {FieldType.TEXT, FieldType.TAGS} and value.kind != "money":
                 if not text:
                     self.report(value.position, "empty-text")
@@ -456,6 +463,11 @@ class Checker:
             raise _Invalid
         name = spec.name(self.language)
         argument = syntax.argument
+        if spec.argument is Argument.DAYS:
+            return self._window(spec, syntax, rest)
+        if syntax.unit is not None:
+            self.report(syntax.unit.position, "unexpected-argument", action=name)
+            raise _Invalid
         if rest:
             bare_words = syntax.words.split()[-len(rest.split()) :]
             if argument is not None or spec.argument is Argument.NONE:
@@ -488,6 +500,28 @@ class Checker:
             self.report(argument.position, "text-too-long", limit=MAX_TEXT)
             raise _Invalid
         return Action(spec.kind, text, syntax.position)
+
+    def _window(self, spec: ActionSpec, syntax: SynAction, rest: str) -> Action:
+        """``Retourtermijn 60 dagen``: a whole number of days, 0 to ``MAX_WINDOW_DAYS``."""
+        name = spec.name(self.language)
+        argument, unit = syntax.argument, syntax.unit
+        if rest or argument is None or argument.kind != "number":
+            self.report(
+                argument.position if argument is not None else syntax.position,
+                "bad-window",
+                action=name,
+                limit=MAX_WINDOW_DAYS,
+            )
+            raise _Invalid
+        days = read_number(argument.text) if argument.text.isdigit() else None
+        if not isinstance(days, int) or days > MAX_WINDOW_DAYS:
+            self.report(argument.position, "bad-window", action=name, limit=MAX_WINDOW_DAYS)
+            raise _Invalid
+        units = {w for words in DAY_WORDS.values() for w in words}
+        if unit is not None and fold_text(unit.text) not in units:
+            self.report(unit.position, "bad-window", action=name, limit=MAX_WINDOW_DAYS)
+            raise _Invalid
+        return Action(spec.kind, days, syntax.position)
 
 
 def _spec(kind: ActionKind) -> ActionSpec:

@@ -456,6 +456,28 @@ CODES: Final[tuple[Explanation, ...]] = (
          _lines(f"IF From country IS NL {_APPROVE_EN}",
                 'IF SKU STARTS WITH "HYG" THEN Unable to return item')),
     ),
+    _e(
+        "R043", "bad-date", "error",
+        "Een datum schrijft u als jaar-maand-dag (2026-11-01) of dag-maand-jaar (1-11-2026),"
+        " en hij moet bestaan: 2026-02-30 bestaat niet.",
+        "A date is written year-month-day (2026-11-01) or day-month-year (1-11-2026), and it"
+        " must exist: 2026-02-30 does not.",
+        (f"ALS Besteldatum VOOR 2026-02-30 {_APPROVE_NL}",
+         f"ALS Besteldatum VOOR 2026-03-01 {_APPROVE_NL}"),
+        (f"IF Order date BEFORE 2026-02-30 {_APPROVE_EN}",
+         f"IF Order date BEFORE 2026-03-01 {_APPROVE_EN}"),
+    ),
+    _e(
+        "R044", "bad-window", "error",
+        "Retourtermijn geeft het aantal dagen na levering waarin de klant kan retourneren: een"
+        " heel getal van 0 tot 3650, gevolgd door dagen.",
+        "Return window gives the number of days after delivery in which the customer may return:"
+        " a whole number from 0 to 3650, followed by days.",
+        ("ALS Van land IS BE DAN Retourtermijn 2,5 dagen",
+         "ALS Van land IS BE DAN Retourtermijn 60 dagen"),
+        ("IF From country IS BE THEN Return window 2.5 days",
+         "IF From country IS BE THEN Return window 60 days"),
+    ),
 )  # fmt: skip
 
 _BY_SLUG: Final = {slug: entry for entry in CODES for slug in entry.slugs}

@@ -570,8 +570,9 @@ def compile_condition_function(
 #: What :func:`compile_decider`'s function returns for a request: the best item decision's
 #: rank (``-1``: no item is decided), whether some item is undecided, the rules that set the
 #: fee and choose the carrier (``-1``: none), whether a rule refunds the fee, and the items a
-#: not-returnable rule decided, as ``(item index, rule index)`` pairs.
-Decided = tuple[int, bool, int, int, bool, tuple[tuple[int, int], ...]]
+#: not-returnable rule decided, as ``(item index, rule index)`` pairs, and the rule that sets
+#: the return window (``-1``: none).
+Decided = tuple[int, bool, int, int, bool, tuple[tuple[int, int], ...], int]
 
 #: Fewer one-comparison rules than this on one field are tested one by one (a look-up costs
 #: about as much as two or three tests).
@@ -603,6 +604,7 @@ class Roles:
         rank: per rule, ``strictness * len(rules) + index`` when it decides (higher wins
             between items), else ``-1``.
         not_returnable: the rules whose decision is "not returnable".
+        sets_window: the request rules with a return window.
     """
 
     decides: frozenset[int]
@@ -611,6 +613,7 @@ class Roles:
     refunds: frozenset[int]
     rank: tuple[int, ...]
     not_returnable: frozenset[int]
+    sets_window: frozenset[int] = frozenset()
 
 
 def index_key(condition: Condition) -> IndexKey | None:  # noqa: PLR0911 - one case per kind
@@ -884,6 +887,7 @@ def compile_decider(
             "fee": [k for k in on_request if k in roles.sets_fee],
             "car": [k for k in on_request if k in roles.sets_carrier],
             "rf": [k for k in on_request if k in roles.refunds],
+            "win": [k for k in on_request if k in roles.sets_window],
         }
         body += decider.share(list(request_chains.values()))
         for result_name, members in request_chains.items():
@@ -891,7 +895,8 @@ def compile_decider(
         items: ast.expr = _attr(_name("request"), "items")
         refunded = _compare(_name("rf"), ast.GtE(), ast.Constant(0))
         result = ast.Tuple(
-            [*(_name(n) for n in ("br", "und", "fee", "car")), refunded, _name("nr")], ast.Load()
+            [*(_name(n) for n in ("br", "und", "fee", "car")), refunded, _name("nr"), _name("win")],
+            ast.Load(),
         )
         if not on_item:
             decided = _compare(_name("rd"), ast.In(), _name("_refusing"))

@@ -8,6 +8,7 @@ language than the rules', the outcome comes from the same rules loaded in that l
 
 from __future__ import annotations
 
+import datetime as dt
 import weakref
 from collections.abc import Sequence
 from decimal import Decimal
@@ -30,7 +31,6 @@ from retouraanvraag.rules.fields import Field, FieldType, Scope
 from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Callable
 
     from retouraanvraag.rules._ruleset import RuleSet
@@ -141,6 +141,8 @@ def _show(field: Field, value: object, language: str, ruleset: RuleSet) -> str: 
         return choice.name(language) if choice else str(value)
     if field.type is FieldType.TAGS:
         return ", ".join(sorted(str(t) for t in value)) or "-"  # type: ignore[attr-defined]
+    if field.type is FieldType.DATE and isinstance(value, dt.date):
+        return value.isoformat()
     return quote(str(value))
 
 
@@ -242,6 +244,9 @@ def _summary(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
         lines.append(f"  {word(REPORT_WORDS, 'fee', language)}: {fee}")
     if outcome.carrier:
         lines.append(f"  {word(REPORT_WORDS, 'carrier', language)}: {outcome.carrier}")
+    if outcome.return_window_days is not None:
+        days = word(REPORT_WORDS, "days", language).format(days=outcome.return_window_days)
+        lines.append(f"  {word(REPORT_WORDS, 'window', language)}: {days}")
     if outcome.refund_return_fee:
         lines.append(f"  {word(REPORT_WORDS, 'refund', language)}")
     for refused in outcome.refused:

@@ -8,6 +8,7 @@ indented; a line never breaks inside a value, since a value ends at the end of i
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from typing import Final
@@ -15,9 +16,9 @@ from typing import Final
 from babel.numbers import get_currency_precision
 
 from retouraanvraag.model import Money, ReasonCatalogue, country_name
-from retouraanvraag.rules._lexer import KEYWORDS
+from retouraanvraag.rules._lexer import DATE_OPERATORS, KEYWORDS
 from retouraanvraag.rules._messages import OPERATOR_WORDS, word
-from retouraanvraag.rules.fields import ACTIONS_BY_KIND, Argument, Field, FieldType
+from retouraanvraag.rules.fields import ACTIONS_BY_KIND, DAY_WORDS, Argument, Field, FieldType
 from retouraanvraag.rules.tree import Action, And, Compare, Condition, Not, Operator, Or, Rule
 
 __all__ = [
@@ -42,6 +43,10 @@ _BARE_WORD: Final = re.compile(r"[^\W\d_][\w'\u2019\-]*")
 _FORMAT_OPERATORS: Final = {
     "nl": {"GT": "GROTER DAN", "LT": "KLEINER DAN", "GE": "MINSTENS", "LE": "HOOGSTENS"},
     "en": {"GT": "GREATER THAN", "LT": "LESS THAN", "GE": "AT LEAST", "LE": "AT MOST"},
+}
+_DATE_OPERATORS: Final = {
+    language: {type_: phrase.upper() for phrase, type_ in table.items()}
+    for language, table in DATE_OPERATORS.items()
 }
 #: Signs written before an amount; other currencies by code (``$`` names several, never written).
 _CURRENCY_SIGNS: Final = {"EUR": "€", "GBP": "£"}
@@ -97,10 +102,16 @@ def format_value(  # noqa: PLR0911
     if kind is FieldType.YES_NO:
         yes, no = ("ja", "nee") if language == "nl" else ("yes", "no")
         return yes if value else no
+    if kind is FieldType.DATE and isinstance(value, dt.date):
+        return value.isoformat()  # bare: VOOR / NA / OP are operators only before a date
     return quote(str(value))
 
 
-def _operator(operator: Operator, language: str) -> str:
+def _operator(operator: Operator, language: str, field: Field | None = None) -> str:
+    if field is not None and field.type is FieldType.DATE:
+        date_word = _DATE_OPERATORS[language].get(operator.value)
+        if date_word is not None:
+            return date_word
     return _FORMAT_OPERATORS[language].get(operator.value) or word(
         OPERATOR_WORDS, operator.value, language
     )
@@ -126,7 +137,8 @@ def _grouped(part: Condition, parent: Condition) -> bool:
 def _compare_pieces(compare: Compare, language: str, reasons: ReasonCatalogue | None) -> list[str]:
     """``Van land IS Nederland``, then ``OF België`` for every further value."""
     values = [format_value(compare.field, v, language, reasons) for v in compare.values]
-    head = f"{compare.field.name(language)} {_operator(compare.operator, language)} {values[0]}"
+    operator = _operator(compare.operator, language, compare.field)
+    head = f"{compare.field.name(language)} {operator} {values[0]}"
     return [head, *(f"{_keyword('OR', language)} {v}" for v in values[1:])]
 
 
@@ -212,6 +224,8 @@ def format_action(action: Action, language: str) -> str:
         return name
     if spec.argument is Argument.MONEY and isinstance(action.argument, Money):
         return f"{name} {format_money(action.argument, language)}"
+    if spec.argument is Argument.DAYS:
+        return f"{name} {action.argument} {DAY_WORDS[language][0]}"
     return f"{name} {quote(str(action.argument))}"
 
 

@@ -15,6 +15,7 @@ leave the digit-group rule to :mod:`retouraanvraag.model` (one rule for the whol
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -99,6 +100,14 @@ KEYWORDS: Final[dict[str, dict[str, str]]] = {
 #: same line (``UIT ALS …``, ``OFF IF …``): the rule keeps its text and is never evaluated. It
 #: is a keyword only there, so ``uit`` stays an ordinary word everywhere else.
 SWITCHED_OFF: Final = {"nl": "uit", "en": "off"}
+#: Words comparing dates (``Besteldatum VOOR 2026-11-01``): operators only where a date follows,
+#: so ``voor``, ``na`` and ``op`` stay ordinary words in text (``jas voor kinderen``).
+DATE_OPERATORS: Final = {
+    "nl": {"voor": "LT", "na": "GT", "op": "IS"},
+    "en": {"before": "LT", "after": "GT", "on": "IS"},
+}
+#: What a date looks like to the lexer: year-month-day or day-month-year (checked later).
+DATE_RE: Final = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")
 OPERATORS: Final = frozenset(
     {"IS", "IS_NOT", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "GT", "GE", "LT", "LE"}
 )
@@ -394,6 +403,14 @@ def _classify(tokens: list[Token], language: str, *, start_mode: str) -> list[To
             mode = "top"
             i += 1
             continue
+        if mode == "action" and _is_unit(tokens, folded, i):
+            out.append(_join([token], "UNIT", token.value))
+            i += 1
+            continue
+        if mode == "condition" and _compares_dates(tokens, folded, i, language):
+            out.append(_join([token], DATE_OPERATORS[language][folded[i] or ""], token.value))
+            i += 1
+            continue
         matched = _match_phrase(folded, i, language) if token.type == "WORD" else None
         if matched is None:
             out.append(token)
@@ -416,6 +433,28 @@ def _classify(tokens: list[Token], language: str, *, start_mode: str) -> list[To
         elif type_ == "THEN":
             mode = "action"
     return out
+
+
+#: The units a number in an action may carry (``Retourtermijn 60 dagen``), either language.
+UNITS: Final = frozenset({"dagen", "dag", "days", "day"})
+
+
+def _is_unit(tokens: list[Token], folded: list[str | None], i: int) -> bool:
+    """Whether ``tokens[i]`` is ``dagen``/``days`` right after a number on the same line."""
+    if folded[i] not in UNITS or i == 0:
+        return False
+    before = tokens[i - 1]
+    return before.type == "NUMBER" and before.end_line == tokens[i].line
+
+
+def _compares_dates(tokens: list[Token], folded: list[str | None], i: int, language: str) -> bool:
+    """Whether ``tokens[i]`` is ``VOOR``/``NA``/``OP`` (``BEFORE``/…) before a date."""
+    if folded[i] not in DATE_OPERATORS[language] or i + 1 >= len(tokens):
+        return False
+    after = tokens[i + 1]
+    if after.type == "STRING":  # a date may be quoted: OP "2026-11-01"
+        return DATE_RE.fullmatch(after.value[1:-1].strip()) is not None
+    return after.type == "WORD" and DATE_RE.fullmatch(after.value) is not None
 
 
 def _switches_off(tokens: list[Token], folded: list[str | None], i: int, language: str) -> bool:
@@ -635,6 +674,24 @@ class BadValue(Exception):  # a signal between the reading functions and the che
         self.code = code
         self.hint = hint
         self.values = values
+
+
+def read_date(text: str) -> dt.date:
+    """Read ``2026-11-01`` or ``1-11-2026``.
+
+    Raises:
+        BadValue: it is not written as a date, or names a day that does not exist
+            (``bad-date``).
+    """
+    parts = text.strip().split("-")
+    if DATE_RE.fullmatch(text.strip()) is None or len(parts) != 3:  # noqa: PLR2004
+        raise BadValue("bad-date", text=text)
+    first, month, last = (int(p) for p in parts)
+    year, day = (first, last) if len(parts[0]) == 4 else (last, first)  # noqa: PLR2004
+    try:
+        return dt.date(year, month, day)
+    except ValueError as error:
+        raise BadValue("bad-date", text=text) from error
 
 
 _WHOLE_RE: Final = re.compile(r"(?<=\d)[.,][-\u2013]")

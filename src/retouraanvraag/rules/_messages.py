@@ -101,6 +101,14 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         ),
     ),
     "bad-number": ('"{text}" is geen getal', '"{text}" is not a number'),
+    "bad-window": (
+        "{action} wil een aantal dagen, van 0 tot {limit}: {action} 60 dagen",
+        "{action} wants a number of days, from 0 to {limit}: {action} 60 days",
+    ),
+    "bad-date": (
+        '"{text}" is geen bestaande datum (jaar-maand-dag, zoals 2026-11-01)',
+        '"{text}" is not a date that exists (year-month-day, such as 2026-11-01)',
+    ),
     "number-hint": (
         (
             "een punt of komma tussen cijfers staat voor de decimalen of tussen groepen van drie"
@@ -225,6 +233,7 @@ TOKEN_WORDS: Final[dict[str, tuple[str, str]]] = {
     "NUMBER": ("een getal", "a number"),
     "MONEY": ("een bedrag", "an amount"),
     "WORD": ("een woord", "a word"),
+    "UNIT": ("dagen", "days"),
     "$END": ("einde van de regel", "end of the rule"),
     "OPERATOR": (
         "een operator (IS, IS NIET, BEVAT, BEGINT MET, GROTER DAN, >, <, …)",
@@ -245,6 +254,7 @@ TYPE_WORDS: Final[dict[str, tuple[str, str]]] = {
     "choice": ("een keuze", "a choice"),
     "yes_no": ("ja of nee", "yes or no"),
     "tags": ("een verzameling tags", "a set of tags"),
+    "date": ("een datum", "a date"),
 }
 
 #: Operators in words, per language.
@@ -279,6 +289,8 @@ REPORT_WORDS: Final[dict[str, tuple[str, str]]] = {
     "reason": ("reden", "reason"),
     "fee": ("retourkosten", "return fee"),
     "carrier": ("vervoerder", "carrier"),
+    "window": ("retourtermijn", "return window"),
+    "days": ("{days} dagen", "{days} days"),
     "refund": ("retourkosten terugbetalen", "refund return fee"),
     "refused": ("niet retourneerbaar", "not returnable"),
     "order": ("bestelling", "order"),

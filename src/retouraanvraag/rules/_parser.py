@@ -104,6 +104,8 @@ class SynAction:
     words: str
     argument: SynValue | None
     position: Position
+    #: The word after the argument (``dagen`` in ``Retourtermijn 60 dagen``), if any.
+    unit: SynValue | None = None
 
 
 @attrs.frozen
@@ -254,15 +256,16 @@ def _condition(node: Tree[Token] | Token, depth: int) -> SynCondition:
 
 def _action(node: Tree[Token]) -> SynAction:
     tokens = [t for t in node.children if isinstance(t, Token)]
-    words = [t for t in tokens if t.type == "WORD"]
-    tail = [t for t in tokens if t.type != "WORD"]
-    argument = None
-    if tail:
-        token = tail[0]
+    words = tokens[:1]
+    argument = unit = None
+    if len(tokens) > 1:
+        token = tokens[1]
         kind = token.type.lower()
         text = unquote(token.value) if kind == "string" else token.value
         argument = SynValue(kind, text, _pos(token))
-    return SynAction(plain_word(" ".join(w.value for w in words)), argument, _pos(tokens[0]))
+    if len(tokens) > 2:  # noqa: PLR2004 - words, argument, unit
+        unit = SynValue("unit", tokens[2].value, _pos(tokens[2]))
+    return SynAction(plain_word(" ".join(w.value for w in words)), argument, _pos(tokens[0]), unit)
 
 
 _FIELD_BEFORE: Final = frozenset({"IF", "NOT", "LPAR", "OR"})

@@ -88,11 +88,18 @@ def load_timezone(name: str) -> dt.tzinfo:
 
 # -- outcomes whose trace is worked out when first read -----------------------------------------
 
-_FIELDS: Final = tuple(a.name for a in attrs.fields(Outcome))
-_values: Final = operator.attrgetter(*_FIELDS)
 #: An outcome's fields but the trace, in their order: what evaluation memoises.
+_FIELDS: Final = tuple(a.name for a in attrs.fields(Outcome) if a.name != "trace")
+_values: Final = operator.attrgetter(*_FIELDS, "trace")
 _Values = tuple[
-    Decision | None, str | None, bool, Money | None, str | None, tuple[RefusedItem, ...], str | None
+    Decision | None,
+    str | None,
+    bool,
+    Money | None,
+    str | None,
+    tuple[RefusedItem, ...],
+    str | None,
+    int | None,
 ]
 
 
@@ -125,7 +132,7 @@ class _TracedOutcome(Outcome):
 _SLOT_FIELDS: Final = _TracedOutcome.__dict__["_fields"]
 _SLOT_SOURCE: Final = _TracedOutcome.__dict__["_source"]
 _SLOT_TRACE: Final = _TracedOutcome.__dict__["_trace"]
-_EMPTY: Final[_Values] = (None, None, False, None, None, (), None)
+_EMPTY: Final[_Values] = (None, None, False, None, None, (), None, None)
 
 
 def _field(index: int) -> property:
@@ -166,7 +173,7 @@ def _write_trace(outcome: _TracedOutcome, value: tuple[str, ...]) -> None:
     _SLOT_TRACE.__set__(outcome, value)
 
 
-for _index, _name in enumerate(_FIELDS[:-1]):
+for _index, _name in enumerate(_FIELDS):
     setattr(_TracedOutcome, _name, _field(_index))
 _TracedOutcome.trace = property(_read_trace, _write_trace)  # type: ignore[assignment]
 _set_fields: Final = _SLOT_FIELDS.__set__
@@ -197,6 +204,9 @@ class _Plan:
     refunds: int
     has_item_rules: bool
     roles: Roles
+    #: The return window each rule sets, with ``None`` appended; the rules setting one.
+    window: tuple[int | None, ...] = (None,)
+    sets_window: int = 0
 
 
 def _mask(flags: list[bool]) -> int:
@@ -209,6 +219,7 @@ def _where(flags: list[bool]) -> frozenset[int]:
 
 def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
     decision, strictness, decision_action, fee, carrier = [], [], [], [], []
+    window: list[int | None] = []
     for rule in rules:
         chosen = next((a for a in rule.actions if a.kind in DECISIONS), None)
         decision.append(DECISIONS[chosen.kind] if chosen else None)
@@ -222,6 +233,8 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         )
         ship = next((a for a in rule.actions if a.kind is ActionKind.SHIP_WITH), None)
         carrier.append(str(ship.argument) if ship else None)
+        days = next((a for a in rule.actions if a.kind is ActionKind.RETURN_WINDOW), None)
+        window.append(days.argument if days and isinstance(days.argument, int) else None)
     groups = [{a.kind.group for a in rule.actions} for rule in rules]
     item_scope = [r.scope is Scope.ITEM for r in rules]
     # Item-scope rules only decide and refund (the checker refuses fee and carrier in them).
@@ -242,6 +255,7 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
             for k, (s, d) in enumerate(zip(strictness, decides, strict=True))
         ),
         not_returnable=_where([d is Decision.NOT_RETURNABLE for d in decision]),
+        sets_window=_where(["window" in g for g in effective]),
     )
     return _Plan(
         tuple(decision),
@@ -257,6 +271,8 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         refunds=_mask(["refund" in g for g in effective]),
         has_item_rules=any(i and r.enabled for i, r in zip(item_scope, rules, strict=True)),
         roles=roles,
+        window=(*window, None),
+        sets_window=_mask(["window" in g for g in effective]),
     )
 
 
@@ -351,7 +367,7 @@ class RuleSet:
 
     def _outcome_fields(self, found: Decided, default: Decision | None, language: str) -> _Values:
         """An outcome's fields (all but the trace) for what the decider found."""
-        best, undecided, fee, carrier, refund, refused = found
+        best, undecided, fee, carrier, refund, refused, window = found
         if refused:
             core = self._refusal(best, refused, language)
         else:
@@ -360,7 +376,16 @@ class RuleSet:
             )
         decision, reason, items, rule = core
         plan = self._plan
-        fields = (decision, reason, refund, plan.fee[fee], plan.carrier[carrier], items, rule)
+        fields = (
+            decision,
+            reason,
+            refund,
+            plan.fee[fee],
+            plan.carrier[carrier],
+            items,
+            rule,
+            plan.window[window],
+        )
         if not refused:
             memo = self._memos.get(default)
             if memo is None:
@@ -447,6 +472,7 @@ class RuleSet:
             matched = hits
         fee = (hits & plan.sets_fee).bit_length() - 1
         carrier = (hits & plan.sets_carrier).bit_length() - 1
+        window = (hits & plan.sets_window).bit_length() - 1
         lines = []
         cache = self._lines
         top = max(decisions, default=-1)
@@ -462,10 +488,10 @@ class RuleSet:
                 items = tuple([i for i, m in enumerate(masks) if m >> k & 1])
                 deciders = [decisions[i] for i in items]
                 by_decision = -1 if k in deciders else max(deciders)
-            key = (k, items, by_decision, fee, carrier)
+            key = (k, items, by_decision, fee, carrier, window)
             line = cache.get(key)
             if line is None:
-                by = {"decision": by_decision, "fee": fee, "carrier": carrier}
+                by = {"decision": by_decision, "fee": fee, "carrier": carrier, "window": window}
                 line = self._line(k, items, by)
                 _remember(cache, key, line)
             lines.append(line)

@@ -10,6 +10,7 @@ a bounded number of tests), so no file within the limits makes checking slow.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Final
@@ -159,6 +160,8 @@ def _ordering_key(value: object) -> object | None:
     if isinstance(value, Money):
         return value.amount
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, dt.date):  # one field's bounds are all dates: they order
         return value
     return None
 

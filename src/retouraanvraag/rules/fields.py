@@ -39,6 +39,7 @@ class FieldType(enum.Enum):
     CHOICE = "choice"
     YES_NO = "yes_no"
     TAGS = "tags"
+    DATE = "date"
 
 
 class Scope(enum.Enum):
@@ -133,6 +134,22 @@ def _days_since_order(request: ReturnRequest, tz: dt.tzinfo) -> int | None:
     return _days_between(request.created_at, request.ordered_at, tz)
 
 
+def _local_date(moment: dt.datetime | None, tz: dt.tzinfo) -> dt.date | None:
+    return None if moment is None else moment.astimezone(tz).date()
+
+
+def _order_date(request: ReturnRequest, tz: dt.tzinfo) -> dt.date | None:
+    return _local_date(request.ordered_at, tz)
+
+
+def _delivery_date(request: ReturnRequest, tz: dt.tzinfo) -> dt.date | None:
+    return _local_date(request.delivered_at, tz)
+
+
+def _request_date(request: ReturnRequest, tz: dt.tzinfo) -> dt.date | None:
+    return _local_date(request.created_at, tz)
+
+
 def _request_field(
     key: str,
     nl: str,
@@ -219,6 +236,28 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
         "tags", "Tags", "Tags", FieldType.TAGS, lambda r: r.tags, aliases=("Tag", "Labels"),
         optional=False, attribute="tags",
     ),
+    _request_field(
+        "discount_code", "Kortingscode", "Discount code", FieldType.TEXT,
+        lambda r: r.discount_code, aliases=("Actiecode", "Coupon code"),
+        attribute="discount_code",
+    ),
+    _request_field(
+        "earlier_returns", "Eerdere retouren", "Earlier returns", FieldType.NUMBER,
+        lambda r: r.earlier_returns, aliases=("Aantal eerdere retouren", "Previous returns"),
+        attribute="earlier_returns",
+    ),
+    _request_field(
+        "order_date", "Besteldatum", "Order date", FieldType.DATE, _order_date,
+        timezone_aware=True,
+    ),
+    _request_field(
+        "delivery_date", "Leverdatum", "Delivery date", FieldType.DATE, _delivery_date,
+        aliases=("Leveringsdatum",), timezone_aware=True,
+    ),
+    _request_field(
+        "request_date", "Aanvraagdatum", "Request date", FieldType.DATE, _request_date,
+        optional=False, timezone_aware=True,
+    ),
     _item_field(
         "reason", "Retourreden", "Return reason", FieldType.REASON, lambda i: i.reason,
         aliases=("Reden", "Reason"), optional=False, attribute="reason",
@@ -238,6 +277,18 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
     _item_field(
         "quantity", "Aantal", "Quantity", FieldType.NUMBER, lambda i: i.quantity,
         optional=False, attribute="quantity",
+    ),
+    _item_field(
+        "product_type", "Producttype", "Product type", FieldType.TEXT, lambda i: i.product_type,
+        aliases=("Productsoort",), attribute="product_type",
+    ),
+    _item_field(
+        "product_tags", "Producttags", "Product tags", FieldType.TAGS, lambda i: i.product_tags,
+        aliases=("Productlabels", "Product labels"), optional=False, attribute="product_tags",
+    ),
+    _item_field(
+        "vendor", "Leverancier", "Vendor", FieldType.TEXT, lambda i: i.vendor,
+        attribute="vendor",
     ),
 )  # fmt: skip
 
@@ -292,10 +343,11 @@ class ActionKind(enum.Enum):
     SHIP_WITH = "ship_with"
     ORDER_NOT_RETURNABLE = "order_not_returnable"
     ITEM_NOT_RETURNABLE = "item_not_returnable"
+    RETURN_WINDOW = "return_window"
 
     @property
     def group(self) -> str:
-        """``decision``, ``refund``, ``fee`` or ``carrier``: the last rule wins per group."""
+        """``decision``, ``refund``, ``fee``, ``carrier`` or ``window``: the last rule wins."""
         return _GROUPS.get(self, "decision")
 
 
@@ -303,6 +355,7 @@ _GROUPS: Final = {
     ActionKind.REFUND_FEE: "refund",
     ActionKind.RETURN_FEE: "fee",
     ActionKind.SHIP_WITH: "carrier",
+    ActionKind.RETURN_WINDOW: "window",
 }
 
 
@@ -313,6 +366,13 @@ class Argument(enum.Enum):
     TEXT = "text"
     OPTIONAL_TEXT = "optional_text"
     MONEY = "money"
+    DAYS = "days"
+
+
+#: The longest return window a rule may give, in days (the policy's own limit: ten years).
+MAX_WINDOW_DAYS: Final = 3650
+#: The words allowed after a return window's number, per language (either is accepted).
+DAY_WORDS: Final = {"nl": ("dagen", "dag"), "en": ("days", "day")}
 
 
 @attrs.frozen
@@ -353,5 +413,6 @@ ACTIONS: Final[tuple[ActionSpec, ...]] = (
         "Unable to return item",
         Argument.OPTIONAL_TEXT,
     ),
+    ActionSpec(ActionKind.RETURN_WINDOW, "Retourtermijn", "Return window", Argument.DAYS),
 )
 ACTIONS_BY_KIND: Final = {spec.kind: spec for spec in ACTIONS}

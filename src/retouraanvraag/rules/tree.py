@@ -102,10 +102,10 @@ def fields_of(condition: Condition) -> list[Field]:
 
 @attrs.frozen
 class Action:
-    """What a rule does; ``argument`` is the reason, fee, carrier or refusal message."""
+    """What a rule does; ``argument`` is the reason, fee, carrier, refusal message or days."""
 
     kind: ActionKind
-    argument: str | Money | None = None
+    argument: str | Money | int | None = None
     position: Position = attrs.field(default=_NOWHERE, eq=False, repr=False)
 
 
