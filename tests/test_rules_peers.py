@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from retouraanvraag import rules
+from retouraanvraag import jsonformat, rules
 from retouraanvraag._codec import request_from_json, request_to_dict
 from retouraanvraag.errors import InvalidInput, ReturnWindowExpired, RuleError, WrongType
 from retouraanvraag.model import Customer, Decision, Money, ReturnItem, ReturnRequest
@@ -493,3 +493,73 @@ def test_without_a_window_rule_the_policy_window_applies(world: World) -> None:
     with pytest.raises(ReturnWindowExpired) as info:
         world.desk.submit(new)
     assert info.value.days == 30
+
+
+def _public_json(**changes: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "sku": "TS-1",
+        "name": "T-shirt",
+        "quantity": 1,
+        "unit_price": "€19,95",
+        "reason": "Te klein",
+        "product_type": "shirt",
+        "product_tags": ["sale", "zomer"],
+        "vendor": "Acme",
+    }
+    data: dict[str, Any] = {
+        "shop_id": "shop-1",
+        "id": "r-1",
+        "order_number": "1001",
+        "customer": {"email": "jan@example.nl", "name": "Jan"},
+        "from_country": "NL",
+        "order_value": "€59,95",
+        "items": [item],
+        "created_at": "2026-11-26T12:00:00+00:00",
+        "discount_code": "WELKOM10",
+        "earlier_returns": 3,
+    }
+    data.update(changes)
+    return data
+
+
+def test_the_public_json_format_carries_the_host_given_fields() -> None:
+    request = jsonformat.request_from_json(_public_json())
+    (item,) = request.items
+    assert (item.product_type, item.product_tags, item.vendor) == (
+        "shirt",
+        frozenset({"sale", "zomer"}),
+        "Acme",
+    )
+    assert (request.discount_code, request.earlier_returns) == ("WELKOM10", 3)
+    again = jsonformat.request_from_json(jsonformat.request_to_json(request))
+    assert again == request
+    ruleset = rules.parse(
+        'ALS Eerdere retouren > 2 EN Kortingscode IS WELKOM10 DAN Afwijzen met reden "Te vaak"'
+    )
+    assert ruleset.evaluate(request).decision is Decision.REJECT
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"earlier_returns": "3"}, "earlier_returns"),
+        ({"earlier_returns": True}, "earlier_returns"),
+        ({"earlier_returns": -1}, "earlier_returns"),
+        ({"discount_code": 10}, "discount_code"),
+    ],
+)
+def test_a_host_given_field_of_the_wrong_kind_is_named(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        jsonformat.request_from_json(_public_json(**changes))
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("product_tags", "sale"), ("product_type", 1), ("vendor", ["x"])]
+)
+def test_an_item_host_field_of_the_wrong_kind_is_named(name: str, value: object) -> None:
+    data = _public_json()
+    data["items"][0][name] = value
+    with pytest.raises(InvalidInput) as caught:
+        jsonformat.request_from_json(data)
+    assert caught.value.field == f"items[0].{name}"

@@ -17,8 +17,10 @@ English name), ``order_value`` and ``items`` (at least one, each with ``sku``, `
 ``reason_text`` optional). Optional: ``created_at`` (when the request was made; the rules
 count "days since delivery" from it; default: now), ``ordered_at``, ``delivered_at``,
 ``refund_method`` (``money_back``, ``store_credit``, ``exchange``), ``return_method``,
-``channel`` (``portal``, ``api``), ``tags`` (a list of texts) and ``return_fee``
-(``{"amount": …, "payment_reference": "pay_123"}``, the fee the customer paid).
+``channel`` (``portal``, ``api``), ``tags`` (a list of texts), ``return_fee``
+(``{"amount": …, "payment_reference": "pay_123"}``, the fee the customer paid), and what the
+host knows for the rules: ``discount_code`` (text) and ``earlier_returns`` (a whole number);
+per item ``product_type``, ``vendor`` (texts) and ``product_tags`` (a list of texts).
 
 An amount is text as a merchant writes it (``"€59,95"``, ``"59.95 EUR"``; without a currency,
 the order's) or an object ``{"amount": 5995, "currency": "EUR"}`` whose ``amount`` is whole
@@ -70,9 +72,21 @@ REQUEST_FIELDS: Final = (
     "channel",
     "tags",
     "return_fee",
+    "discount_code",
+    "earlier_returns",
 )
 #: Every field of an item's JSON form, required ones first.
-ITEM_FIELDS: Final = ("sku", "name", "quantity", "unit_price", "reason", "reason_text")
+ITEM_FIELDS: Final = (
+    "sku",
+    "name",
+    "quantity",
+    "unit_price",
+    "reason",
+    "reason_text",
+    "product_type",
+    "product_tags",
+    "vendor",
+)
 
 _REQUIRED: Final = frozenset(REQUEST_FIELDS[:7])
 _ITEM_REQUIRED: Final = frozenset(ITEM_FIELDS[:5])
@@ -199,6 +213,9 @@ def _item(value: object, index: int, currency: str, reasons: ReasonCatalogue) ->
             unit_price=_money(fields["unit_price"], "unit_price", currency),
             reason=reason.code,
             reason_text=_optional_text(fields.get("reason_text"), "reason_text"),
+            product_type=_optional_text(fields.get("product_type"), "product_type"),
+            product_tags=_tags(fields.get("product_tags", []), "product_tags"),
+            vendor=_optional_text(fields.get("vendor"), "vendor"),
         )
     except InvalidInput as exc:
         raise exc.at(path) from exc
@@ -212,10 +229,18 @@ def _items(value: object, currency: str, reasons: ReasonCatalogue) -> tuple[Retu
     return tuple(_item(item, i, currency, reasons) for i, item in enumerate(value))
 
 
-def _tags(value: object) -> frozenset[str]:
+def _tags(value: object, path: str = "tags") -> frozenset[str]:
     if not isinstance(value, list):
-        raise WrongType(expected="a list of texts", got=_kind(value), field="tags")
-    return frozenset(_text(tag, f"tags[{i}]") for i, tag in enumerate(value))
+        raise WrongType(expected="a list of texts", got=_kind(value), field=path)
+    return frozenset(_text(tag, f"{path}[{i}]") for i, tag in enumerate(value))
+
+
+def _count(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WrongType(expected="a whole number", got=_kind(value), field=path)
+    return value
 
 
 def _fee(value: object, currency: str) -> PaidFee | None:
@@ -281,6 +306,8 @@ def request_from_json(
         ),
         tags=_tags(fields.get("tags", [])),
         return_fee=_fee(fields.get("return_fee"), currency),
+        discount_code=_optional_text(fields.get("discount_code"), "discount_code"),
+        earlier_returns=_count(fields.get("earlier_returns"), "earlier_returns"),
     )
 
 
@@ -319,6 +346,9 @@ def request_to_json(request: ReturnRequest) -> dict[str, Any]:
                 "unit_price": _money_json(item.unit_price),
                 "reason": item.reason,
                 "reason_text": item.reason_text,
+                "product_type": item.product_type,
+                "product_tags": sorted(item.product_tags),
+                "vendor": item.vendor,
             }
             for item in request.items
         ],
@@ -334,4 +364,6 @@ def request_to_json(request: ReturnRequest) -> dict[str, Any]:
             if fee is None
             else {"amount": _money_json(fee.amount), "payment_reference": fee.payment_reference}
         ),
+        "discount_code": request.discount_code,
+        "earlier_returns": request.earlier_returns,
     }
