@@ -21,7 +21,7 @@ from typing import Any, Final, TypeVar
 import cattrs
 
 from retouraanvraag.errors import InvalidInput
-from retouraanvraag.model import Actor, Command, Effect, HistoryEvent, ReturnRequest, _command
+from retouraanvraag.model import Actor, Command, Effect, HistoryEvent, ReturnRequest
 
 _T = TypeVar("_T")
 
@@ -41,9 +41,9 @@ converter.register_structure_hook(bytes, lambda v, _: base64.b64decode(v, valida
 converter.register_unstructure_hook_func(lambda t: getattr(t, "__origin__", t) is frozenset, sorted)
 converter.register_unstructure_hook(Actor, str)
 converter.register_structure_hook(Actor, lambda v, _: Actor.parse(v))
-# A history entry's command is a Command or an effect's HistoryEvent; the entry's converter
-# tells which (and refuses anything else).
-converter.register_structure_hook(Command | HistoryEvent, lambda v, _: _command(v))
+# A history entry's command is a Command or an effect's HistoryEvent: the raw value goes to the
+# entry, whose converter tells which (and refuses anything else), so it is read once.
+converter.register_structure_hook(Command | HistoryEvent, lambda v, _: v)
 
 
 def _parse_datetime(value: object) -> dt.datetime:

@@ -1512,9 +1512,10 @@ class ReturnRequest:
     # -- effect results (the dispatcher calls the port, the aggregate says what follows) ----
 
     def _record(
-        self, event: HistoryEvent, effect: Effect, at: dt.datetime, note: str | None
+        self, event: HistoryEvent, key: str, at: dt.datetime, note: str | None
     ) -> tuple[HistoryEntry, ...]:
-        entry = HistoryEntry(at, SYSTEM, event, self.status, self.status, note, effect=effect.key)
+        """The history with the system's record of the effect under ``key`` added."""
+        entry = HistoryEntry(at, SYSTEM, event, self.status, self.status, note, effect=key)
         return (*self.history, entry)
 
     def wants_label(self, key: str) -> bool:
@@ -1542,7 +1543,7 @@ class ReturnRequest:
         while the carrier worked, say) is voided at once under its own key.
         """
         note = f"{label.carrier} {label.tracking_number}"
-        history = self._record(HistoryEvent.LABEL_CREATED, effect, at, note)
+        history = self._record(HistoryEvent.LABEL_CREATED, effect.key, at, note)
         if not self.wants_label(effect.key):
             return Change(
                 attrs.evolve(self, history=history), (Effect.void_of(effect.key, self.id),)
@@ -1555,7 +1556,7 @@ class ReturnRequest:
     def label_voided(self, effect: Effect, *, at: dt.datetime) -> ReturnRequest:
         """The carrier voided the label under ``effect.label_key`` (or had none to void)."""
         return attrs.evolve(
-            self, history=self._record(HistoryEvent.LABEL_VOIDED, effect, at, effect.label_key)
+            self, history=self._record(HistoryEvent.LABEL_VOIDED, effect.key, at, effect.label_key)
         )
 
     def with_refund(self, refund: RefundRecord, effect: Effect | None = None) -> ReturnRequest:
@@ -1573,21 +1574,19 @@ class ReturnRequest:
         history = self.history
         if effect is not None:
             note = f"{refund.amount} {refund.reference}"
-            history = self._record(HistoryEvent.REFUNDED, effect, refund.at, note)
+            history = self._record(HistoryEvent.REFUNDED, effect.key, refund.at, note)
         return attrs.evolve(self, refunds=(*self.refunds, refund), history=history)
 
     def mail_sent(self, effect: Effect, *, at: dt.datetime) -> ReturnRequest:
         """The transport took the mail owed under ``effect``."""
         kind = effect.mail.value if effect.mail else None
-        return attrs.evolve(self, history=self._record(HistoryEvent.MAIL_SENT, effect, at, kind))
+        return attrs.evolve(
+            self, history=self._record(HistoryEvent.MAIL_SENT, effect.key, at, kind)
+        )
 
     def given_up(self, effect: Effect, problem: str, *, at: dt.datetime) -> Change:
         """``effect`` failed for good: a person must look; a label it may have made is voided."""
-        request = attrs.evolve(
-            self,
-            attention=(*self.attention, f"{effect.key}: {problem}"),
-            history=self._record(HistoryEvent.GIVEN_UP, effect, at, problem),
-        )
+        request = self.set_aside(effect.key, problem, at=at)
         if effect.kind is EffectKind.CREATE_LABEL:
             # The carrier may have made the label before its answer was lost.
             return Change(request, (Effect.void_of(effect.key, self.id),))
@@ -1596,15 +1595,12 @@ class ReturnRequest:
     def set_aside(self, key: str, problem: str, *, at: dt.datetime) -> ReturnRequest:
         """The store set the outbox entry under ``key`` aside (its row is damaged): flag it.
 
-        Like :meth:`given_up` for an effect that cannot even be read back.
+        :meth:`given_up` uses it too, and adds what giving the effect up owes.
         """
-        entry = HistoryEntry(
-            at, SYSTEM, HistoryEvent.GIVEN_UP, self.status, self.status, problem, effect=key
-        )
         return attrs.evolve(
             self,
             attention=(*self.attention, f"{key}: {problem}"),
-            history=(*self.history, entry),
+            history=self._record(HistoryEvent.GIVEN_UP, key, at, problem),
         )
 
     def with_attention(self, problem: str) -> ReturnRequest:
