@@ -4,16 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench soak docs clean
+.PHONY: demo serve test lint typecheck unit bench soak docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'  # 25.1 reads dependency groups
-	$(BIN)/python -m pip install --quiet -e '.[cli,testing]' --group dev
+	$(BIN)/python -m pip install --quiet -e '.[cli,testing,postgres]' --group dev
 	touch $(STAMP)
 
 demo: $(STAMP) ## Walk through the return-request lifecycle on a SQLite file (demo.sqlite3)
 	$(BIN)/python examples/demo.py
+
+serve: $(STAMP) ## The reference shop on http://127.0.0.1:8000 (data in var/webshop; RESET=1 starts afresh)
+	PYTHONPATH=examples $(BIN)/python -m webshop --data var/webshop $(if $(RESET),--reset)
 
 test: lint typecheck unit ## ruff, mypy --strict, and pytest with branch coverage
 

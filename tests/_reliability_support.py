@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from retouraanvraag import errors
 from retouraanvraag.adapters.sqlite import SqliteStorage
@@ -35,10 +35,22 @@ from retouraanvraag.model import Label, Money, ReturnRequest
 from retouraanvraag.ports import Mail
 from retouraanvraag.workflow import Desk
 
+if TYPE_CHECKING:
+    from retouraanvraag.adapters.postgres import PostgresStorage
+
 T = TypeVar("T")
 
 SHOP = "shop-1"
 LEASE = dt.timedelta(minutes=5)
+
+
+def open_storage(db: str, *, timeout: float = 5.0) -> SqliteStorage | PostgresStorage:
+    """The store at ``db``: a PostgreSQL URL (``postgresql://…``) or a SQLite file."""
+    if db.startswith("postgresql://"):
+        from retouraanvraag.adapters.postgres import PostgresStorage  # noqa: PLC0415
+
+        return PostgresStorage(db, max_size=4, timeout=timeout)
+    return SqliteStorage(db, timeout=timeout)
 
 
 # -- a ledger of what the providers did -----------------------------------------------------
@@ -284,7 +296,7 @@ def crash_worker(
     """A dispatcher worker process; with ``kill`` it SIGKILLs itself at that point."""
     switch = recorder or _KillSwitch(kill)
     book = Ledger(ledger)
-    storage = SqliteStorage(db)
+    storage = open_storage(db)
     inner: Any = storage if recorder is None else _RecordingStorage(storage, recorder)
     dispatcher = Dispatcher(
         killing(inner, switch),
@@ -324,7 +336,7 @@ def desk_worker(
     """
     rng = random.Random(seed)
     book = Ledger(ledger)
-    storage = SqliteStorage(db, timeout=30.0)
+    storage = open_storage(db, timeout=30.0)
     desk = Desk(storage, clock=FileClock(clock))
     dispatcher = Dispatcher(
         storage,

@@ -26,6 +26,8 @@ from retouraanvraag.testing import (
 )
 from retouraanvraag.workflow import Desk, NewItem, NewRequest, Policy
 
+from . import _postgres
+
 # A busy CI machine must not turn a slow example into a failure: speed is measured by
 # `make bench`, never by the tests.
 settings.register_profile("retouraanvraag", deadline=None)
@@ -38,7 +40,28 @@ SHOP = "shop-1"
 def make_storage(kind: str, tmp_path: Path) -> Storage:
     if kind == "memory":
         return MemoryStorage()
+    if kind == "postgres":
+        return _postgres.storage()  # a schema of its own on the session's server
     return SqliteStorage(tmp_path / "returns.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> _postgres.Server:
+    """The session's throwaway PostgreSQL cluster (skips, or fails with CI=true, without one)."""
+    return _postgres.server()
+
+
+def pytest_sessionfinish() -> None:
+    _postgres.stop()
+
+
+@pytest.fixture(autouse=True)
+def _postgres_for_the_docs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A docs example that reads ``RETOURAANVRAAG_POSTGRES_URL`` gets a fresh schema's URL."""
+    callspec = getattr(request.node, "callspec", None)
+    chain = callspec.params.get("chain") if callspec is not None else None
+    if chain and any(_postgres.URL_VARIABLE in block.code for block in chain):
+        monkeypatch.setenv(_postgres.URL_VARIABLE, _postgres.server().fresh_url())
 
 
 @attrs.define
@@ -118,7 +141,7 @@ def build_world(storage: Storage, policy: Policy | None = None) -> World:
     return World(storage, clock, labels, payments, mail, photos, desk, dispatcher, policy)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     storage = make_storage(request.param, tmp_path)
     yield build_world(storage)

@@ -9,6 +9,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -511,7 +512,13 @@ def test_db_migrate_refuses_what_it_cannot_migrate(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00garbage" * 200)
     assert "not a SQLite database" in fails(2, "db", "migrate", "--db", str(junk))
     assert "is a directory" in fails(2, "db", "migrate", "--db", str(tmp_path))
-    assert "PostgreSQL is not available yet" in fails(2, "db", "migrate", "--db", "postgresql://x")
+    with socket.socket() as closed:  # bound, not listening: nothing answers there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        url = f"postgresql://anna:s3cret@127.0.0.1:{port}/x?connect_timeout=1"
+        err = fails(1, "db", "migrate", "--db", url)
+    assert f"PostgreSQL 127.0.0.1:{port}/x" in err
+    assert "s3cret" not in err
     nowhere = tmp_path / "no" / "such" / "folder.sqlite3"
     assert f"the folder {nowhere.parent} does not exist" in fails(
         2, "db", "migrate", "--db", str(nowhere)

@@ -24,29 +24,30 @@ from pathlib import Path
 import attrs
 import pytest
 
-from retouraanvraag.adapters.sqlite import SqliteStorage
 from retouraanvraag.dispatcher import Dispatcher
 from retouraanvraag.model import Customer, Effect, MailKind, Money, PaidFee, Status, label_key
 from retouraanvraag.ports import EffectState
 from retouraanvraag.workflow import Desk, NewItem, NewRequest
 
+from . import _postgres
 from . import _reliability_support as support
 
 SOAK = bool(os.environ.get("RETOURAANVRAAG_SOAK"))
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 FEE = Money(495)
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["tests._reliability_support"])
+CONTEXT.set_forkserver_preload(["tests._reliability_support", "retouraanvraag.adapters.postgres"])
 
 
 @attrs.frozen
 class Scenario:
     root: Path
     ids: dict[str, str]
+    url: str | None = None  # a PostgreSQL schema's; else a SQLite file in ``root``
 
     @property
     def db(self) -> str:
-        return str(self.root / "returns.sqlite3")
+        return self.url or str(self.root / "returns.sqlite3")
 
     @property
     def ledger(self) -> str:
@@ -69,14 +70,14 @@ def submission(serial: int) -> NewRequest:
     )
 
 
-def prepare(root: Path) -> Scenario:
+def prepare(root: Path, kind: str = "sqlite") -> Scenario:
     """Four requests with owed effects of every kind, one label already made and cancelled."""
     root.mkdir()
-    scenario = Scenario(root, {})
+    scenario = Scenario(root, {}, _postgres.server().fresh_url() if kind == "postgres" else None)
     clock = support.FileClock(scenario.clock)
     clock.set(NOW)
     book = support.Ledger(scenario.ledger)
-    with SqliteStorage(scenario.db) as storage:
+    with support.open_storage(scenario.db) as storage:
         desk = Desk(storage, clock=clock)
         ids = {
             name: desk.submit(submission(i)).id for i, name in enumerate(("r1", "r2", "r3", "r4"))
@@ -114,14 +115,14 @@ class KillPoint:
     duplicates_mail: bool
 
 
-def kill_points(root: Path) -> list[KillPoint]:
+def kill_points(root: Path, kind: str = "sqlite") -> list[KillPoint]:
     """Every provider call and every claim, commit and settle of a dispatch, before and after.
 
     The points come from a reference run of the dispatch of :func:`prepare` (1 label, 3
     refunds, 1 void and 4 mails to go). A plain transport delivers a mail twice exactly when
     the worker dies after sending it and before its entry is settled.
     """
-    scenario = prepare(root)
+    scenario = prepare(root, kind)
     calls = support.reference_calls(scenario.db, scenario.ledger, scenario.clock)
     points: list[KillPoint] = []
     seen: Counter[str] = Counter()
@@ -168,7 +169,7 @@ def check_recovered(scenario: Scenario, *, dedupe: bool) -> int:
     ids = scenario.ids
     book = support.Ledger(scenario.ledger)
     entries = book.entries()
-    with SqliteStorage(scenario.db) as storage:
+    with support.open_storage(scenario.db) as storage:
         requests = {name: storage.get(support.SHOP, i) for name, i in ids.items()}
         for request_id in ids.values():
             states = {e.key: e.state for e in storage.outbox(support.SHOP, request_id)}
@@ -220,8 +221,10 @@ def scratch(tmp_path: Path) -> Iterator[Path]:
         yield Path(path)
 
 
-def crash_and_recover(tmp_path: Path, points: list[KillPoint], *, dedupe: bool) -> Counter[str]:
-    scenarios = {p.spec: prepare(tmp_path / p.spec.replace(":", "-")) for p in points}
+def crash_and_recover(
+    tmp_path: Path, points: list[KillPoint], *, dedupe: bool, kind: str = "sqlite"
+) -> Counter[str]:
+    scenarios = {p.spec: prepare(tmp_path / p.spec.replace(":", "-"), kind) for p in points}
     crashed = {point: run_worker(s, point, dedupe=dedupe) for point, s in scenarios.items()}
     for process in crashed.values():
         process.join(30)
@@ -245,13 +248,19 @@ def crash_and_recover(tmp_path: Path, points: list[KillPoint], *, dedupe: bool) 
     return figures
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """The store the workers share: a SQLite file, or a PostgreSQL schema of its own."""
+    return str(request.param)
+
+
 def test_a_worker_killed_anywhere_loses_nothing_and_duplicates_only_plain_mail(
-    scratch: Path,
+    scratch: Path, kind: str
 ) -> None:
-    points = kill_points(scratch / "reference")
+    points = kill_points(scratch / "reference", kind)
     # Around reads a kill is a kill around the neighbouring write; the soak run does them too.
     points = [p for p in points if SOAK or not p.spec.startswith("get:")]
-    figures = crash_and_recover(scratch, points, dedupe=False)
+    figures = crash_and_recover(scratch, points, dedupe=False, kind=kind)
     assert figures["killed"] == len(points) >= 40
     # Every provider call and every settling write was a kill point, before and after.
     assert figures["create_label"] == figures["void_label"] == 2
@@ -263,16 +272,16 @@ def test_a_worker_killed_anywhere_loses_nothing_and_duplicates_only_plain_mail(
 
 
 def test_a_deduplicating_mail_transport_makes_mail_exactly_once_across_crashes(
-    scratch: Path,
+    scratch: Path, kind: str
 ) -> None:
-    points = [p for p in kill_points(scratch / "reference") if p.duplicates_mail]
-    figures = crash_and_recover(scratch, points, dedupe=True)
+    points = [p for p in kill_points(scratch / "reference", kind) if p.duplicates_mail]
+    figures = crash_and_recover(scratch, points, dedupe=True, kind=kind)
     assert figures["killed"] == len(points)
     assert figures["duplicate mails"] == 0
 
 
-def test_a_worker_that_finishes_leaves_nothing_for_the_next(tmp_path: Path) -> None:
-    scenario = prepare(tmp_path / "clean")
+def test_a_worker_that_finishes_leaves_nothing_for_the_next(tmp_path: Path, kind: str) -> None:
+    scenario = prepare(tmp_path / "clean", kind)
     support.crash_worker(scenario.db, scenario.ledger, scenario.clock, None, False)
     assert check_recovered(scenario, dedupe=False) == 0
     support.crash_worker(scenario.db, scenario.ledger, scenario.clock, None, False)

@@ -50,7 +50,7 @@ LEASE = dt.timedelta(minutes=5)
 FEE = Money(495)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -53,6 +53,7 @@ from retouraanvraag.testing import MemoryStorage
 from retouraanvraag.testing.faults import Fault, inject_faults
 from retouraanvraag.workflow import NewItem
 
+from . import _postgres
 from .conftest import SHOP, build_world
 
 SOAK = bool(os.environ.get("RETOURAANVRAAG_SOAK"))
@@ -315,6 +316,14 @@ class SqliteDeskMachine(DeskMachine):
         return SqliteStorage(":memory:")
 
 
+class PostgresDeskMachine(DeskMachine):
+    """The same machine over PostgreSQL, a schema of its own per run (fewer runs: each costs
+    round trips to a server)."""
+
+    def make_storage(self) -> Storage:
+        return _postgres.storage(max_size=2)
+
+
 _settings = settings(
     max_examples=EXAMPLES,
     stateful_step_count=STEPS,
@@ -325,3 +334,5 @@ TestDeskInMemory = DeskMachine.TestCase
 TestDeskInMemory.settings = _settings
 TestDeskOnSqlite = SqliteDeskMachine.TestCase
 TestDeskOnSqlite.settings = _settings
+TestDeskOnPostgres = PostgresDeskMachine.TestCase
+TestDeskOnPostgres.settings = settings(_settings, max_examples=max(EXAMPLES // 4, 1))

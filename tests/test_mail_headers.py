@@ -27,6 +27,7 @@ from aiosmtpd.controller import Controller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from retouraanvraag._address import one_line
 from retouraanvraag.adapters.maildir import MaildirTransport
 from retouraanvraag.adapters.smtp import SmtpTransport
 from retouraanvraag.errors import InvalidInput, PortRejected
@@ -42,7 +43,7 @@ from retouraanvraag.mail import (
 )
 from retouraanvraag.mail import _message as message_module
 from retouraanvraag.mail._headers import split_mailbox
-from retouraanvraag.mail._render import header_text, one_line
+from retouraanvraag.mail._render import header_text
 from retouraanvraag.model import (
     Customer,
     Label,

@@ -45,6 +45,7 @@ from retouraanvraag.testing import FakeLabels, FakePayments, MailRecorder, Memor
 from retouraanvraag.testing.faults import Fault, FaultPlan, fail_nth, inject_faults
 from retouraanvraag.workflow import Desk
 
+from . import _postgres
 from . import _reliability_support as support
 from .conftest import NOW, SHOP, World, build_world
 
@@ -68,10 +69,12 @@ def mail_key(request_id: str, kind: MailKind) -> str:
 
 
 def storage_of(kind: str, tmp_path: Path) -> Storage:
+    if kind == "postgres":
+        return _postgres.storage()
     return MemoryStorage() if kind == "memory" else SqliteStorage(tmp_path / "returns.sqlite3")
 
 
-@pytest.fixture(params=["memory", "sqlite-file"])
+@pytest.fixture(params=["memory", "sqlite-file", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     storage = storage_of(request.param, tmp_path)
     yield storage
@@ -361,10 +364,10 @@ def decide(desk: Desk, request_id: str, role: int) -> ReturnRequest:
     )
 
 
-def race_rounds(path: Path, rounds: int, per_round: int) -> Counter[str]:  # noqa: C901, PLR0915
-    storage = SqliteStorage(path)
+def race_rounds(path: Path | str, rounds: int, per_round: int) -> Counter[str]:  # noqa: C901, PLR0915
+    storage = support.open_storage(str(path))
     world = build_world(storage)
-    workers = [SqliteStorage(path) for _ in range(2)]
+    workers = [support.open_storage(str(path)) for _ in range(2)]
     dispatchers = [dispatcher_for(world, storage=s, owner=f"d{i}") for i, s in enumerate(workers)]
     figures: Counter[str] = Counter()
     all_ids: list[str] = []
@@ -515,6 +518,14 @@ def test_eight_threads_deciding_at_once_one_wins_on_a_wal_file(tmp_path: Path) -
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_eight_threads_deciding_at_once_one_wins_on_postgres() -> None:
+    figures = race_rounds(_postgres.server().fresh_url(), 100, 1)
+    assert figures["requests"] == 100
+    assert figures["refused"] > 100 * 5
+    assert sum(n for k, n in figures.items() if k.startswith("first:")) == 100
+    assert figures["duplicate mails"] == 0
+
+
 @pytest.mark.soak
 @soak
 def test_soak_eight_threads_deciding_1000_rounds(tmp_path: Path) -> None:
@@ -522,12 +533,15 @@ def test_soak_eight_threads_deciding_1000_rounds(tmp_path: Path) -> None:
     assert figures["requests"] == 2000
 
 
-def processes_on_one_file(tmp_path: Path, processes: int, commands: int) -> Counter[str]:
+def processes_on_one_file(
+    tmp_path: Path, processes: int, commands: int, url: str | None = None
+) -> Counter[str]:
     db, ledger, clock_path = (str(tmp_path / n) for n in ("p.sqlite3", "ledger.jsonl", "clock.txt"))
+    db = url or db
     clock = support.FileClock(clock_path)
     clock.set(NOW)
     book = support.Ledger(ledger)
-    with SqliteStorage(db) as storage:
+    with support.open_storage(db) as storage:
         desk = Desk(storage, clock=clock)
         world = build_world(MemoryStorage())  # only for its request factory
         ids = [desk.submit(world.new_request()).id for _ in range(12)]
@@ -558,7 +572,7 @@ def processes_on_one_file(tmp_path: Path, processes: int, commands: int) -> Coun
     support.crash_worker(db, ledger, clock_path, None, False)  # dispatch what is left
     figures: Counter[str] = Counter(row[2].split(":")[0] for row in log)
     labels, voids, refunds = book.count("label"), book.count("void"), book.count("refund")
-    with SqliteStorage(db) as storage:
+    with support.open_storage(db) as storage:
         for request_id in ids:
             stored = storage.get(SHOP, request_id)
             accepted = [
@@ -591,6 +605,13 @@ def processes_on_one_file(tmp_path: Path, processes: int, commands: int) -> Coun
 
 def test_four_processes_on_one_file_end_consistent(tmp_path: Path) -> None:
     figures = processes_on_one_file(tmp_path, 4, 60)
+    assert figures["duplicate mails"] == 0
+    assert figures["refused"] > 0
+    assert figures["dispatched"] > 0
+
+
+def test_four_processes_on_one_postgres_database_end_consistent(tmp_path: Path) -> None:
+    figures = processes_on_one_file(tmp_path, 4, 60, _postgres.server().fresh_url())
     assert figures["duplicate mails"] == 0
     assert figures["refused"] > 0
     assert figures["dispatched"] > 0
@@ -672,10 +693,19 @@ def run_with_fault(
     return world, world.desk.get(SHOP, request.id), escaped
 
 
+def fresh_store_like(store: Storage) -> Storage:
+    """An empty store of the same kind (SQLite in memory for a file: it is quicker)."""
+    if isinstance(store, MemoryStorage):
+        return MemoryStorage()
+    if isinstance(store, SqliteStorage):
+        return SqliteStorage(":memory:")
+    return _postgres.storage(max_size=1)
+
+
 def test_every_failure_point_before_and_after_acting_converges(store: Storage) -> None:
     figures: Counter[str] = Counter()
     for kind, port, n, fault in sweep_cases():
-        storage = MemoryStorage() if isinstance(store, MemoryStorage) else SqliteStorage(":memory:")
+        storage = fresh_store_like(store)
         methods = WRITES if port == "storage" else None
         world, stored, escaped = run_with_fault(storage, kind, port, nth_call_of(methods, n, fault))
         figures["cases"] += 1
@@ -806,9 +836,15 @@ def test_a_worker_that_lost_its_lease_stops_instead_of_repeating_the_effect(stor
 OTHER_SHOPS = ("shop-2", "Shop-1", "shop-1 ", "shop-10", "SHOP-1")
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite"])
+@pytest.fixture(scope="module", params=["memory", "sqlite", "postgres"])
 def shop_world(request: pytest.FixtureRequest) -> Iterator[tuple[World, list[str]]]:
-    storage: Storage = MemoryStorage() if request.param == "memory" else SqliteStorage(":memory:")
+    storage: Storage = (
+        _postgres.storage()
+        if request.param == "postgres"
+        else MemoryStorage()
+        if request.param == "memory"
+        else SqliteStorage(":memory:")
+    )
     world = build_world(storage)
     ids = [world.desk.submit(world.new_request(), idempotency_key=f"sub-{i}").id for i in range(5)]
     world.desk.approve(SHOP, ids[1], actor="s", idempotency_key="dec-1")
@@ -988,8 +1024,12 @@ def test_10000_concurrent_refund_attempts_never_exceed_the_fee(store: Storage) -
     assert figures["refunded"] <= 10_000
 
 
-def test_many_dispatchers_refunding_one_request_move_the_fee_once(tmp_path: Path) -> None:
-    storage = SqliteStorage(tmp_path / "refunds.sqlite3")
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_many_dispatchers_refunding_one_request_move_the_fee_once(
+    tmp_path: Path, kind: str
+) -> None:
+    db = _postgres.server().fresh_url() if kind == "postgres" else str(tmp_path / "refunds.sqlite3")
+    storage = support.open_storage(db)
     world = build_world(storage)
     ids = [world.desk.submit(world.new_request()).id for _ in range(20)]
     for request_id in ids:
@@ -1000,7 +1040,7 @@ def test_many_dispatchers_refunding_one_request_move_the_fee_once(tmp_path: Path
         payments.charge(f"pay_{n}", Money(495))
 
     def work(n: int) -> None:
-        mine = SqliteStorage(tmp_path / "refunds.sqlite3")
+        mine = support.open_storage(db)
         barrier.wait()
         dispatcher_for(world, storage=mine, payments=payments, owner=f"w{n}").run_until_idle()
         mine.close()

@@ -232,9 +232,12 @@ def test_host_fields_have_their_types_checked() -> None:
         rules.parse("ALS Producttags > 3 DAN Retouraanvraag inschakelen")
 
 
-def test_a_host_field_in_a_request_level_action_rule_is_refused_by_scope() -> None:
-    with pytest.raises(RuleError):
-        rules.parse("ALS Leverancier IS Acme DAN Retourkosten €0,00")
+def test_a_host_item_field_sets_a_fee_per_item_but_never_a_carrier() -> None:
+    # A fee may be decided per item (the request pays the highest); the carrier may not.
+    assert rules.parse("ALS Leverancier IS Acme DAN Retourkosten €0,00").rules
+    with pytest.raises(RuleError) as caught:
+        rules.parse('ALS Leverancier IS Acme DAN Verzenden met "DHL"')
+    assert [d.code for d in caught.value.diagnostics] == ["request-action-in-item-rule"]
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,7 @@ def rule_lists(draw: st.DrawFn) -> tuple[Rule, ...]:
             actions.append(Action(decision))
         if draw(st.booleans()):
             actions.append(Action(ActionKind.REFUND_FEE))
-        if not item_scope and draw(st.booleans()):
+        if draw(st.booleans()):  # item rules too: each item's fee, the highest paid
             actions.append(Action(ActionKind.RETURN_FEE, draw(euros)))
         if not item_scope and draw(st.booleans()):
             actions.append(Action(ActionKind.SHIP_WITH, draw(plain_text)))
@@ -594,10 +594,14 @@ _DECIDES = {
 
 def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]:  # noqa: C901, PLR0912
     per_item: list[tuple[int, Action] | None] = []
-    fee = carrier = window = None
+    carrier = window = None
     refund = False
+    # Each item's fee is its last matching fee rule; the request pays the highest, a tie
+    # going to the later rule (docs/rules.md, "A fee per item").
+    item_fees: list[tuple[int, int, Money]] = []
     for item in request.items:
         chosen = None
+        item_fee: tuple[int, int, Money] | None = None
         for k, rule in enumerate(ruleset.rules):
             if not rule.enabled or _holds(rule.condition, request, item) is not True:
                 continue
@@ -607,12 +611,16 @@ def _reference(ruleset: RuleSet, request: ReturnRequest) -> tuple[object, ...]: 
                 elif action.kind is ActionKind.REFUND_FEE:
                     refund = True
                 elif action.kind is ActionKind.RETURN_FEE:
-                    fee = action.argument
+                    assert isinstance(action.argument, Money)
+                    item_fee = (action.argument.amount, k, action.argument)
                 elif action.kind is ActionKind.RETURN_WINDOW:
                     window = action.argument
                 else:
                     carrier = action.argument
         per_item.append(chosen)
+        if item_fee is not None:
+            item_fees.append(item_fee)
+    fee = max(item_fees, key=lambda f: (f[0], f[1]))[2] if item_fees else None
     decided = [c for c in per_item if c is not None]
     best = max(decided, key=lambda c: (_DECIDES[c[1].kind].strictness, c[0]), default=None)
     if best is None or (
@@ -891,7 +899,8 @@ def indexed_rule_lists(draw: st.DrawFn) -> tuple[Rule, ...]:
                     ActionKind.ITEM_NOT_RETURNABLE,
                     ActionKind.ORDER_NOT_RETURNABLE,
                     ActionKind.REFUND_FEE,
-                    *([] if item_scope else [ActionKind.RETURN_FEE, ActionKind.SHIP_WITH]),
+                    ActionKind.RETURN_FEE,
+                    *([] if item_scope else [ActionKind.SHIP_WITH]),
                 ]
             )
         )

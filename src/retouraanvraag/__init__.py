@@ -17,6 +17,7 @@ from retouraanvraag.errors import (
     InvalidInput,
     InvalidMoney,
     InvalidPhoto,
+    InvalidSignature,
     LeaseLost,
     NotFound,
     PortError,
@@ -40,6 +41,9 @@ from retouraanvraag.model import (
     Channel,
     Customer,
     Decision,
+    Event,
+    EventItem,
+    EventType,
     Label,
     Language,
     MailKind,
@@ -60,6 +64,7 @@ from retouraanvraag.model import (
 from retouraanvraag.ports import (
     Attachment,
     Clock,
+    EventSink,
     LabelService,
     Mail,
     MailTransport,
@@ -70,6 +75,7 @@ from retouraanvraag.ports import (
     Storage,
     Tab,
 )
+from retouraanvraag.shop import DEFAULT_REJECT_REASONS, ShopSettings, time_zone
 from retouraanvraag.workflow import (
     Desk,
     NewItem,
@@ -79,6 +85,7 @@ from retouraanvraag.workflow import (
 
 __all__ = [
     "DEFAULT_REASONS",
+    "DEFAULT_REJECT_REASONS",
     "TRANSITIONS",
     "Attachment",
     "Channel",
@@ -90,11 +97,16 @@ __all__ = [
     "Desk",
     "DispatchReport",
     "Dispatcher",
+    "Event",
+    "EventItem",
+    "EventSink",
+    "EventType",
     "IdempotencyConflict",
     "IdempotencyKeyTaken",
     "InvalidInput",
     "InvalidMoney",
     "InvalidPhoto",
+    "InvalidSignature",
     "Label",
     "LabelService",
     "Language",
@@ -129,6 +141,7 @@ __all__ = [
     "ReturnRequest",
     "ReturnWindowExpired",
     "RuleError",
+    "ShopSettings",
     "Status",
     "Storage",
     "Tab",
@@ -140,6 +153,7 @@ __all__ = [
     "request_from_json",
     "request_to_json",
     "resolve_country",
+    "time_zone",
 ]
 
 #: The version of this package; the one place it is written (the build reads it from here).

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from retouraanvraag.errors import InvalidInput
-from retouraanvraag.model import Actor, Command, Effect, HistoryEvent, ReturnRequest
+from retouraanvraag.model import Actor, Command, Effect, Event, HistoryEvent, ReturnRequest
 
 _T = TypeVar("_T")
 
@@ -29,6 +30,8 @@ __all__ = [
     "converter",
     "effect_from_json",
     "effect_to_json",
+    "event_from_json",
+    "event_to_json",
     "request_from_json",
     "request_to_json",
 ]
@@ -44,6 +47,10 @@ converter.register_structure_hook(Actor, lambda v, _: Actor.parse(v))
 # A history entry's command is a Command or an effect's HistoryEvent: the raw value goes to the
 # entry, whose converter tells which (and refuses anything else), so it is read once.
 converter.register_structure_hook(Command | HistoryEvent, lambda v, _: v)
+# An effect without an event is written as before events existed: no "event" key.
+converter.register_unstructure_hook(
+    Effect, make_dict_unstructure_fn(Effect, converter, event=override(omit_if_default=True))
+)
 
 
 def _parse_datetime(value: object) -> dt.datetime:
@@ -87,6 +94,20 @@ def effect_from_json(text: str | bytes) -> Effect:
         InvalidInput: the text is not JSON describing a valid effect.
     """
     return _from_json(text, Effect, "effect")
+
+
+def event_to_json(event: Event) -> str:
+    """Serialise an event: the body a webhook posts (compact, keys in a fixed order)."""
+    return json.dumps(converter.unstructure(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def event_from_json(text: str | bytes) -> Event:
+    """Read an event back (a receiver's side of a webhook).
+
+    Raises:
+        InvalidInput: the text is not JSON describing a valid event.
+    """
+    return _from_json(text, Event, "event")
 
 
 def _from_json(text: str | bytes, kind: type[_T], name: str) -> _T:

@@ -32,7 +32,6 @@ import socket
 import sqlite3
 import sys
 import textwrap
-import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -91,6 +90,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: MESSAGE (see PROG --help)`` and exit with the usage code."""
         self.exit(USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+_MIGRATE_EXAMPLES: Final = """
+    retouraanvraag db migrate --db returns.sqlite3
+    retouraanvraag db migrate --db postgresql://returns@db.internal/returns
+"""
 
 
 def _examples(text: str) -> str:
@@ -460,8 +465,8 @@ def _parser() -> _Parser:
     database = commands.add_parser(
         "db",
         help="the database's schema",
-        description="The SQLite database's schema.",
-        epilog=_examples("retouraanvraag db migrate --db returns.sqlite3"),
+        description="The database's schema: a SQLite file, or a PostgreSQL database.",
+        epilog=_examples(_MIGRATE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     db_actions = database.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -469,7 +474,7 @@ def _parser() -> _Parser:
         db_actions,
         "migrate",
         "create the database, or bring its schema up to date, and print its version",
-        "retouraanvraag db migrate --db returns.sqlite3",
+        _MIGRATE_EXAMPLES,
         (_store_options(shop=False),),
     )
     _rules_parser(commands)
@@ -630,11 +635,17 @@ def _json(stream: TextIO, data: object) -> None:
 # -- the store -----------------------------------------------------------------------------
 
 
+def _is_postgresql(db: str) -> bool:
+    """Whether ``--db`` names a PostgreSQL database: a URL or a libpq connection string."""
+    scheme = db.partition("://")[0]
+    libpq = "=" in db and any(part.startswith(("host=", "dbname=")) for part in db.split())
+    return scheme.lower() in {"postgresql", "postgres"} or libpq
+
+
 def _sqlite_path(db: str) -> Path:
     """``--db`` as a SQLite path; a database URL is refused without repeating it (a password)."""
     scheme, sep, _rest = db.partition("://")
-    libpq = "=" in db and any(part.startswith(("host=", "dbname=")) for part in db.split())
-    if scheme.lower() in {"postgresql", "postgres"} or libpq:
+    if _is_postgresql(db):
         raise _Failure(
             "--db: PostgreSQL is not available yet (its adapter is planned for the `postgres` "
             "extra); give the path of a SQLite database file"
@@ -716,9 +727,11 @@ def _moment(moment: dt.datetime | None) -> str | None:
 
 
 def _local(moment: dt.datetime | None, timezone: str) -> str:
+    from retouraanvraag.shop import time_zone  # noqa: PLC0415
+
     if moment is None:
         return "-"
-    return moment.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(time_zone(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 def _summary(request: ReturnRequest) -> dict[str, Any]:
@@ -1291,7 +1304,34 @@ def _schema_version(path: Path) -> int | None:
         raise _Failure(f"{path}: not a SQLite database ({exc})") from exc
 
 
+def _migrate_postgresql(db: str, out: TextIO) -> int:
+    """``db migrate`` of a PostgreSQL database: its schema, created or brought up to date."""
+    try:
+        from retouraanvraag.adapters import postgres  # noqa: PLC0415 - the optional extra
+    except ImportError as exc:
+        raise _Failure(f"--db: {exc}") from exc
+    try:
+        where = postgres.describe(db)  # what the messages name: never the password
+        before, after = postgres.migrate(db)
+    except InvalidInput as exc:
+        raise _Failure(f"--db: {exc}") from exc
+    except PortRejected as exc:  # a newer schema, or the database refused the change
+        raise _Failure(str(exc)) from exc
+    except PortError as exc:  # unreachable: the same command may work later
+        raise _Failure(str(exc), PROBLEMS) from exc
+    if not before:
+        note = "created"
+    elif before == after:
+        note = "up to date"
+    else:
+        note = f"migrated from version {before}"
+    print(f"{where}: schema version {after} ({note})", file=out)
+    return OK
+
+
 def _migrate(args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
+    if _is_postgresql(args.db):
+        return _migrate_postgresql(args.db, out)
     path = _sqlite_path(args.db)
     if path.is_dir():
         raise _Failure(f"{path}: is a directory, not a database file")

@@ -1,10 +1,11 @@
 """The dispatcher: runs the effects the outbox holds, after commit.
 
-Labels, refunds and mails, each under its stable key, claimed under a lease so that many
-workers share one outbox; a worker is a small loop over claimed entries in which everything that
-can go wrong is an outcome of the entry, never the death of the loop. The aggregate says what a
-provider's answer means for the request (:meth:`~retouraanvraag.model.ReturnRequest.label_created`
-and its siblings); the dispatcher calls the port and commits what the aggregate says.
+Labels, refunds, mails and the host's events, each under its stable key, claimed under a
+lease so that many workers share one outbox; a worker is a small loop over claimed entries in
+which everything that can go wrong is an outcome of the entry, never the death of the loop.
+The aggregate says what a provider's answer means for the request
+(:meth:`~retouraanvraag.model.ReturnRequest.label_created` and its siblings); the dispatcher
+calls the port and commits what the aggregate says.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from retouraanvraag.errors import (
     LeaseLost,
     NotFound,
     PortRejected,
+    PortUnavailable,
 )
 from retouraanvraag.model import Change, Effect, EffectKind, RefundRecord, ReturnRequest
 from retouraanvraag.ports import (
@@ -33,6 +35,7 @@ from retouraanvraag.ports import (
     Clock,
     Commit,
     EffectState,
+    EventSink,
     LabelService,
     MailRendering,
     MailTransport,
@@ -86,7 +89,7 @@ _MICROSECOND: Final = dt.timedelta(microseconds=1)
 
 
 class Dispatcher:
-    """Runs the effects the outbox holds: labels, refunds, mails.
+    """Runs the effects the outbox holds: labels, refunds, mails, events for the host.
 
     Several dispatchers (threads or processes) may run against one store: each claims entries
     under a lease, so an entry is worked on by one of them at a time; an entry whose worker died
@@ -106,6 +109,10 @@ class Dispatcher:
         payments: the payment provider.
         mail: the mail transport.
         renderer: renders mails (``retouraanvraag.mail.MailRenderer``).
+        events: the host's event sink (``docs/events.md``). With one, the dispatcher delivers
+            the events the desk queued and queues those of the effects it records (label
+            created, refunded, needs attention) in the same commit; without one, it queues
+            none, and an event entry it finds is given up ("no event sink"), never dropped.
         clock: the time source.
         owner: this worker's name in leases (random by default).
         lease: how long a claimed entry stays this worker's.
@@ -123,6 +130,7 @@ class Dispatcher:
         payments: PaymentService,
         mail: MailTransport,
         renderer: MailRendering,
+        events: EventSink | None = None,
         clock: Clock | None = None,
         owner: str | None = None,
         lease: dt.timedelta = dt.timedelta(minutes=5),
@@ -147,6 +155,7 @@ class Dispatcher:
         self._payments = payments
         self._mail = mail
         self._renderer = renderer
+        self._events = events
         self._clock = clock or SystemClock()
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self._lease = lease
@@ -252,7 +261,8 @@ class Dispatcher:
             # Refused for good, or a message that cannot be rendered: retrying won't help.
             return self._give_up(entry, request, _problem(f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # noqa: BLE001 - a port's bug must not stop the worker
-            return self._retry_later(entry, _problem(f"{type(exc).__name__}: {exc}"))
+            wait = exc.retry_after if isinstance(exc, PortUnavailable) else None
+            return self._retry_later(entry, _problem(f"{type(exc).__name__}: {exc}"), wait)
         return self._record(entry, request, apply)
 
     def _call(self, effect: Effect, request: ReturnRequest) -> _Apply | None:  # noqa: PLR0911
@@ -292,7 +302,22 @@ class Dispatcher:
                 mail = self._renderer.render(request, effect.mail, key=effect.key)
                 self._mail.send(effect.key, mail)
                 return lambda r: Change(r.mail_sent(effect, at=now), ())
+            case EffectKind.EVENT:
+                self._deliver(effect)
+                return None
         raise PortRejected(f"{effect.key}: unknown effect kind")  # pragma: no cover
+
+    def _deliver(self, effect: Effect) -> None:
+        """Hand an event to the sink; settled on its own (``None``: nothing to apply).
+
+        A delivery changes nothing on the request, so it never competes with the desk for
+        the version; the outbox entry is its record.
+        """
+        if self._events is None:
+            raise PortRejected(f"{effect.key}: no event sink is configured")
+        if effect.event is None:  # pragma: no cover - an Effect refuses this
+            raise PortRejected(f"{effect.key}: event effect without an event")
+        self._events.deliver(effect.event)
 
     def _record(
         self, entry: OutboxEntry, request: ReturnRequest, apply: _Apply | None
@@ -302,7 +327,7 @@ class Dispatcher:
         settle = Settlement(effect.key, self.owner, EffectState.DONE)
         current = request
         for _ in range(COMMAND_RETRIES):
-            change = apply(current) if apply is not None else None
+            change = self._with_events(current, apply(current) if apply is not None else None)
             try:
                 if change is None:
                     self._storage.settle(shop_id, settle)
@@ -341,6 +366,12 @@ class Dispatcher:
         # gets the same answer from the provider under the same key.
         return DispatchReport()
 
+    def _with_events(self, before: ReturnRequest, change: Change | None) -> Change | None:
+        """``change`` with the events it owes the host, when there is a sink to hear them."""
+        if change is None or self._events is None:
+            return change
+        return change.with_events(before)
+
     def _void_unwanted(self, entry: OutboxEntry, apply: _Apply) -> None:
         """After a lost lease: void the label we made if the request no longer wants it."""
         shop_id, effect = entry.shop_id, entry.effect
@@ -353,24 +384,29 @@ class Dispatcher:
             try:
                 self._labels.void_label(effect.key)
                 after = change.request.label_voided(effect, at=at)
-                commit = Commit(after, current.version)
             except Exception as exc:  # noqa: BLE001 - the void must not be forgotten
                 problem = _problem(f"label made after a cancel; void failed: {exc}")
-                commit = Commit(
-                    change.request.given_up(effect, problem, at=at).request, current.version
-                )
+                after = change.request.given_up(effect, problem, at=at).request
+            done = self._with_events(current, Change(after, ()))
+            commit = Commit(after, current.version, done.effects if done is not None else ())
             try:
                 self._storage.commit(commit)
             except ConcurrentModification:
                 continue
             return
 
-    def _retry_later(self, entry: OutboxEntry, error: str) -> DispatchReport:
+    def _retry_later(
+        self, entry: OutboxEntry, error: str, retry_after: dt.timedelta | None = None
+    ) -> DispatchReport:
+        """Try again after the backoff, or later if the provider asked (within the cap)."""
         attempts = entry.attempts + 1
         if attempts >= self._max_attempts:
             request = self._storage.get(entry.shop_id, entry.effect.request_id)
             return self._give_up(entry, request, f"gave up after {attempts} tries: {error}")
-        retry_at = self._clock.now() + self.backoff(attempts)
+        delay = self.backoff(attempts)
+        if isinstance(retry_after, dt.timedelta) and retry_after > delay:
+            delay = min(retry_after, self._backoff_cap)
+        retry_at = self._clock.now() + delay
         settle = Settlement(
             entry.key, self.owner, EffectState.PENDING, error=error, retry_at=retry_at
         )
@@ -402,6 +438,7 @@ class Dispatcher:
                     self._storage.settle(entry.shop_id, settle)
                 else:
                     change = request.given_up(entry.effect, error, at=self._clock.now())
+                    change = self._with_events(request, change) or change
                     self._storage.commit(
                         Commit(change.request, request.version, change.effects, settle=settle)
                     )

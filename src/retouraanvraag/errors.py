@@ -12,6 +12,8 @@ import copy
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from retouraanvraag.model import Money
 
 
@@ -33,6 +35,24 @@ class RetouraanvraagError(Exception):
 
 
 # -- bad input ------------------------------------------------------------------------------
+
+
+class InvalidSignature(RetouraanvraagError, ValueError):
+    """A webhook's signature header that does not prove the body came from the shop.
+
+    Raised by :func:`retouraanvraag.adapters.webhook.verify_signature` for a header that is
+    missing, malformed, signed with another secret, over another body, or too old (or too far
+    ahead): a receiver answers it with 400 and keeps nothing. The message says which, and
+    never echoes the header or the body.
+
+    Attributes:
+        reason: what is wrong, in a few words (``"expired"``, ``"no matching signature"``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        """Build the error from what is wrong."""
+        self.reason = reason
+        super().__init__(f"webhook signature refused: {reason}")
 
 
 class InvalidInput(RetouraanvraagError, ValueError):
@@ -209,7 +229,17 @@ class PortError(RetouraanvraagError):
 
 
 class PortUnavailable(PortError):
-    """A transient failure (network, lock, timeout): the same call may succeed later."""
+    """A transient failure (network, lock, timeout): the same call may succeed later.
+
+    Attributes:
+        retry_after: how long the provider asked to be left alone (an HTTP ``Retry-After``),
+            or ``None``. The dispatcher waits at least that long, within its ``backoff_cap``.
+    """
+
+    def __init__(self, *args: object, retry_after: dt.timedelta | None = None) -> None:
+        """Build the error; ``retry_after`` is the provider's own wait, if it named one."""
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class PortRejected(PortError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import enum
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +48,9 @@ __all__ = [
     "Decision",
     "Effect",
     "EffectKind",
+    "Event",
+    "EventItem",
+    "EventType",
     "HistoryEntry",
     "HistoryEvent",
     "Label",
@@ -67,8 +71,11 @@ __all__ = [
     "Tab",
     "Transition",
     "country_name",
+    "event_key",
+    "events_since",
     "fold_text",
     "label_key",
+    "nearest",
     "resolve_country",
     "staff_actor",
 ]
@@ -388,6 +395,18 @@ def fold_text(text: str) -> str:
     return " ".join(plain.casefold().replace(".", "").split())
 
 
+def nearest(text: str, names: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The name in ``names`` closest to ``text`` (as :func:`fold_text` compares), or ``None``.
+
+    The "did you mean …?" of every look-up by name (countries, reasons, rule fields): the
+    name comes back as written in ``names``, never folded.
+    """
+    by_fold = {fold_text(name): name for name in names}
+    key = fold_text(text) if isinstance(text, str) else fold_text(str(text))
+    close = difflib.get_close_matches(key, list(by_fold), n=1, cutoff=cutoff)
+    return by_fold[close[0]] if close else None
+
+
 @cache
 def _country_index() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     index: dict[str, str] = dict(_COUNTRY_ALIASES)
@@ -416,9 +435,8 @@ def resolve_country(text: str, *, field: str | None = None) -> str:
     code = index.get(key) or index.get(key.removeprefix("the ").removeprefix("de "))
     if code is not None:
         return code
-    candidates = {fold_text(n): n for lang in names.values() for n in lang.values()}
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.75)
-    raise UnknownCountry(str(text), suggestion=candidates[close[0]] if close else None, field=field)
+    every = (name for language in names.values() for name in language.values())
+    raise UnknownCountry(str(text), suggestion=nearest(key, every, cutoff=0.75), field=field)
 
 
 def country_name(code: str, language: Language | str = Language.NL) -> str:
@@ -497,14 +515,8 @@ class ReasonCatalogue:
         reason = self._index.get(fold_text(text)) if isinstance(text, str) else None
         if reason is not None:
             return reason
-        close = difflib.get_close_matches(fold_text(str(text)), list(self._index), n=1, cutoff=0.6)
-        suggestion = None
-        if close:
-            hit = self._index[close[0]]
-            suggestion = next(
-                (s for s in (hit.code, hit.nl, hit.en) if fold_text(s) == close[0]), hit.code
-            )
-        raise UnknownReason(str(text), suggestion=suggestion, field=field)
+        names = (name for r in self.reasons for name in (r.code, r.nl, r.en))
+        raise UnknownReason(str(text), suggestion=nearest(str(text), names), field=field)
 
     def __contains__(self, code: object) -> bool:
         """Whether ``code`` names a reason of this catalogue (by code or label)."""
@@ -957,6 +969,8 @@ class EffectKind(enum.StrEnum):
     VOID_LABEL = "void_label"
     REFUND = "refund"
     MAIL = "mail"
+    #: Tell the host what happened: an :class:`Event`, to its event sink.
+    EVENT = "event"
 
 
 class MailKind(enum.StrEnum):
@@ -991,6 +1005,7 @@ class Effect:
         request_id: the request the effect belongs to.
         mail: the mail to send, for mail effects.
         label_key: for a void, the key of the label to void.
+        event: for an event effect, the event to deliver (its key is the effect's).
     """
 
     kind: EffectKind
@@ -998,6 +1013,18 @@ class Effect:
     request_id: str
     mail: MailKind | None = None
     label_key: str | None = None
+    event: Event | None = None
+
+    def __attrs_post_init__(self) -> None:
+        """An event effect carries its event under the event's key; no other effect has one."""
+        if (self.kind is EffectKind.EVENT) != (self.event is not None) or (
+            self.event is not None
+            and (self.event.key, self.event.request_id) != (self.key, self.request_id)
+        ):
+            raise InvalidInput(
+                "an event effect carries its own event (same key and request), and only it",
+                field="event",
+            )
 
     @classmethod
     def create_label(cls, shop_id: str, request_id: str, attempt: int = 1) -> Effect:
@@ -1033,10 +1060,191 @@ class Effect:
         key = f"mail:{_key_part(shop_id)}:{_key_part(request_id)}:{kind.value}"
         return cls(EffectKind.MAIL, key, request_id, kind)
 
+    @classmethod
+    def deliver(cls, event: Event) -> Effect:
+        """Deliver ``event`` to the host's event sink (key: the event's, ``event:…``)."""
+        return cls(EffectKind.EVENT, event.key, event.request_id, event=event)
+
 
 def label_key(shop_id: str, request_id: str, attempt: int = 1) -> str:
     """The carrier key of a request's label attempt: ``label:<shop>:<request>:<attempt>``."""
     return f"label:{_key_part(shop_id)}:{_key_part(request_id)}:{attempt}"
+
+
+# -- events for the host ----------------------------------------------------------------------
+
+
+class EventType(enum.StrEnum):
+    """What a host hears about: each transition, and the effects a host acts on."""
+
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    APPROVED_WITHOUT_RETURN = "approved_without_return"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    RECEIVED = "received"
+    COMPLETED = "completed"
+    LABEL_CREATED = "label_created"
+    REFUNDED = "refunded"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+#: The event each command emits (``resolve_attention`` changes nothing a host keeps).
+_COMMAND_EVENTS: Final = {
+    Command.SUBMIT: EventType.SUBMITTED,
+    Command.APPROVE_WITH_LABEL: EventType.APPROVED,
+    Command.APPROVE_WITHOUT_LABEL: EventType.APPROVED_WITHOUT_RETURN,
+    Command.REJECT: EventType.REJECTED,
+    Command.CANCEL: EventType.CANCELLED,
+    Command.MARK_RECEIVED: EventType.RECEIVED,
+    Command.COMPLETE: EventType.COMPLETED,
+}
+if {t.command for t in TRANSITIONS} - _COMMAND_EVENTS.keys():  # pragma: no cover
+    msg = "transition table: a command without an event"
+    raise AssertionError(msg)
+
+
+_EVENT_PREFIX: Final = "event:"
+
+
+def event_key(shop_id: str, request_id: str, kind: EventType, n: int) -> str:
+    """The key of a request's ``n``-th event of ``kind``: ``event:<shop>:<request>:<kind>:<n>``.
+
+    ``n`` counts the request's history entries of the kind that emits it (the second
+    ``needs_attention`` of a request is ``…:needs_attention:2``), so a repeat of a kind never
+    shares the key of the first, and applying the same change twice gives the same key.
+    """
+    return f"{_EVENT_PREFIX}{_key_part(shop_id)}:{_key_part(request_id)}:{kind.value}:{n}"
+
+
+def _check_event_key(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or not value.startswith(_EVENT_PREFIX):
+        raise InvalidInput("an event key starts with 'event:'", field="key")
+
+
+@attrs.frozen
+class EventItem:
+    """An item of the request, as events name it: its SKU, quantity and reason code."""
+
+    sku: str
+    quantity: int
+    reason: str
+
+
+@attrs.frozen
+class Event:
+    """Something that happened to a request, for the host's own systems.
+
+    It carries ids, statuses and amounts, never the customer's name, e-mail or address, nor
+    free text a person typed (a reject reason stays in the request's history). It is made in
+    the commit that records what happened and queued in the same transaction, so the host
+    hears of exactly what was saved, once per key (:func:`event_key`).
+
+    Attributes:
+        key: the stable key (``event:<shop>:<request>:<type>:<n>``); a receiver deduplicates by it.
+        type: what happened.
+        shop_id: the shop.
+        request_id: the request.
+        order_number: the order the return belongs to.
+        status: the request's status after it happened.
+        version: the request's version saved with it (later events of a request have higher
+            or equal versions: a receiver can ignore an older state that arrives late).
+        occurred_at: when it happened (aware, UTC).
+        actor: who did it (``staff:anna``, ``customer``, ``rule:<name>``, ``system``).
+        items: the items being returned.
+        return_value: the value of the items being returned.
+        return_fee: the return fee the customer paid, if any.
+        refunded: what has been refunded of that fee so far.
+        effect: for ``label_created``, ``refunded`` and ``needs_attention``, the effect's key.
+        carrier: for ``label_created``, the carrier.
+        tracking_number: for ``label_created``, the label's tracking number.
+        amount: for ``refunded``, the amount refunded.
+        reference: for ``refunded``, the payment provider's refund reference.
+    """
+
+    key: str = attrs.field(validator=_check_event_key)
+    type: EventType = attrs.field(converter=EventType)
+    shop_id: str
+    request_id: str
+    order_number: str
+    status: Status = attrs.field(converter=Status)
+    version: int = attrs.field(validator=attrs.validators.ge(1))
+    occurred_at: dt.datetime = attrs.field(validator=_aware)
+    actor: Actor
+    items: tuple[EventItem, ...]
+    return_value: Money
+    return_fee: Money | None
+    refunded: Money
+    effect: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    amount: Money | None = None
+    reference: str | None = None
+
+
+def _entry_event(entry: HistoryEntry, after: ReturnRequest) -> EventType | None:
+    """The event a history entry emits, if any."""
+    if isinstance(entry.command, Command):
+        return _COMMAND_EVENTS.get(entry.command)
+    match entry.command:
+        case HistoryEvent.LABEL_CREATED:
+            # Only a label the request kept; one made after a cancel was voided at once.
+            kept = after.label is not None and entry.effect == after.label_key
+            return EventType.LABEL_CREATED if kept else None
+        case HistoryEvent.REFUNDED:
+            return EventType.REFUNDED
+        case HistoryEvent.GIVEN_UP if not (entry.effect or "").startswith(_EVENT_PREFIX):
+            # An event that could not be delivered emits none: it would go to the same sink.
+            return EventType.NEEDS_ATTENTION
+    return None
+
+
+def events_since(before: ReturnRequest | None, after: ReturnRequest) -> tuple[Event, ...]:
+    """The events of what ``after`` records beyond ``before`` (``None``: a new request).
+
+    One event per history entry added that a host hears of (every transition; a label kept;
+    a refund; an effect given up), in order, as saved by the commit that stores ``after`` in
+    place of ``before``.
+    """
+    start = len(before.history) if before is not None else 0
+    version = (before.version if before is not None else 0) + 1
+    events: list[Event] = []
+    items = tuple(EventItem(i.sku, i.quantity, i.reason) for i in after.items)
+    fee = after.return_fee.amount if after.return_fee is not None else None
+    for index in range(start, len(after.history)):
+        entry = after.history[index]
+        kind = _entry_event(entry, after)
+        if kind is None:
+            continue
+        n = sum(1 for e in after.history[: index + 1] if e.command == entry.command)
+        extra: dict[str, Any] = {}
+        if kind is EventType.LABEL_CREATED and after.label is not None:
+            label = after.label
+            extra = {"carrier": label.carrier, "tracking_number": label.tracking_number}
+        elif kind is EventType.REFUNDED:
+            refund = next((r for r in reversed(after.refunds) if r.key == entry.effect), None)
+            if refund is not None:
+                extra = {"amount": refund.amount, "reference": refund.reference}
+        events.append(
+            Event(
+                key=event_key(after.shop_id, after.id, kind, n),
+                type=kind,
+                shop_id=after.shop_id,
+                request_id=after.id,
+                order_number=after.order_number,
+                status=entry.status_to,
+                version=version,
+                occurred_at=entry.at,
+                actor=entry.actor,
+                items=items,
+                return_value=after.return_value,
+                return_fee=fee,
+                refunded=after.refunded,
+                effect=entry.effect,
+                **extra,
+            )
+        )
+    return tuple(events)
 
 
 class ActorKind(enum.StrEnum):
@@ -1251,6 +1459,17 @@ class Change:
     request: ReturnRequest
     effects: tuple[Effect, ...]
 
+    def with_events(self, before: ReturnRequest | None) -> Change:
+        """This change with the events it owes the host appended (see :func:`events_since`).
+
+        ``before`` is the request the change was made from, as stored (``None`` for a new
+        request): the events are those of the history entries the change adds to it.
+        """
+        events = events_since(before, self.request)
+        if not events:
+            return self
+        return Change(self.request, self.effects + tuple(Effect.deliver(e) for e in events))
+
 
 def _check_items(
     instance: ReturnRequest, _attribute: object, value: tuple[ReturnItem, ...]
@@ -1345,6 +1564,36 @@ class ReturnRequest:
                 field="return_fee_asked",
             )
 
+    def replace(self, **changes: object) -> ReturnRequest:
+        """The request with ``changes``, as :func:`attrs.evolve` makes it, checking only those.
+
+        A request is checked whole once, when it is built from outside (a submission, a
+        stored row); a command then changes a few fields, and only they are converted and
+        checked again — against the whole new request, so a check that reads another field
+        (a fee's currency against the order's) still sees it.
+
+        Raises:
+            InvalidInput: a changed value is refused, as the constructor would refuse it.
+            TypeError: ``changes`` names no field of the request.
+        """
+        fields = _request_fields()
+        unknown = changes.keys() - fields.keys()
+        if unknown:
+            raise TypeError(f"ReturnRequest has no field {min(unknown)!r}")
+        new = object.__new__(ReturnRequest)
+        setter = object.__setattr__
+        for name in fields:
+            setter(new, name, changes[name] if name in changes else getattr(self, name))
+        for name, given in changes.items():
+            field = fields[name]
+            value = given
+            if field.converter is not None:
+                value = field.converter(given)  # type: ignore[operator]  # a plain function
+                setter(new, name, value)
+            if field.validator is not None:
+                field.validator(new, field, value)
+        return new
+
     # -- derived ----------------------------------------------------------------------------
 
     @property
@@ -1407,8 +1656,7 @@ class ReturnRequest:
                 request_id=self.id, status=self.status.value, command=command
             )
         entry = HistoryEntry(at, actor, command, self.status, transition.target, note, trace)
-        return attrs.evolve(
-            self,
+        return self.replace(
             status=transition.target,
             history=(*self.history, entry),
             carrier=carrier or self.carrier,
@@ -1425,7 +1673,7 @@ class ReturnRequest:
                 request_id=self.id, status=self.status.value, command=Command.SUBMIT
             )
         entry = HistoryEntry(self.created_at, actor, Command.SUBMIT, None, Status.REQUESTED)
-        request = attrs.evolve(self, status=Status.REQUESTED, history=(entry,))
+        request = self.replace(status=Status.REQUESTED, history=(entry,))
         return Change(request, (self._mail(MailKind.REQUEST_RECEIVED),))
 
     def approve(
@@ -1545,18 +1793,16 @@ class ReturnRequest:
         note = f"{label.carrier} {label.tracking_number}"
         history = self._record(HistoryEvent.LABEL_CREATED, effect.key, at, note)
         if not self.wants_label(effect.key):
-            return Change(
-                attrs.evolve(self, history=history), (Effect.void_of(effect.key, self.id),)
-            )
+            return Change(self.replace(history=history), (Effect.void_of(effect.key, self.id),))
         follow = (self._mail(MailKind.LABEL_CREATED),)
         if self.label is not None:
             return Change(self, follow)  # recorded by an earlier try: only the mail may be owed
-        return Change(attrs.evolve(self, label=label, history=history), follow)
+        return Change(self.replace(label=label, history=history), follow)
 
     def label_voided(self, effect: Effect, *, at: dt.datetime) -> ReturnRequest:
         """The carrier voided the label under ``effect.label_key`` (or had none to void)."""
-        return attrs.evolve(
-            self, history=self._record(HistoryEvent.LABEL_VOIDED, effect.key, at, effect.label_key)
+        return self.replace(
+            history=self._record(HistoryEvent.LABEL_VOIDED, effect.key, at, effect.label_key)
         )
 
     def with_refund(self, refund: RefundRecord, effect: Effect | None = None) -> ReturnRequest:
@@ -1575,14 +1821,12 @@ class ReturnRequest:
         if effect is not None:
             note = f"{refund.amount} {refund.reference}"
             history = self._record(HistoryEvent.REFUNDED, effect.key, refund.at, note)
-        return attrs.evolve(self, refunds=(*self.refunds, refund), history=history)
+        return self.replace(refunds=(*self.refunds, refund), history=history)
 
     def mail_sent(self, effect: Effect, *, at: dt.datetime) -> ReturnRequest:
         """The transport took the mail owed under ``effect``."""
         kind = effect.mail.value if effect.mail else None
-        return attrs.evolve(
-            self, history=self._record(HistoryEvent.MAIL_SENT, effect.key, at, kind)
-        )
+        return self.replace(history=self._record(HistoryEvent.MAIL_SENT, effect.key, at, kind))
 
     def given_up(self, effect: Effect, problem: str, *, at: dt.datetime) -> Change:
         """``effect`` failed for good: a person must look; a label it may have made is voided."""
@@ -1597,15 +1841,14 @@ class ReturnRequest:
 
         :meth:`given_up` uses it too, and adds what giving the effect up owes.
         """
-        return attrs.evolve(
-            self,
+        return self.replace(
             attention=(*self.attention, f"{key}: {problem}"),
             history=self._record(HistoryEvent.GIVEN_UP, key, at, problem),
         )
 
     def with_attention(self, problem: str) -> ReturnRequest:
         """The request marked as needing a person, with what went wrong."""
-        return attrs.evolve(self, attention=(*self.attention, problem))
+        return self.replace(attention=(*self.attention, problem))
 
     def resolve_attention(
         self,
@@ -1624,13 +1867,18 @@ class ReturnRequest:
         """
         note = f"retry {', '.join(e.key for e in retry)}" if retry else None
         entry = HistoryEntry(at, actor, Command.RESOLVE_ATTENTION, self.status, self.status, note)
-        request = attrs.evolve(self, attention=(), history=(*self.history, entry))
+        request = self.replace(attention=(), history=(*self.history, entry))
         effects: tuple[Effect, ...] = ()
         if any(e.kind is EffectKind.CREATE_LABEL and self.can_retry(e) for e in retry):
             attempt = self.label_attempt + 1
-            request = attrs.evolve(request, label_attempt=attempt)
+            request = request.replace(label_attempt=attempt)
             effects = (Effect.create_label(self.shop_id, self.id, attempt),)
         return Change(request, effects)
 
 
 _WITH_LABEL: Final = frozenset({Status.APPROVED, Status.RECEIVED, Status.COMPLETED})
+
+
+@functools.cache
+def _request_fields() -> dict[str, attrs.Attribute[Any]]:
+    return {field.name: field for field in attrs.fields(ReturnRequest)}

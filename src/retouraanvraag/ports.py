@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 import attrs
 
 from retouraanvraag.model import (
     Decision,
     Effect,
+    Event,
     Label,
     MailKind,
     Money,
@@ -31,12 +32,16 @@ from retouraanvraag.model import (
     Tab,
 )
 
+if TYPE_CHECKING:
+    from retouraanvraag.rules import ConditionFilter
+
 __all__ = [
     "COMMAND_RETRIES",
     "Attachment",
     "Clock",
     "Commit",
     "EffectState",
+    "EventSink",
     "IdempotencyRecord",
     "LabelService",
     "Mail",
@@ -155,7 +160,10 @@ class Query:
         created_from: created at or after (aware).
         created_before: created strictly before (aware).
         needs_attention: only requests that do (``True``) or do not (``False``) need a person.
-        where: a predicate applied after the indexed filters (a rule condition, say).
+        where: a predicate applied after the indexed filters, in Python.
+        condition: a rule condition (:func:`retouraanvraag.rules.compile_condition`); a store
+            with a database runs it there (the SQL stores translate every built-in field),
+            others call it as a predicate. With ``where`` too, a request must pass both.
         limit: page size, 1 to 500.
         cursor: the ``next_cursor`` of the previous page.
     """
@@ -165,6 +173,7 @@ class Query:
     created_before: dt.datetime | None = None
     needs_attention: bool | None = None
     where: Callable[[ReturnRequest], bool] | None = attrs.field(default=None, eq=False)
+    condition: ConditionFilter | None = attrs.field(default=None, eq=False, kw_only=True)
     limit: int = attrs.field(
         default=50,
         validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(500)),
@@ -377,6 +386,31 @@ class MailTransport(Protocol):
         Raises:
             PortUnavailable: try again later.
             PortRejected: the address or the message is refused for good.
+        """
+        ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """The host's ear: it hears of every transition and of the effects a host acts on.
+
+    The dispatcher delivers each queued :class:`~retouraanvraag.model.Event` through it, after
+    the commit that made it, with the same retries, backoff and "needs attention" as every
+    other effect. Events of one request can arrive out of order after a retry: order them by
+    ``version`` (and ``occurred_at``), not by arrival.
+    """
+
+    def deliver(self, event: Event) -> None:
+        """Hand ``event`` to the host. ``event.key`` is stable across retries.
+
+        Return only once the host has it. A retry delivers the same event (same key, same
+        content) again when an earlier try's answer was lost, so the receiving end must treat
+        a key it has seen as done (a webhook sends the key as its event id). Sinks that can
+        deduplicate by key themselves do.
+
+        Raises:
+            PortUnavailable: try again later (the receiver is down, busy, or timed out).
+            PortRejected: the receiver refuses the event for good: a person must look.
         """
         ...
 

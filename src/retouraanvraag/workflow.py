@@ -15,12 +15,10 @@ import hashlib
 import json
 import logging
 import uuid
-import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from dateutil import tz
 
 from retouraanvraag import photos as _photos
 from retouraanvraag._codec import converter
@@ -30,6 +28,7 @@ from retouraanvraag.errors import (
     InvalidInput,
     InvalidPhoto,
     NotFound,
+    RetouraanvraagError,
     ReturnFeeMismatch,
     ReturnRefused,
     ReturnWindowExpired,
@@ -51,6 +50,7 @@ from retouraanvraag.model import (
     Outcome,
     PaidFee,
     PhotoRef,
+    Reason,
     ReasonCatalogue,
     RefundMethod,
     ReturnItem,
@@ -79,8 +79,13 @@ from retouraanvraag.ports import (
     SystemClock,
     Tab,
 )
+from retouraanvraag.shop import DEFAULT_TIMEZONE, ShopSettings
+
+if TYPE_CHECKING:
+    from retouraanvraag.rules import ConditionFilter
 
 __all__ = [
+    "BULK_LIMIT",
     "TRANSITIONS",
     "Desk",
     "NewItem",
@@ -89,18 +94,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("retouraanvraag")
-
-
-@functools.cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _check_zone(_instance: object, _attribute: object, value: str) -> None:
-    # Only IANA names: dateutil would also take "" (the server's zone) and POSIX strings
-    # such as "UTC+3" (which mean UTC-3), silently moving the return window.
-    if not isinstance(value, str) or value not in _zones():
-        raise InvalidInput(f"unknown IANA time zone {value!r}", field="timezone")
 
 
 def _check_window(_instance: object, _attribute: object, value: int | None) -> None:
@@ -116,7 +109,7 @@ def _check_window(_instance: object, _attribute: object, value: int | None) -> N
 _MAX_WINDOW: Final = 3650
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Policy:
     """A shop's return policy.
 
@@ -125,16 +118,62 @@ class Policy:
             with a label (Sendcloud's "Retouren handmatig goedkeuren en afwijzen").
         return_window_days: days after delivery during which a return may be asked
             (``None``: no window).
-        timezone: the merchant's IANA zone; the window counts calendar days there.
-        reasons: the return reasons the shop offers.
-        rules: the shop's rule set, consulted at submission.
+        shop: the shop's settings: its time zone (the window counts calendar days there)
+            and the return reasons it offers, among others.
+        rules: the shop's rule set, consulted at submission; parse it with the same
+            ``shop`` (``rules.parse(text, shop=shop)``).
     """
 
-    manual_approval: bool = True
-    return_window_days: int | None = attrs.field(default=30, validator=_check_window)
-    timezone: str = attrs.field(default="Europe/Amsterdam", validator=_check_zone)
-    reasons: ReasonCatalogue = attrs.field(factory=ReasonCatalogue)
-    rules: RuleEvaluator | None = attrs.field(default=None, eq=False)
+    manual_approval: bool
+    return_window_days: int | None = attrs.field(validator=_check_window)
+    shop: ShopSettings = attrs.field(validator=attrs.validators.instance_of(ShopSettings))
+    rules: RuleEvaluator | None = attrs.field(eq=False)
+
+    def __init__(
+        self,
+        *,
+        manual_approval: bool = True,
+        return_window_days: int | None = 30,
+        shop: ShopSettings | None = None,
+        rules: RuleEvaluator | None = None,
+        timezone: str | None = None,
+        reasons: ReasonCatalogue | None = None,
+    ) -> None:
+        """Build the policy; ``timezone`` and ``reasons`` are short for a ``shop`` with them.
+
+        Raises:
+            InvalidInput: the window is not a whole number of days from 0 to 3650, the zone
+                is not an IANA zone, ``timezone``/``reasons`` are given beside ``shop``, or
+                the rules were parsed for another time zone than the shop's.
+        """
+        if shop is None:
+            shop = ShopSettings(
+                timezone=DEFAULT_TIMEZONE if timezone is None else timezone,
+                reasons=ReasonCatalogue() if reasons is None else reasons,
+            )
+        elif timezone is not None or reasons is not None:
+            raise InvalidInput(
+                "give the time zone and the reasons in shop=, not beside it",
+                field="timezone" if timezone is not None else "reasons",
+            )
+        zone = getattr(rules, "timezone", None)
+        if isinstance(zone, str) and zone != shop.timezone:
+            raise InvalidInput(
+                f"the rules count days in {zone!r} but the shop is in {shop.timezone!r}: "
+                "parse them with rules.parse(text, shop=...)",
+                field="rules",
+            )
+        self.__attrs_init__(manual_approval, return_window_days, shop, rules)
+
+    @property
+    def timezone(self) -> str:
+        """The shop's IANA time zone (``shop.timezone``)."""
+        return self.shop.timezone
+
+    @property
+    def reasons(self) -> ReasonCatalogue:
+        """The return reasons the shop offers (``shop.reasons``)."""
+        return self.shop.reasons
 
     def deadline(self, delivered_at: dt.datetime, days: int | None = None) -> dt.date | None:
         """The last local day on which a return may be asked, or ``None`` without a window.
@@ -152,7 +191,7 @@ class Policy:
         if window is None:
             return None
         # Within the bounds, neither the zone nor the window (at most ten years) can overflow.
-        local = delivered_at.astimezone(tz.gettz(self.timezone))
+        local = delivered_at.astimezone(self.shop.zone)
         return local.date() + dt.timedelta(days=window)
 
 
@@ -233,6 +272,54 @@ def _digest(upload: object) -> str:
     if not isinstance(upload, bytes | bytearray | memoryview):
         return repr(type(upload))
     return hashlib.sha256(upload).hexdigest()
+
+
+#: The most requests :meth:`Desk.decide_many` decides in one call (a tab's largest page).
+BULK_LIMIT: Final = 500
+_BULK_DECISIONS: Final = frozenset(
+    {Decision.APPROVE_WITH_LABEL, Decision.APPROVE_WITHOUT_LABEL, Decision.REJECT}
+)
+
+
+def _bulk_decision(
+    decision: Decision | str, reason: object, *, refund_return_fee: bool
+) -> Decision:
+    """The decision of a bulk call, checked with its reason and refund flag."""
+    try:
+        chosen = Decision(decision)
+    except ValueError:
+        chosen = None
+    if chosen is None or chosen not in _BULK_DECISIONS:
+        names = ", ".join(sorted(d.value for d in _BULK_DECISIONS))
+        raise InvalidInput(f"must be one of {names}, not {decision!r}", field="decision")
+    rejecting = chosen is Decision.REJECT
+    if rejecting and not (
+        isinstance(reason, Reason) or (isinstance(reason, str) and reason.strip())
+    ):
+        raise InvalidInput("a rejection needs a reason the customer reads", field="reason")
+    if not rejecting and reason is not None:
+        raise InvalidInput("only a rejection takes a reason", field="reason")
+    if rejecting and refund_return_fee:
+        raise InvalidInput(
+            "a rejection refunds a paid fee by itself; do not ask for it",
+            field="refund_return_fee",
+        )
+    return chosen
+
+
+def _bulk_ids(request_ids: object) -> list[str]:
+    """The ids of a bulk call, each once, in the order given."""
+    if isinstance(request_ids, str) or not isinstance(request_ids, Sequence):
+        raise InvalidInput("must be a sequence of request ids", field="request_ids")
+    for i, request_id in enumerate(request_ids):
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidInput("must be a request id (text)", field=f"request_ids[{i}]")
+    unique = list(dict.fromkeys(request_ids))
+    if not 1 <= len(unique) <= BULK_LIMIT:
+        raise InvalidInput(
+            f"{len(unique)} requests; decide 1 to {BULK_LIMIT} at once", field="request_ids"
+        )
+    return unique
 
 
 #: How far an order or delivery moment may lie ahead of the desk's clock: the shop's, the
@@ -327,7 +414,7 @@ def _with_fee_asked(request: ReturnRequest, asked: Money | None) -> ReturnReques
     """
     if asked is None:
         return request
-    request = attrs.evolve(request, return_fee_asked=asked)
+    request = request.replace(return_fee_asked=asked)
     paid = request.return_fee.amount if request.return_fee is not None else None
     if (paid.amount if paid is not None else 0) != asked.amount:
         raise ReturnFeeMismatch(asked=asked, paid=paid)
@@ -335,9 +422,7 @@ def _with_fee_asked(request: ReturnRequest, asked: Money | None) -> ReturnReques
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_condition(
-    text: str, reasons: ReasonCatalogue, timezone: str
-) -> Callable[[ReturnRequest], bool]:
+def _compiled_condition(text: str, reasons: ReasonCatalogue, timezone: str) -> ConditionFilter:
     """A tab filter, compiled once per text and policy rather than for every page."""
     from retouraanvraag.rules import compile_condition  # noqa: PLC0415 - imports the grammar
 
@@ -352,6 +437,10 @@ class Desk:
         photos: where validated customer photos go.
         policy: one policy for every shop, or a function from shop id to its policy.
         clock: the time source (``SystemClock`` by default).
+        events: queue an :class:`~retouraanvraag.model.Event` for the host with every
+            transition, in the same transaction (``docs/events.md``). Off by default: with
+            no event sink to deliver them, they would only pile up. Give the
+            :class:`~retouraanvraag.dispatcher.Dispatcher` a sink when this is on.
     """
 
     def __init__(
@@ -361,6 +450,7 @@ class Desk:
         photos: PhotoStore | None = None,
         policy: Policy | Callable[[str], Policy] | None = None,
         clock: Clock | None = None,
+        events: bool = False,
     ) -> None:
         """Wire the desk to its ports."""
         self._storage = storage
@@ -372,6 +462,7 @@ class Desk:
         else:
             self._policy = policy
         self._clock = clock or SystemClock()
+        self._events = events
 
     def policy(self, shop_id: str) -> Policy:
         """The policy in force for ``shop_id``."""
@@ -454,7 +545,7 @@ class Desk:
         if days is None:
             days = policy.return_window_days
         deadline = policy.deadline(request.delivered_at, days)
-        today = request.created_at.astimezone(tz.gettz(policy.timezone)).date()
+        today = request.created_at.astimezone(policy.shop.zone).date()
         if deadline is not None and today > deadline:
             raise ReturnWindowExpired(
                 order_number=request.order_number, deadline=deadline.isoformat(), days=days or 0
@@ -510,7 +601,8 @@ class Desk:
                 its photos are kept and logged: retry with the same key).
         """
         _check_submission(new)
-        fingerprint = _submission_fingerprint(new)
+        # Only a key is ever compared with a fingerprint: without one, none is made.
+        fingerprint = "" if idempotency_key is None else _submission_fingerprint(new)
         first = self._replay(new.shop_id, idempotency_key, fingerprint, Command.SUBMIT)
         if first is not None:
             return first
@@ -529,12 +621,14 @@ class Desk:
             raise ReturnRefused(tuple((r.index, r.message) for r in outcome.refused))
         request = _with_fee_asked(request, outcome.return_fee)
         if outcome.carrier:
-            request = attrs.evolve(request, carrier=outcome.carrier)
+            request = request.replace(carrier=outcome.carrier)
         # Photos are stored last, once nothing but the save can fail.
         change = self._decide(request.submitted(), outcome, now)
         if validated:
             with_photos = self._store_photos(change.request, [i for i, _ in places], validated)
             change = attrs.evolve(change, request=with_photos)
+        if self._events:
+            change = change.with_events(None)
         saved = self._save_new(change, fingerprint, idempotency_key)
         log.info(
             "return request submitted",
@@ -616,7 +710,7 @@ class Desk:
             attrs.evolve(item, photos=tuple(refs.get(i, ())))
             for i, item in enumerate(request.items)
         )
-        return attrs.evolve(request, items=items)
+        return request.replace(items=items)
 
     def _stored_after_all(self, request: ReturnRequest) -> ReturnRequest | None:
         """The new request as stored, if a commit that raised was applied; else ``None``."""
@@ -665,7 +759,7 @@ class Desk:
             case _:
                 if trace:
                     entry = attrs.evolve(request.history[-1], trace=trace)
-                    request = attrs.evolve(request, history=(*request.history[:-1], entry))
+                    request = request.replace(history=(*request.history[:-1], entry))
                 return Change(request, change.effects)
         return Change(decided.request, change.effects + decided.effects)
 
@@ -694,7 +788,11 @@ class Desk:
         step: Callable[[ReturnRequest, dt.datetime], Change],
         idempotency_key: str | None,
     ) -> ReturnRequest:
-        fingerprint = _fingerprint(command, {"request_id": request_id, **arguments})
+        fingerprint = (
+            ""
+            if idempotency_key is None
+            else _fingerprint(command, {"request_id": request_id, **arguments})
+        )
         for attempt in range(COMMAND_RETRIES):
             first = self._replay(shop_id, idempotency_key, fingerprint, command)
             if first is not None:
@@ -708,6 +806,8 @@ class Desk:
                 if first is not None:
                     return first
                 raise
+            if self._events:
+                change = change.with_events(request)
             record = None
             if idempotency_key is not None:
                 record = IdempotencyRecord(
@@ -789,11 +889,15 @@ class Desk:
         shop_id: str,
         request_id: str,
         *,
-        reason: str,
+        reason: str | Reason,
         actor: Actor | str,
         idempotency_key: str | None = None,
     ) -> ReturnRequest:
         """Reject a request with a reason the customer reads; a paid fee is refunded.
+
+        ``reason`` is the merchant's own text, or one of the shop's preset reject reasons
+        (``ShopSettings.reject_reason("used")``), which the request then keeps in the
+        customer's language.
 
         Raises:
             InvalidInput: the reason is empty, or ``actor`` is not staff.
@@ -801,15 +905,24 @@ class Desk:
             TransitionNotAllowed: the request is no longer ``requested``.
             IdempotencyConflict: the key was used with other arguments.
         """
-        if isinstance(reason, str):
-            reason = reason.strip()  # as the aggregate stores it, so retries fingerprint alike
         staff = staff_actor(actor)
+        preset = reason if isinstance(reason, Reason) else None
+        # Own text is stripped as the aggregate stores it, so that retries fingerprint alike;
+        # what is not text goes on to the aggregate, which refuses it.
+        own = reason.strip() if isinstance(reason, str) else reason
+        fingerprinted = own if preset is None else f"preset:{preset.code}"
+
+        def text(request: ReturnRequest) -> str:
+            if preset is not None:
+                return preset.label(request.customer.language)
+            return own  # type: ignore[return-value]  # not text: the aggregate refuses it
+
         return self._run(
             shop_id=shop_id,
             request_id=request_id,
             command=Command.REJECT,
-            arguments={"reason": reason, "actor": staff},
-            step=lambda r, now: r.reject(reason=reason, actor=staff, at=now),
+            arguments={"reason": fingerprinted, "actor": staff},
+            step=lambda r, now: r.reject(reason=text(r), actor=staff, at=now),
             idempotency_key=idempotency_key,
         )
 
@@ -890,6 +1003,87 @@ class Desk:
             idempotency_key=idempotency_key,
         )
 
+    def decide_many(
+        self,
+        shop_id: str,
+        request_ids: Sequence[str],
+        *,
+        decision: Decision | str,
+        actor: Actor | str,
+        refund_return_fee: bool = False,
+        reason: str | Reason | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, ReturnRequest | RetouraanvraagError]:
+        """Decide several requests at once (the requests tab's bulk ✓ and ✗), each on its own.
+
+        Each request is approved or rejected as :meth:`approve` or :meth:`reject` would, in its
+        own transaction: one that cannot be decided (decided meanwhile, gone, lost a race every
+        try) does not stop the others. With ``idempotency_key``, request ``r`` is decided under
+        the key ``<idempotency_key>:<r>``, so a repeated bulk call replays each first result.
+
+        Args:
+            shop_id: the shop.
+            request_ids: the requests, each decided once (a repeated id counts once), at most
+                :data:`BULK_LIMIT`.
+            decision: ``approve_with_label``, ``approve_without_label`` or ``reject``.
+            actor: the staff member who decides.
+            refund_return_fee: with an approval, refund the paid fee of each request that has
+                one (a request without a paid fee is approved without a refund rather than
+                refused: in a batch, "refund the fee" means "where there is one").
+            reason: the reject reason the customers read, the merchant's own text or a preset
+                (``ShopSettings.reject_reason("used")``, each customer reading it in their
+                language); required for ``reject`` only.
+            idempotency_key: the base of each request's own key.
+
+        Returns:
+            Per request id, in the order given: the decided request, or the error that
+            request met (``TransitionNotAllowed``, ``NotFound``, ``ConcurrentModification``,
+            ``IdempotencyConflict``, ``PortUnavailable``, ...).
+
+        Raises:
+            InvalidInput: the arguments are wrong for every request alike (an unknown decision,
+                a reject without a reason, a reason with an approval, a refund with a
+                rejection, an actor that is not staff, no ids or too many, an id that is not
+                text); nothing is decided.
+        """
+        chosen = _bulk_decision(decision, reason, refund_return_fee=refund_return_fee)
+        staff = staff_actor(actor)
+        rejecting = chosen is Decision.REJECT
+        unique = _bulk_ids(request_ids)
+        results: dict[str, ReturnRequest | RetouraanvraagError] = {}
+        for request_id in unique:
+            key = None if idempotency_key is None else f"{idempotency_key}:{request_id}"
+            try:
+                if rejecting:
+                    assert reason is not None  # noqa: S101 - checked above, for mypy
+                    results[request_id] = self.reject(
+                        shop_id, request_id, reason=reason, actor=staff, idempotency_key=key
+                    )
+                else:
+                    refund = refund_return_fee and self._has_paid_fee(shop_id, request_id)
+                    results[request_id] = self.approve(
+                        shop_id,
+                        request_id,
+                        with_label=chosen is Decision.APPROVE_WITH_LABEL,
+                        refund_return_fee=refund,
+                        actor=staff,
+                        idempotency_key=key,
+                    )
+            except RetouraanvraagError as exc:
+                log.info(
+                    "bulk decision refused for one request",
+                    extra={
+                        "shop_id": shop_id,
+                        "request_id": request_id,
+                        "error": type(exc).__name__,
+                    },
+                )
+                results[request_id] = exc
+        return results
+
+    def _has_paid_fee(self, shop_id: str, request_id: str) -> bool:
+        return self._storage.get(shop_id, request_id).return_fee is not None
+
     def resolve_attention(
         self, shop_id: str, request_id: str, *, actor: Actor | str, retry: bool = False
     ) -> ReturnRequest:
@@ -952,7 +1146,8 @@ class Desk:
         """Any listing: by status, creation date range, attention, predicate; a page at a time."""
         return self._storage.query(shop_id, query or Query())
 
-    def _where(self, shop_id: str, rule: str | None) -> Callable[[ReturnRequest], bool] | None:
+    def _where(self, shop_id: str, rule: str | None) -> ConditionFilter | None:
+        """The tab's rule filter; the store runs it (in its database, when it has one)."""
         if rule is None:
             return None
         policy = self.policy(shop_id)
@@ -984,7 +1179,7 @@ class Desk:
             False: frozenset({Status.REQUESTED}),
         }[rejected]
         query = Query(
-            statuses=statuses, where=self._where(shop_id, rule), limit=limit, cursor=cursor
+            statuses=statuses, condition=self._where(shop_id, rule), limit=limit, cursor=cursor
         )
         return self._storage.query(shop_id, query)
 
@@ -994,7 +1189,7 @@ class Desk:
         """Approved returns whose parcel is expected or has arrived."""
         query = Query(
             statuses=Tab.INCOMING.statuses,
-            where=self._where(shop_id, rule),
+            condition=self._where(shop_id, rule),
             limit=limit,
             cursor=cursor,
         )

@@ -419,7 +419,7 @@ def prepared(commit: Commit) -> ReturnRequest:
         InvalidInput: the commit is malformed.
     """
     check_commit(commit)
-    return attrs.evolve(commit.request, version=new_version(commit))
+    return commit.request.replace(version=new_version(commit))
 
 
 def plan_commit(
@@ -590,7 +590,7 @@ def flagged(request: ReturnRequest, damage: DamagedRow, now: dt.datetime) -> Ret
     """
     key = damage.key or "outbox row"  # a claim sets aside outbox rows, which have keys
     set_aside = request.set_aside(key, set_aside_error(damage.problem), at=now)
-    return attrs.evolve(set_aside, version=request.version + 1)
+    return set_aside.replace(version=request.version + 1)
 
 
 def log_damage(logger: logging.Logger, damage: DamagedRow, outcome: str) -> None:

@@ -185,8 +185,13 @@ class MemoryStorage:
             for damage in damaged:
                 log_damage(_log, damage, "left out of the listing")
             # The host's predicate runs outside the lock: it may be slow, or call the store.
+            # A rule condition is its compiled Python predicate here (the SQL stores' reference).
             for position, request in candidates:
-                if request is not None and (query.where is None or query.where(request)):
+                if (
+                    request is not None
+                    and (query.condition is None or query.condition(request))
+                    and (query.where is None or query.where(request))
+                ):
                     found.append((position, request))
             if len(found) > query.limit or len(candidates) < batch:
                 return page_of(found, query.limit)

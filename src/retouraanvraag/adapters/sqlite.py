@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Final, Self, TypeVar
+from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 import attrs
 
@@ -63,6 +63,15 @@ from retouraanvraag.adapters._common import (
     settle_entry,
     timestamp,
 )
+from retouraanvraag.adapters._facts import (
+    FACT_COLUMNS,
+    LOCAL_DAY_FUNCTION,
+    Dialect,
+    add_facts,
+    fact_placeholders,
+    fact_values,
+    local_day,
+)
 from retouraanvraag.errors import (
     LeaseLost,
     NotFound,
@@ -80,13 +89,17 @@ from retouraanvraag.ports import (
     Settlement,
 )
 
+if TYPE_CHECKING:
+    from retouraanvraag.adapters._sql_filter import SqlFilter
+
 __all__ = ["SCHEMA_VERSION", "SqliteStorage"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
-#: The schema this code writes, kept in ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 1
+#: The schema this code writes, kept in ``PRAGMA user_version``. Version 2 added the rule
+#: filter's fact columns (``adapters._sql_filter``); opening a version 1 file adds and fills them.
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = (
     """
@@ -152,6 +165,13 @@ _SCHEMA: Final = (
 # back a short page with a cursor: a page's cost stays bounded whatever the predicate.
 _SCAN_BUDGET: Final = 5_000
 _BATCH: Final = 200
+# A rule condition that runs as SQL tests rows in the database, at a fraction of a decode's
+# cost: a page reads windows of ``_FIRST_WINDOW * (limit + 1)`` rows, four times larger each
+# round, and stops after ``_SQL_SCAN_BUDGET`` rows (a fifth of that when the condition reads
+# the items' JSON) with a short page and a cursor. About as long as decoding one page.
+_FIRST_WINDOW: Final = 8
+_SQL_SCAN_BUDGET: Final = 10_000
+_ITEM_COST: Final = 5
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _MAX_BACKOFF: Final = 0.05
 
@@ -297,6 +317,10 @@ class SqliteStorage:
         however long the shop's history. A ``where`` predicate that refuses many rows can
         yield a short page with a cursor; keep paging until ``next_cursor`` is ``None``.
 
+        A rule ``condition`` runs as SQL over the fact columns, every built-in field in the
+        database; one naming a host field runs as a Python predicate (after its built-in
+        conjuncts have narrowed the rows in SQL), with the same bounded scan as ``where``.
+
         A row that cannot be read back (a damaged row) is left out of the page and logged as
         an error naming the shop and the request, so that one damaged row never makes a tab
         unreadable; ``get`` of that request raises.
@@ -309,6 +333,15 @@ class SqliteStorage:
             decode_cursor(query.cursor) if query.cursor is not None else None
         )
         listing = _Listing.of(shop_id, query)
+        if listing.condition is not None:
+            return self._filtered(listing, query, after)
+        return self._scanned(
+            listing, attrs.evolve(query, where=_both(query.condition, query.where)), after
+        )
+
+    def _scanned(self, listing: _Listing, query: Query, after: _RowPosition | None) -> Page:
+        """A page whose only filter (if any) is the Python predicate ``query.where``."""
+        shop_id = listing.shop_id
         batch = query.limit + 1 if query.where is None else max(query.limit + 1, _BATCH)
         found: list[tuple[Position, ReturnRequest]] = []
         damaged: list[DamagedRow] = []
@@ -341,6 +374,56 @@ class SqliteStorage:
             for skipped in damaged:
                 log_damage(_log, skipped, "left out of the listing")
 
+    def _filtered(self, listing: _Listing, query: Query, after: _RowPosition | None) -> Page:
+        """A page of a listing whose rule condition runs as SQL, over bounded windows.
+
+        Each round reads one window of the listing (the next ``window`` rows in listing order,
+        found on the index alone) and fetches the rows in it that the condition matches. A
+        filter that matches little reads ever larger windows, up to a budget of rows a page;
+        past that the page is short and its cursor resumes after the rows examined.
+        """
+        # Every SQL match is confirmed on the decoded request (a microsecond beside the
+        # decoding): a fact column damaged on disk can hide a request, never show a wrong one.
+        rest = _both(query.condition, query.where)
+        limit = query.limit
+        items = listing.condition is not None and listing.condition.reads_items
+        budget = _SQL_SCAN_BUDGET // _ITEM_COST if items else _SQL_SCAN_BUDGET
+        window = min(_FIRST_WINDOW * (limit + 1), budget)
+        found: list[tuple[Position, ReturnRequest]] = []
+        damaged: list[DamagedRow] = []
+        examined = decoded = 0
+        try:
+            while True:
+                need = limit + 1 - len(found)
+                until, fetched = self._read(
+                    functools.partial(listing.window, after=after, size=window, limit=need)
+                )
+                decoded += len(fetched)
+                for (created_at, request_id), row in fetched:
+                    try:
+                        request = _listed(listing.shop_id, request_id, row)
+                    except DamagedRow as damage:
+                        damaged.append(damage)
+                        continue
+                    if rest is None or rest(request):
+                        found.append(((str(created_at), request.id), request))
+                if len(found) > limit:
+                    return page_of(found, limit)
+                if len(fetched) == need:  # the window may hold more matches: go on after them
+                    after = fetched[-1][0]
+                elif until is None:  # the window reached the end of the listing
+                    return page_of(found, limit)
+                else:
+                    after, examined = until, examined + window
+                    window = max(1, min(window * 4, budget - examined))
+                if (examined >= budget or decoded >= _SCAN_BUDGET) and is_position(*after):
+                    # Few matches in many rows: a short page that resumes after those rows.
+                    cursor = encode_cursor((str(after[0]), str(after[1])))
+                    return Page(tuple(request for _, request in found), cursor)
+        finally:
+            for skipped in damaged:
+                log_damage(_log, skipped, "left out of the listing")
+
     # -- writes -----------------------------------------------------------------------------
 
     def commit(self, commit: Commit) -> ReturnRequest:
@@ -362,27 +445,16 @@ class SqliteStorage:
         version, status, created_at, attention, paid, refunded = _column_values(saved)
         created = timestamp(created_at, field="created_at")
         body = request_to_json(saved)
-        row = (version, status, created, attention, paid, refunded, body, saved.shop_id, saved.id)
+        facts = fact_values(saved, Dialect.SQLITE)
+        row = (version, status, created, attention, paid, refunded, body, *facts)
+        row += (saved.shop_id, saved.id)
         effects = [(effect.key, effect_to_json(effect)) for effect in commit.effects]
 
         def write(connection: sqlite3.Connection) -> None:
             shop, request_id = saved.shop_id, saved.id
             plan = plan_commit(commit, _Lookups(connection, shop, request_id), saved)
             try:
-                if plan.stored:
-                    connection.execute(
-                        "UPDATE requests SET version = ?, status = ?, created_at = ?, "
-                        "needs_attention = ?, fee_paid_minor = ?, refunded_minor = ?, body = ? "
-                        "WHERE shop_id = ? AND id = ?",
-                        row,
-                    )
-                else:
-                    connection.execute(
-                        "INSERT INTO requests (version, status, created_at, needs_attention, "
-                        "fee_paid_minor, refunded_minor, body, shop_id, id) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        row,
-                    )
+                connection.execute(_UPDATE_REQUEST if plan.stored else _INSERT_REQUEST, row)
             except sqlite3.IntegrityError as exc:
                 # The schema's own constraints, a second line behind the plan's checks.
                 raise _refused(exc, request_id, paid, refunded) from exc
@@ -499,6 +571,9 @@ class SqliteStorage:
         if version == 0:
             for statement in _SCHEMA:
                 connection.execute(statement)
+        if version < 2:  # noqa: PLR2004 - the version that added the fact columns
+            _add_facts(connection)
+        if version < SCHEMA_VERSION:
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -582,6 +657,8 @@ class SqliteStorage:
                 raise PortRejected(f"storage on {self._path!r} is closed")
             self._connections.add(connection)
         connection.execute("PRAGMA synchronous = FULL")
+        # Rule filters read dates in the shop's zone through Python's own zoneinfo.
+        connection.create_function(LOCAL_DAY_FUNCTION, 2, local_day, deterministic=True)
         return connection
 
 
@@ -681,6 +758,13 @@ class _Listing:
     statuses: tuple[str, ...] | None
     filters: str
     bounds: tuple[str, ...]
+    #: The query's rule condition as SQL, when it could be translated.
+    condition: SqlFilter | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether the SQL condition is the whole rule condition (else it only narrows)."""
+        return self.condition is not None and self.condition.exact
 
     @classmethod
     def of(cls, shop_id: str, query: Query) -> _Listing:
@@ -696,7 +780,69 @@ class _Listing:
             # A literal, not a parameter, so that the partial index can serve it.
             filters += f" AND needs_attention = {int(query.needs_attention)}"
         statuses = None if query.statuses is None else tuple(sorted(query.statuses))
-        return cls(shop_id, statuses, filters, tuple(bounds))
+        condition = None
+        if query.condition is not None:
+            # Imported here: it reads the rule language, which a store without filters never
+            # needs to load.
+            from retouraanvraag.adapters._sql_filter import compile_filter  # noqa: PLC0415
+
+            condition = compile_filter(query.condition, Dialect.SQLITE)
+        return cls(shop_id, statuses, filters, tuple(bounds), condition)
+
+    def window(
+        self,
+        connection: sqlite3.Connection,
+        after: _RowPosition | None,
+        size: int,
+        limit: int,
+    ) -> tuple[_RowPosition | None, list[tuple[_RowPosition, Sequence[object]]]]:
+        """The next ``size`` rows' last position, and the first ``limit`` matches up to it.
+
+        The position is ``None`` when fewer than ``size`` rows are left (the matches then run
+        to the end of the listing). It is found on the index alone; only the rows in the
+        window are tested against the condition.
+        """
+        until = self._window_end(connection, after, size)
+        matches, params = self._select(
+            after, "rowid AS k, created_at AS at, id AS rid", limit, until=until, filtered=True
+        )
+        sql = (
+            f"SELECT m.at, m.rid, {_REQUEST_COLUMNS} FROM ({matches}) AS m "  # noqa: S608
+            "JOIN requests ON requests.rowid = m.k ORDER BY m.at, m.rid"
+        )
+        rows = connection.execute(sql, params).fetchall()
+        return until, [((row[0], row[1]), row[2:]) for row in rows]
+
+    def _window_end(
+        self, connection: sqlite3.Connection, after: _RowPosition | None, size: int
+    ) -> _RowPosition | None:
+        """The earliest of each status's ``size``-th position after ``after`` (``None``: none).
+
+        Each status is one index range, stepped through on the index alone; the window up to
+        the earliest of them holds at least ``size`` rows and at most ``size`` per status.
+        """
+        ends: list[_RowPosition] = []
+        for status in (None,) if self.statuses is None else self.statuses:
+            if status is None:
+                sql, params = self._select(after, "created_at, id", 1, offset=size - 1)
+            else:
+                sql, params = self._single(after, status, size)
+            found = connection.execute(sql, params).fetchone()
+            if found is not None:
+                ends.append((found[0], found[1]))
+        return min(ends, key=_sortable) if ends else None
+
+    def _single(
+        self, after: _RowPosition | None, status: str, size: int
+    ) -> tuple[str, tuple[object, ...]]:
+        cursor = ""
+        if after is not None:
+            cursor = f" AND (created_at, id) > ({_placeholder(after[0])}, {_placeholder(after[1])})"
+        sql = (
+            f"SELECT created_at, id FROM requests WHERE shop_id = ?{self.filters}{cursor} "  # noqa: S608
+            "AND status = ? ORDER BY created_at, id LIMIT 1 OFFSET ?"
+        )
+        return sql, (self.shop_id, *self.bounds, *(after or ()), status, size - 1)
 
     def fetch(
         self, connection: sqlite3.Connection, after: _RowPosition | None, limit: int
@@ -704,34 +850,71 @@ class _Listing:
         """Up to ``limit`` rows after ``after``: each its position and its request columns."""
         if self.statuses == ():
             return []
+        columns = f"created_at AS at, id AS rid, {_REQUEST_COLUMNS}"
+        rows = connection.execute(*self._select(after, columns, limit)).fetchall()
+        return [((row[0], row[1]), row[2:]) for row in rows]
+
+    def _select(
+        self,
+        after: _RowPosition | None,
+        columns: str,
+        limit: int,
+        *,
+        offset: int = 0,
+        until: _RowPosition | None = None,
+        filtered: bool = False,
+    ) -> tuple[str, tuple[object, ...]]:
+        """The statement listing ``columns`` of rows after ``after``, in listing order."""
         cursor = ""
         if after is not None:
             # A damaged row's position may be text that is not UTF-8: bound as bytes, it must
             # be cast back to TEXT to compare as the column does.
             cursor = f" AND (created_at, id) > ({_placeholder(after[0])}, {_placeholder(after[1])})"
+        if until is not None:
+            cursor += (
+                f" AND (created_at, id) <= ({_placeholder(until[0])}, {_placeholder(until[1])})"
+            )
+        params: list[object] = [self.shop_id, *self.bounds, *(after or ()), *(until or ())]
+        if filtered and self.condition is not None:
+            cursor += f" AND {self.condition.sql}"
+            params += self.condition.params
         where = f"shop_id = ?{self.filters}{cursor}"
-        params: list[object] = [self.shop_id, *self.bounds, *(after or ())]
-        columns = f"created_at AS at, id AS rid, {_REQUEST_COLUMNS}"
+        # Pages go by keyset; an offset only ever finds a window's end on the index.
+        skip, skipped = (" OFFSET ?", (offset,)) if offset else ("", ())
         if self.statuses is None:
             sql = (
                 f"SELECT {columns} FROM requests WHERE {where} "  # noqa: S608
-                "ORDER BY created_at, id LIMIT ?"
+                f"ORDER BY created_at, id LIMIT ?{skip}"
             )
-            rows = connection.execute(sql, (*params, limit)).fetchall()
-        else:
-            # Each status is its own index range in (created_at, id) order; UNION ALL merges
-            # the first ``limit`` of each, so nothing outside the listed statuses is touched.
-            part = (
-                f"SELECT * FROM (SELECT {columns} FROM requests "  # noqa: S608
-                f"WHERE {where} AND status = ? ORDER BY created_at, id LIMIT ?)"
-            )
-            sql = " UNION ALL ".join([part] * len(self.statuses))
-            sql += " ORDER BY at, rid LIMIT ?"
-            values: list[object] = []
-            for status in self.statuses:
-                values.extend((*params, status, limit))
-            rows = connection.execute(sql, (*values, limit)).fetchall()
-        return [((row[0], row[1]), row[2:]) for row in rows]
+            return sql, (*params, limit, *skipped)
+        # Each status is its own index range in (created_at, id) order; UNION ALL merges the
+        # first ``limit + offset`` of each, so nothing outside the listed statuses is touched.
+        part = (
+            f"SELECT * FROM (SELECT {columns} FROM requests "  # noqa: S608
+            f"WHERE {where} AND status = ? ORDER BY created_at, id LIMIT ?)"
+        )
+        sql = " UNION ALL ".join([part] * len(self.statuses))
+        sql += f" ORDER BY at, rid LIMIT ?{skip}"
+        values: list[object] = []
+        for status in self.statuses:
+            values.extend((*params, status, limit + offset))
+        return sql, (*values, limit, *skipped)
+
+
+def _both(
+    first: Callable[[ReturnRequest], bool] | None, second: Callable[[ReturnRequest], bool] | None
+) -> Callable[[ReturnRequest], bool] | None:
+    """A predicate that holds when both hold (``None``: no predicate)."""
+    if first is None or second is None:
+        return first or second
+    return lambda request: first(request) and second(request)
+
+
+def _sortable(position: _RowPosition) -> tuple[bytes, bytes]:
+    """A position as SQLite orders it (text by its UTF-8 bytes; a damaged one is bytes)."""
+    return tuple(  # type: ignore[return-value]
+        part if isinstance(part, bytes) else str(part).encode() for part in position
+    )
 
 
 def _placeholder(value: object) -> str:
@@ -956,6 +1139,43 @@ def _record(shop_id: str, key: str, row: Sequence[object]) -> IdempotencyRecord:
         if problem is None:
             return record
     raise damaged_record(shop_id, key, readable(request_id), problem)
+
+
+_FACT_NAMES: Final = tuple(name for name, _, _ in FACT_COLUMNS)
+_SET_FACTS: Final = ", ".join(f"{name} = ?" for name in _FACT_NAMES)
+_INSERT_REQUEST: Final = (
+    "INSERT INTO requests (version, status, created_at, needs_attention, fee_paid_minor, "  # noqa: S608
+    f"refunded_minor, body, {', '.join(_FACT_NAMES)}, shop_id, id) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, {fact_placeholders(Dialect.SQLITE)}, ?, ?)"
+)
+_UPDATE_REQUEST: Final = (
+    "UPDATE requests SET version = ?, status = ?, created_at = ?, needs_attention = ?, "  # noqa: S608
+    f"fee_paid_minor = ?, refunded_minor = ?, body = ?, {_SET_FACTS} WHERE shop_id = ? AND id = ?"
+)
+
+
+def _add_facts(connection: sqlite3.Connection) -> None:
+    """Schema 2: the rule filter's fact columns, filled in from each stored body.
+
+    A row whose body does not decode keeps NULL facts: no rule filter matches it, and the
+    listings skip and log it as they always did.
+    """
+    # The index holds a tab's rows in listing order with every fact beside them: a condition
+    # is tested on it alone, a fifth of a microsecond a row, and only matches are looked up.
+    for statement in add_facts(Dialect.SQLITE):
+        connection.execute(statement)
+    rows = connection.execute("SELECT shop_id, id, body FROM requests").fetchall()
+    filled = []
+    for shop_id, request_id, body in rows:
+        try:
+            request = request_from_json(body)
+        except (ValueError, TypeError):
+            continue
+        filled.append((*fact_values(request, Dialect.SQLITE), shop_id, request_id))
+    connection.executemany(
+        f"UPDATE requests SET {_SET_FACTS} WHERE shop_id = ? AND id = ?",  # noqa: S608
+        filled,
+    )
 
 
 def _flag(connection: sqlite3.Connection, damage: DamagedRow, now: dt.datetime) -> str:

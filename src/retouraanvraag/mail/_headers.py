@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from email.policy import Policy
 from typing import Any, Final, Self
 
-from retouraanvraag.errors import InvalidInput
+from retouraanvraag._address import checked_address, split_mailbox
 
 __all__ = [
     "WrittenHeader",
@@ -41,48 +41,8 @@ _CHUNK_BYTES: Final = 45
 _PLAIN_TEXT: Final = re.compile(r"[!-~]{1,76}")
 # In a display name, only atoms (RFC 5322 atext) may go unencoded: no specials, no quotes.
 _PLAIN_ATOM: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,76}")
-# An address as the SMTP envelope and a header both carry it without quoting.
-_ADDRESS: Final = re.compile(r'[^@\s<>()",;:\\\[\]]{1,64}@[^@\s<>()",;:\\\[\]]{1,253}')
-# "Name <address>": the address is what the last angle brackets hold.
-_NAME_ADDR: Final = re.compile(r"(?P<name>.*?)\s*<(?P<address>[^<>]*)>\s*", re.DOTALL)
-_QUOTED_PAIR: Final = re.compile(r"\\(.)", re.DOTALL)
 #: Characters that make a display name need quotes (RFC 5322 "specials").
 _SPECIALS: Final = re.compile(r'[()<>\[\]:;@\\,."]')
-
-
-def split_mailbox(text: str) -> tuple[str, str]:
-    """``Name <address>`` (the name maybe quoted) or a bare address, as ``(name, address)``.
-
-    The same on every Python release, unlike :func:`email.utils.parseaddr`, whose handling of
-    several addresses or comments changed in patch releases. The name is taken as text: it
-    is never decoded, and whatever it holds (``,``, ``<``, quotes) stays part of the name.
-    """
-    match = _NAME_ADDR.fullmatch(text)
-    if match is None:
-        return "", text.strip()
-    name = match["name"].strip()
-    if len(name) >= 2 and name[0] == name[-1] == '"':  # noqa: PLR2004 - the two quotes
-        name = _QUOTED_PAIR.sub(r"\1", name[1:-1])
-    return name, match["address"].strip()
-
-
-def checked_address(text: str, *, field: str) -> str:
-    """``text`` if it is one address a header and the SMTP envelope can carry as it is.
-
-    Encoded words (``=?``) are refused as well: RFC 2047 forbids them in an address, and the
-    stdlib's parser would decode one.
-
-    Raises:
-        InvalidInput: naming ``field``, never the address.
-    """
-    if (
-        not isinstance(text, str)
-        or not text.isprintable()  # NUL and other controls, format characters, surrogates
-        or "=?" in text
-        or not _ADDRESS.fullmatch(text)
-    ):
-        raise InvalidInput("is not a single valid e-mail address", field=field)
-    return text
 
 
 class WrittenHeader(str):  # noqa: SLOT000 - str subtypes cannot have slots for attributes

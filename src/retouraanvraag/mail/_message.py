@@ -27,6 +27,7 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime
 from typing import Any, Final
 
+from retouraanvraag._address import one_line
 from retouraanvraag.errors import InvalidInput, PortRejected
 from retouraanvraag.mail._headers import (
     WrittenHeader,
@@ -35,7 +36,7 @@ from retouraanvraag.mail._headers import (
     split_mailbox,
     unstructured_header,
 )
-from retouraanvraag.mail._render import header_text, one_line
+from retouraanvraag.mail._render import header_text
 from retouraanvraag.model import MailKind
 from retouraanvraag.ports import Mail
 

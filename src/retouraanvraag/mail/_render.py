@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import html
 import re
 import string
-import unicodedata
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Final
 
 import attrs
 from babel.dates import format_date
-from dateutil import tz
 
+from retouraanvraag._address import one_line, sender_address
 from retouraanvraag.errors import InvalidInput, UnknownReason
-from retouraanvraag.mail._headers import checked_address, display_form, split_mailbox
+from retouraanvraag.mail._headers import display_form
 from retouraanvraag.model import Language, MailKind, ReasonCatalogue, ReturnRequest
 from retouraanvraag.ports import Attachment, Mail
+from retouraanvraag.shop import DEFAULT_TIMEZONE, ShopSettings
 
 __all__ = [
     "PLACEHOLDERS",
@@ -156,15 +157,6 @@ def message_id_for(shop_id: str, key: str, domain: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-_DOMAIN_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: control characters (CR, LF, …) become spaces, runs of space one."""
-    cleaned = "".join(" " if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in text)
-    return " ".join(cleaned.split())
-
-
 def header_text(text: str) -> str:
     """``text`` as a header may carry it: one line, and taken literally by every mail parser.
 
@@ -193,14 +185,37 @@ def display_address(name: str, address: str) -> str:
     return display_form(header_text(name), address)
 
 
-def _sender_address(sender: str) -> str:
-    """The address of the renderer's ``sender`` setting, whose domain names the Message-IDs."""
-    if not isinstance(sender, str) or one_line(sender) != sender:
-        raise InvalidInput("is not a single e-mail address", field="sender")
-    address = checked_address(split_mailbox(sender)[1], field="sender")
-    if not _DOMAIN_RE.match(address.rpartition("@")[2]):
-        raise InvalidInput("is not a single e-mail address", field="sender")
-    return address
+@attrs.frozen
+class _Branding:
+    """What the mails of one shop show of it, checked once per settings value."""
+
+    name: str
+    address: str
+    domain: str
+    zone: dt.tzinfo
+    reasons: ReasonCatalogue
+
+    @property
+    def sender(self) -> str:
+        return display_address(self.name, self.address)
+
+
+@functools.lru_cache(maxsize=1024)
+def _branding(settings: ShopSettings) -> _Branding:
+    if settings.sender is None:
+        raise InvalidInput("is needed to send mails", field="sender")
+    if settings.name is None:
+        raise InvalidInput("is needed to send mails", field="name")
+    address = sender_address(settings.sender)
+    name = settings.name.strip()
+    if one_line(name) != name:
+        raise InvalidInput("must be one line of text", field="shop_name")
+    return _Branding(
+        name, address, address.rpartition("@")[2].lower(), settings.zone, settings.reasons
+    )
+
+
+ShopLookup = Callable[[str], ShopSettings]
 
 
 class MailRenderer:
@@ -211,7 +226,14 @@ class MailRenderer:
     host may replace the template of any ``(language, kind)``; replacements are checked here,
     so that a typo in a placeholder fails at start-up rather than when a mail is due.
 
+    One renderer serves many shops: give ``shops`` (one
+    :class:`~retouraanvraag.shop.ShopSettings` per shop id, as a mapping or a function), and
+    each request's mails carry its own shop's name, sender, zone and reasons. For a single
+    shop, ``sender``, ``shop_name``, ``reasons`` and ``timezone`` say the same in short.
+
     Args:
+        shops: the shops' settings by shop id, a function from shop id to them, or one
+            settings value for every shop.
         sender: the From address (``retouren@shop.example``), optionally with a name.
         shop_name: the shop's name, shown in the mails and as the From name.
         reasons: the shop's reason catalogue, to show reasons by their label.
@@ -219,33 +241,24 @@ class MailRenderer:
         timezone: the IANA zone dates are shown in.
 
     Raises:
-        InvalidInput: the sender is not one address, the shop name has control characters or
-            the time zone is unknown.
+        InvalidInput: ``shops`` given beside the single-shop settings, or neither; the sender
+            is not one address, the shop name has control characters or the time zone is
+            unknown (for a mapping, every shop's settings are checked here).
         TemplateError: a replacement template is malformed or uses an unknown placeholder.
     """
 
     def __init__(
         self,
         *,
-        sender: str,
-        shop_name: str,
+        shops: ShopSettings | Mapping[str, ShopSettings] | ShopLookup | None = None,
+        sender: str | None = None,
+        shop_name: str | None = None,
         reasons: ReasonCatalogue | None = None,
         templates: Mapping[tuple[Language | str, MailKind], MailTemplate] | None = None,
-        timezone: str = "Europe/Amsterdam",
+        timezone: str | None = None,
     ) -> None:
         """Check the configuration and every template once."""
-        address = _sender_address(sender)
-        domain = address.rpartition("@")[2]
-        if not shop_name.strip() or one_line(shop_name) != shop_name.strip():
-            raise InvalidInput("must be one line of text", field="shop_name")
-        zone = tz.gettz(timezone)
-        if zone is None:
-            raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone")
-        self._zone: dt.tzinfo = zone
-        self._address = address
-        self._domain = domain.lower()
-        self._shop_name = shop_name.strip()
-        self._reasons = reasons or ReasonCatalogue()
+        self._shops = _lookup(shops, sender, shop_name, reasons, timezone)
         self._templates: dict[tuple[Language, MailKind], MailTemplate] = {}
         for language in Language:
             for kind in MailKind:
@@ -264,10 +277,43 @@ class MailRenderer:
         for (language, kind), template in self._templates.items():
             template.check(kind, where=f"templates[{language.value},{kind.value}]")
 
+    def sender_for(self, shop_id: str) -> str:
+        """The From header of ``shop_id``'s mails (``Shop <a@shop.example>``).
+
+        Raises:
+            MailNotRenderable: the renderer has no settings for this shop, or they lack a
+                sender or a name.
+        """
+        return self._brand(shop_id).sender
+
     @property
     def sender(self) -> str:
-        """The From header: the shop's name and the sender address (``Shop <a@shop.example>``)."""
-        return display_address(self._shop_name, self._address)
+        """The From header of a single-shop renderer (see :meth:`sender_for` for many)."""
+        if self._single is None:
+            raise InvalidInput("this renderer serves many shops: use sender_for(shop_id)")
+        return self._brand("").sender
+
+    @property
+    def _single(self) -> ShopSettings | None:
+        return getattr(self._shops, "settings", None)
+
+    def _brand(self, shop_id: str) -> _Branding:
+        try:
+            settings = self._shops(shop_id)
+        except (KeyError, LookupError):
+            raise MailNotRenderable(
+                f"no shop settings for shop {shop_id!r}", field="shops"
+            ) from None
+        if not isinstance(settings, ShopSettings):
+            raise MailNotRenderable(
+                f"the settings of shop {shop_id!r} are not ShopSettings", field="shops"
+            )
+        try:
+            return _branding(settings)
+        except InvalidInput as error:
+            raise MailNotRenderable(
+                f"shop {shop_id!r}: {error}", field=error.field or "shops"
+            ) from None
 
     def render(self, request: ReturnRequest, kind: MailKind, *, key: str) -> Mail:
         """Render the ``kind`` mail about ``request``, sent under the effect ``key``.
@@ -283,7 +329,8 @@ class MailRenderer:
         """
         kind = MailKind(kind)
         language = request.customer.language
-        values = self._values(request, kind, language)
+        brand = self._brand(request.shop_id)
+        values = self._values(request, kind, language, brand)
         attachments: tuple[Attachment, ...] = ()
         if kind is MailKind.LABEL_CREATED and request.label is not None:
             label = request.label
@@ -299,8 +346,8 @@ class MailRenderer:
             html=re.sub(r"\n{2,}", "\n", html_body).strip() + "\n",
             kind=kind,
             request_id=request.id,
-            message_id=message_id_for(request.shop_id, key, self._domain),
-            sender=self.sender,
+            message_id=message_id_for(request.shop_id, key, brand.domain),
+            sender=brand.sender,
             language=language.value,
             attachments=attachments,
         )
@@ -308,18 +355,18 @@ class MailRenderer:
     # -- values -------------------------------------------------------------------------------
 
     def _values(
-        self, request: ReturnRequest, kind: MailKind, language: Language
+        self, request: ReturnRequest, kind: MailKind, language: Language, brand: _Branding
     ) -> dict[str, _Value]:
         phrases = _PHRASES[language]
-        created = request.created_at.astimezone(self._zone)
+        created = request.created_at.astimezone(brand.zone)
         values: dict[str, _Value] = {
-            "shop_name": self._shop_name,
+            "shop_name": brand.name,
             "customer_name": request.customer.name,
             "order_number": request.order_number,
             "request_id": request.id,
             "request_date": format_date(created.date(), format="long", locale=_LOCALES[language]),
             "return_value": request.return_value.format(language),
-            "items": self._items(request, language),
+            "items": self._items(request, language, brand.reasons),
             "refund": _Block.paragraph(self._refund_note(request, kind, language)),
         }
         if kind is MailKind.LABEL_CREATED:
@@ -347,12 +394,13 @@ class MailRenderer:
             values["label_void"] = _Block.paragraph(note)
         return values
 
-    def _items(self, request: ReturnRequest, language: Language) -> _Block:
+    @staticmethod
+    def _items(request: ReturnRequest, language: Language, reasons: ReasonCatalogue) -> _Block:
         lines: list[str] = []
         rows: list[str] = []
         for item in request.items:
             try:
-                reason = self._reasons.resolve(item.reason).label(language)
+                reason = reasons.resolve(item.reason).label(language)
             except UnknownReason:
                 reason = item.reason
             if item.reason_text and item.reason_text.strip():
@@ -419,3 +467,73 @@ def _fill(template: str, values: Mapping[str, _Value], plain: Callable[[str], st
         for name, value in values.items()
     }
     return string.Template(template).substitute(prepared)
+
+
+@attrs.frozen
+class _Every:
+    """One shop's settings, for every shop id."""
+
+    settings: ShopSettings
+
+    def __call__(self, _shop_id: str) -> ShopSettings:
+        return self.settings
+
+
+def _single_shop(
+    sender: str | None,
+    shop_name: str | None,
+    reasons: ReasonCatalogue | None,
+    timezone: str | None,
+) -> ShopSettings:
+    """The settings that ``sender=``, ``shop_name=``, ``reasons=`` and ``timezone=`` give."""
+    if sender is None or shop_name is None:
+        raise InvalidInput("give shops=, or sender= and shop_name=", field="shops")
+    if not isinstance(shop_name, str) or not shop_name.strip():
+        raise InvalidInput("must be one line of text", field="shop_name")
+    try:
+        settings = ShopSettings(
+            name=shop_name.strip(),
+            sender=sender,
+            timezone=DEFAULT_TIMEZONE if timezone is None else timezone,
+            reasons=reasons or ReasonCatalogue(),
+        )
+    except InvalidInput as error:
+        field = "shop_name" if error.field == "name" else error.field
+        raise InvalidInput(error.problem, field=field) from None
+    _branding(settings)
+    return settings
+
+
+def _lookup(
+    shops: ShopSettings | Mapping[str, ShopSettings] | ShopLookup | None,
+    sender: str | None,
+    shop_name: str | None,
+    reasons: ReasonCatalogue | None,
+    timezone: str | None,
+) -> ShopLookup:
+    """The renderer's ``shops`` argument, or its single-shop shorthands, as one lookup."""
+    if shops is None:
+        return _Every(_single_shop(sender, shop_name, reasons, timezone))
+    if any(value is not None for value in (sender, shop_name, reasons, timezone)):
+        raise InvalidInput(
+            "give the shop's sender, name, reasons and zone in shops=, not beside it",
+            field="shops",
+        )
+    if isinstance(shops, ShopSettings):
+        _branding(shops)
+        return _Every(shops)
+    if isinstance(shops, Mapping):
+        table = dict(shops)
+        for shop_id, settings in table.items():
+            if not isinstance(settings, ShopSettings):
+                raise InvalidInput("must be ShopSettings", field=f"shops[{shop_id!r}]")
+            try:
+                _branding(settings)
+            except InvalidInput as error:
+                raise error.at(f"shops[{shop_id!r}]") from None
+        return table.__getitem__
+    if callable(shops):
+        return shops
+    raise InvalidInput(
+        "must be ShopSettings, a mapping or a function of the shop id", field="shops"
+    )

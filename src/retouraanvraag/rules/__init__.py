@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import bisect
 import codecs
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import attrs
 
-from retouraanvraag.errors import RuleError
-from retouraanvraag.model import DEFAULT_REASONS, ReasonCatalogue, ReturnRequest
+from retouraanvraag.errors import InvalidInput, RuleError
+from retouraanvraag.model import DEFAULT_REASONS, ReasonCatalogue
 from retouraanvraag.rules._checker import MAX_DIAGNOSTICS, Checker
 from retouraanvraag.rules._codes import CODES, Explanation, explain_code, find_code
 from retouraanvraag.rules._compiler import compile_condition_function
+from retouraanvraag.rules._filter import ConditionFilter
 from retouraanvraag.rules._format import format_condition, format_rules
 from retouraanvraag.rules._lexer import KEYWORDS, Chunk, Lexed, Problem, detect_language, lex
 from retouraanvraag.rules._messages import message
@@ -60,6 +61,7 @@ from retouraanvraag.rules.tree import (
     Or,
     Rule,
 )
+from retouraanvraag.shop import DEFAULT_TIMEZONE, ShopSettings
 
 __all__ = [
     "CODES",
@@ -72,6 +74,7 @@ __all__ = [
     "Choice",
     "Compare",
     "Condition",
+    "ConditionFilter",
     "Diagnostic",
     "Explanation",
     "Field",
@@ -209,14 +212,35 @@ def _source(text: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _shop_settings(
+    shop: ShopSettings | None,
+    reasons: ReasonCatalogue | None,
+    timezone: str | None,
+    currency: str | None,
+) -> tuple[ReasonCatalogue | None, str, str]:
+    """The reasons, zone and currency to read rules with: the shop's, or those given."""
+    if shop is None:
+        zone = DEFAULT_TIMEZONE if timezone is None else timezone
+        load_timezone(zone)
+        return reasons, zone, "EUR" if currency is None else currency
+    if not isinstance(shop, ShopSettings):
+        raise InvalidInput("must be ShopSettings", field="shop")
+    beside = {"reasons": reasons, "timezone": timezone, "currency": currency}
+    for name, value in beside.items():
+        if value is not None:
+            raise InvalidInput(f"give the {name} in shop=, not beside it", field=name)
+    return shop.reasons, shop.timezone, shop.currency
+
+
 def parse(
     text: str | bytes,
     *,
     reasons: ReasonCatalogue | None = None,
     fields: FieldRegistry | None = None,
-    timezone: str = "Europe/Amsterdam",
+    timezone: str | None = None,
     source_name: str = "<rules>",
-    currency: str = "EUR",
+    currency: str | None = None,
+    shop: ShopSettings | None = None,
 ) -> RuleSet:
     """Load a rule file: parse, check and compile it.
 
@@ -225,19 +249,24 @@ def parse(
             read as UTF-8 or, failing that, as Windows-1252 (with a warning).
         reasons: the shop's reason catalogue (default: the library's).
         fields: the fields rules may name (default: DESIGN §3's; hosts add their own).
-        timezone: the IANA zone for "days since delivery/order".
+        timezone: the IANA zone for "days since delivery/order" (default
+            ``Europe/Amsterdam``).
         source_name: the file name shown in diagnostics.
-        currency: the shop's currency (ISO 4217): a plain number in a comparison with an
-            amount is in it, and an amount in another currency gets a warning.
+        currency: the shop's currency (ISO 4217, default ``EUR``): a plain number in a
+            comparison with an amount is in it, and an amount in another currency gets a
+            warning.
+        shop: the shop's settings, giving ``reasons``, ``timezone`` and ``currency`` at once
+            (then give none of those three).
 
     Returns:
         The rule set; its ``warnings`` list rules that never match or are always overridden.
 
     Raises:
         RuleError: the text has errors; ``diagnostics`` lists every one of them.
-        InvalidInput: ``timezone`` is not a known time zone.
+        InvalidInput: ``timezone`` is not a known time zone, or ``shop`` is given beside
+            ``reasons``, ``timezone`` or ``currency``.
     """
-    load_timezone(timezone)
+    reasons, timezone, currency = _shop_settings(shop, reasons, timezone, currency)
     decoded = _decode(text) if isinstance(text, bytes) else _Decoded(text, "utf-8")
     text = _source(decoded.text)
     language = detect_language(text)
@@ -429,15 +458,18 @@ def compile_condition(
     *,
     reasons: ReasonCatalogue | None = None,
     fields: FieldRegistry | None = None,
-    timezone: str = "Europe/Amsterdam",
+    timezone: str | None = None,
     language: str | None = None,
     source_name: str = "<condition>",
-    currency: str = "EUR",
-) -> Callable[[ReturnRequest], bool]:
+    currency: str | None = None,
+    shop: ShopSettings | None = None,
+) -> ConditionFilter:
     """A lone condition as a filter (the requests tab filtered by a rule).
 
     The filter is true when the condition certainly holds for the request, or, when it names
-    item fields, for at least one of its items.
+    item fields, for at least one of its items. It is a predicate on requests that also
+    carries the checked condition, zone and catalogue, so that a store can run it in its
+    database (``Query(condition=...)``).
 
     Args:
         text: the condition, e.g. ``Van land IS Nederland EN Retourreden IS "Te klein"``.
@@ -447,11 +479,14 @@ def compile_condition(
         language: ``nl`` or ``en``; guessed from the words when not given.
         source_name: the name shown in diagnostics.
         currency: the currency of a plain number compared with an amount.
+        shop: the shop's settings, giving ``reasons``, ``timezone`` and ``currency`` at once.
 
     Raises:
         RuleError: the condition has errors (all of them listed).
-        InvalidInput: ``timezone`` is not a known time zone.
+        InvalidInput: ``timezone`` is not a known time zone, or ``shop`` is given beside
+            ``reasons``, ``timezone`` or ``currency``.
     """
+    reasons, timezone, currency = _shop_settings(shop, reasons, timezone, currency)
     tz = load_timezone(timezone)
     text = _source(text)
     target = language or _guess_language(text)
@@ -467,4 +502,5 @@ def compile_condition(
     condition = _Loader(checker, lexed).condition(lexed.chunks[0])
     if condition is None or any(d.severity is Severity.ERROR for d in checker.diagnostics):
         raise _fail(checker)
-    return compile_condition_function(condition, tz, checker.reasons)
+    predicate = compile_condition_function(condition, tz, checker.reasons)
+    return ConditionFilter(condition, timezone, checker.reasons, predicate)

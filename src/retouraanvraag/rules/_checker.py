@@ -6,14 +6,13 @@ file's language, with what was expected or a "bedoelde u …?" suggestion.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from typing import Final
 
 import attrs
 
 from retouraanvraag.errors import UnknownCountry, UnknownReason
-from retouraanvraag.model import Money, ReasonCatalogue, fold_text, resolve_country
+from retouraanvraag.model import Money, ReasonCatalogue, fold_text, nearest, resolve_country
 from retouraanvraag.rules._lexer import BadValue, read_date, read_money, read_number
 from retouraanvraag.rules._messages import (
     OPERATOR_WORDS,
@@ -164,10 +163,9 @@ class Checker:
 
     def _suggest(self, text: str, candidates: Iterable[str], fallback_key: str) -> str:
         names = list(dict.fromkeys(candidates))
-        by_fold = {fold_text(n): n for n in names}
-        close = difflib.get_close_matches(fold_text(text), list(by_fold), n=1, cutoff=0.6)
-        if close:
-            return message("did-you-mean", self.language, suggestion=by_fold[close[0]])
+        suggestion = nearest(text, names)
+        if suggestion is not None:
+            return message("did-you-mean", self.language, suggestion=suggestion)
         return message(fallback_key, self.language, names=", ".join(names))
 
     def syntax_problem(self, problem: SyntaxProblem) -> None:
@@ -274,7 +272,8 @@ class Checker:
                         second=spec.name(self.language),
                     )
                 decision = action
-            if action.kind.group in {"fee", "carrier", "window"}:
+            # A fee may be decided per item (the request pays the highest, see docs/rules.md).
+            if action.kind.group in {"carrier", "window"}:
                 item_field = next((f for f in fields if f.scope is Scope.ITEM), None)
                 if item_field is not None:
                     name = spec.name(self.language)
@@ -491,7 +490,7 @@ class Checker:
             )
             raise _Invalid
         if spec.argument is Argument.MONEY:
-            return Action(spec.kind, self.money(argument, name), syntax.position)
+            return Action(spec.kind, self._fee(argument, name), syntax.position)
         text = argument.text.strip()
         if not text:
             self.report(argument.position, "empty-text")
@@ -500,6 +499,21 @@ class Checker:
             self.report(argument.position, "text-too-long", limit=MAX_TEXT)
             raise _Invalid
         return Action(spec.kind, text, syntax.position)
+
+    def _fee(self, value: SynValue, label: str) -> Money:
+        """A return fee; one in another currency than the shop's only such orders can pay."""
+        fee = self.money(value, label)
+        if fee.currency != self.currency:
+            self.report(
+                value.position,
+                "fee-other-currency",
+                severity=Severity.WARNING,
+                hint=message("other-currency-hint", self.language, shop=self.currency),
+                text=value.text,
+                currency=fee.currency,
+                shop=self.currency,
+            )
+        return fee
 
     def _window(self, spec: ActionSpec, syntax: SynAction, rest: str) -> Action:
         """``Retourtermijn 60 dagen``: a whole number of days, 0 to ``MAX_WINDOW_DAYS``."""

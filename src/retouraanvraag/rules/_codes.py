@@ -232,14 +232,16 @@ CODES: Final[tuple[Explanation, ...]] = (
     ),
     _e(
         "R020", "request-action-in-item-rule", "error",
-        "Retourkosten en de vervoerder gelden voor de hele aanvraag. Een regel die een"
-        " artikelveld (Retourreden, SKU, …) gebruikt, geldt per artikel en kan ze niet zetten.",
-        "The return fee and the carrier belong to the whole request. A rule that uses an item"
-        " field (Return reason, SKU, …) holds per item and cannot set them.",
-        ("ALS Retourreden IS damaged DAN Retourkosten €2",
-         "ALS Van land IS NL DAN Retourkosten €2"),
-        ("IF Return reason IS damaged THEN Return fee €2",
-         "IF From country IS NL THEN Return fee €2"),
+        "De vervoerder en de retourtermijn gelden voor de hele aanvraag. Een regel die een"
+        " artikelveld (Retourreden, SKU, …) gebruikt, geldt per artikel en kan ze niet zetten."
+        " Retourkosten kunnen wel per artikel: de aanvraag betaalt de hoogste.",
+        "The carrier and the return window belong to the whole request. A rule that uses an"
+        " item field (Return reason, SKU, …) holds per item and cannot set them. A return fee"
+        " can be set per item: the request pays the highest.",
+        ("ALS Retourreden IS damaged DAN Verzenden met DHL",
+         "ALS Van land IS NL DAN Verzenden met DHL"),
+        ("IF Return reason IS damaged THEN Ship with DHL",
+         "IF From country IS NL THEN Ship with DHL"),
     ),
     _e(
         "R021", "contradiction", "error",
@@ -466,6 +468,17 @@ CODES: Final[tuple[Explanation, ...]] = (
          f"ALS Besteldatum VOOR 2026-03-01 {_APPROVE_NL}"),
         (f"IF Order date BEFORE 2026-02-30 {_APPROVE_EN}",
          f"IF Order date BEFORE 2026-03-01 {_APPROVE_EN}"),
+    ),
+    _e(
+        "R045", "fee-other-currency", "warning",
+        "Retourkosten in een andere munt dan die van de winkel kan alleen een bestelling in die"
+        " munt betalen: voor elke andere bestelling weigert de balie de aanvraag. Schrijf de"
+        " kosten in de munt van de winkel, of laat de regel alleen zulke bestellingen treffen.",
+        "A return fee in another currency than the shop's can only be paid by an order in that"
+        " currency: the desk refuses the request for any other order. Write the fee in the"
+        " shop's currency, or make the rule match only such orders.",
+        ("ALS Van land IS BE DAN Retourkosten 5 USD", "ALS Van land IS BE DAN Retourkosten €5"),
+        ("IF From country IS BE THEN Return fee 5 USD", "IF From country IS BE THEN Return fee €5"),
     ),
     _e(
         "R044", "bad-window", "error",

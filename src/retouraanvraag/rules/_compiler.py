@@ -598,7 +598,7 @@ class Roles:
 
     Attributes:
         decides: the rules with a decision action.
-        sets_fee: the request rules with a return fee.
+        sets_fee: the rules with a return fee (request and item rules).
         sets_carrier: the request rules with a carrier.
         refunds: the rules that refund the fee.
         rank: per rule, ``strictness * len(rules) + index`` when it decides (higher wins
@@ -614,6 +614,9 @@ class Roles:
     rank: tuple[int, ...]
     not_returnable: frozenset[int]
     sets_window: frozenset[int] = frozenset()
+    #: Per rule, how its fee ranks when items' fees are combined (the amount, then the rule's
+    #: place), with the rank of "no fee" last, at index ``-1``.
+    fee_order: tuple[tuple[int, int], ...] = ((-1, -1),)
 
 
 def index_key(condition: Condition) -> IndexKey | None:  # noqa: PLR0911 - one case per kind
@@ -911,11 +914,26 @@ def compile_decider(
         item_chains = {
             "b": [k for k in on_item if k in roles.decides],
             "rf": [k for k in on_item if k in roles.refunds],
+            "f": [k for k in on_item if k in roles.sets_fee],
         }
         gen.hoisted = []
         loop = gen.load_item(item_fields)
         loop += decider.share(list(item_chains.values()))
         loop += decider.chain(item_chains["b"], "b", start="rd", start_values=request_chains["rd"])
+        if item_chains["f"]:
+            # Each item's fee is its last matching fee rule (request or item); the request
+            # pays the highest of them, a tie going to the later rule: "fb" is that rule.
+            loop += decider.chain(
+                item_chains["f"], "f", start="fee", start_values=request_chains["fee"]
+            )
+            higher = _compare(
+                ast.Subscript(_name("_feeorder"), _name("f"), ast.Load()),
+                ast.Gt(),
+                ast.Subscript(_name("_feeorder"), _name("fb"), ast.Load()),
+            )
+            loop.append(ast.If(higher, [_assign_expr("fb", _name("f"))], []))
+            gen.namespace["_feeorder"] = roles.fee_order
+            result.elts[2] = _name("fb")
         if item_chains["rf"]:
             unrefunded = _compare(_name("rf"), ast.Lt(), ast.Constant(0))
             refund = decider.chain(item_chains["rf"], "rf", initialise=False)
@@ -946,6 +964,7 @@ def compile_decider(
         body += gen.hoisted
         body += [
             _assign("br", -1),
+            _assign("fb", -1),
             _assign("und", value=False),
             _assign_expr("nr", ast.Tuple([], ast.Load())),
             ast.For(target, items, loop, []),

@@ -26,9 +26,9 @@ from retouraanvraag.rules._format import (
     quote,
 )
 from retouraanvraag.rules._messages import DECISION_WORDS, REFUSAL_MESSAGES, REPORT_WORDS, word
-from retouraanvraag.rules._ruleset import load_timezone
 from retouraanvraag.rules.fields import Field, FieldType, Scope
 from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or
+from retouraanvraag.shop import time_zone
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,7 +153,7 @@ def _truth(result: bool | None, language: str) -> str:
 
 def explain(ruleset: RuleSet, request: ReturnRequest, language: str) -> str:
     """The report behind :meth:`RuleSet.explain`."""
-    tz = load_timezone(ruleset.timezone)
+    tz = time_zone(ruleset.timezone)
     reason = reason_normaliser(ruleset.reasons)
     out: list[str] = []
     item_label = word(REPORT_WORDS, "items", language)

@@ -143,6 +143,16 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         '"{text}" is in {currency}, but the shop charges in {shop}: this comparison never holds',
     ),
     "other-currency-hint": ("schrijf het bedrag in {shop}", "write the amount in {shop}"),
+    "fee-other-currency": (
+        (
+            '"{text}" is in {currency}, maar de winkel rekent in {shop}: alleen een bestelling'
+            " in {currency} kan deze retourkosten betalen"
+        ),
+        (
+            '"{text}" is in {currency}, but the shop charges in {shop}: only an order in'
+            " {currency} can pay this return fee"
+        ),
+    ),
     "yes-no-hint": ("gebruik ja of nee", "use yes or no"),
     "request-action-in-item-rule": (
         "{action} hoort bij de hele aanvraag, maar deze regel gebruikt het artikelveld {field}",

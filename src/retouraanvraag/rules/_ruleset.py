@@ -11,13 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
-import zoneinfo
 from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
 
-from retouraanvraag.errors import InvalidInput
 from retouraanvraag.model import (
     DEFAULT_REASONS,
     Decision,
@@ -34,11 +32,13 @@ from retouraanvraag.rules._compiler import (
     compile_decider,
     compile_rules,
 )
+from retouraanvraag.rules._explain import explain
 from retouraanvraag.rules._format import format_action
 from retouraanvraag.rules._messages import REFUSAL_MESSAGES, REPORT_WORDS, word
 from retouraanvraag.rules.diagnostics import Diagnostic
 from retouraanvraag.rules.fields import ActionKind, FieldRegistry, Scope
 from retouraanvraag.rules.tree import Rule
+from retouraanvraag.shop import time_zone
 
 __all__ = ["DECISIONS", "RuleSet", "load_timezone"]
 
@@ -75,15 +75,12 @@ def _bits(mask: int) -> tuple[int, ...]:
 
 
 def load_timezone(name: str) -> dt.tzinfo:
-    """The IANA time zone ``name``.
+    """The IANA time zone ``name`` (:func:`retouraanvraag.shop.time_zone`).
 
     Raises:
         InvalidInput: not a known time zone.
     """
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as error:
-        raise InvalidInput(f"unknown time zone {name!r}", field="timezone") from error
+    return time_zone(name)
 
 
 # -- outcomes whose trace is worked out when first read -----------------------------------------
@@ -207,6 +204,8 @@ class _Plan:
     #: The return window each rule sets, with ``None`` appended; the rules setting one.
     window: tuple[int | None, ...] = (None,)
     sets_window: int = 0
+    #: Whether an item rule sets a fee (then items' fees are combined, see docs/rules.md).
+    item_fees: bool = False
 
 
 def _mask(flags: list[bool]) -> int:
@@ -237,10 +236,10 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         window.append(days.argument if days and isinstance(days.argument, int) else None)
     groups = [{a.kind.group for a in rule.actions} for rule in rules]
     item_scope = [r.scope is Scope.ITEM for r in rules]
-    # Item-scope rules only decide and refund (the checker refuses fee and carrier in them).
-    # A rule switched off plays no part: it decides, costs and ships nothing.
+    # Item-scope rules decide, refund and set a fee (the checker refuses a carrier and a
+    # window in them). A rule switched off plays no part: it decides, costs and ships nothing.
     effective = [
-        {g for g in found if rule.enabled and (g in {"decision", "refund"} or not item)}
+        {g for g in found if rule.enabled and (g in {"decision", "refund", "fee"} or not item)}
         for found, item, rule in zip(groups, item_scope, rules, strict=True)
     ]
     decides = ["decision" in g for g in effective]
@@ -256,6 +255,7 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         ),
         not_returnable=_where([d is Decision.NOT_RETURNABLE for d in decision]),
         sets_window=_where(["window" in g for g in effective]),
+        fee_order=(*((-1 if f is None else f.amount, k) for k, f in enumerate(fee)), (-1, -1)),
     )
     return _Plan(
         tuple(decision),
@@ -273,6 +273,7 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         roles=roles,
         window=(*window, None),
         sets_window=_mask(["window" in g for g in effective]),
+        item_fees=any("fee" in g and i for g, i in zip(effective, item_scope, strict=True)),
     )
 
 
@@ -448,13 +449,16 @@ class RuleSet:
     def trace_lines(self, request: ReturnRequest) -> tuple[str, ...]:
         """One line per rule matching ``request``, in rule order; overridden actions marked."""
         result = self._matches()(request)
-        trace = self._traces.get(result)
+        # The winning fee rule, as the decider found it: with fees set per item, the highest
+        # item fee wins, which the matches alone do not tell.
+        fee = self._decide(request)[2] if self._plan.item_fees else -1
+        trace = self._traces.get((result, fee))
         if trace is None:
-            trace = self._trace(result)
-            _remember(self._traces, result, trace)
+            trace = self._trace(result, fee)
+            _remember(self._traces, (result, fee), trace)
         return trace
 
-    def _trace(self, result: RunResult) -> tuple[str, ...]:
+    def _trace(self, result: RunResult, item_fee: int) -> tuple[str, ...]:
         plan = self._plan
         hits = result[0]
         decides = plan.decides
@@ -470,7 +474,7 @@ class RuleSet:
             masks = None
             decisions = ((hits & decides).bit_length() - 1,) * result[1]
             matched = hits
-        fee = (hits & plan.sets_fee).bit_length() - 1
+        fee = item_fee if plan.item_fees else (hits & plan.sets_fee).bit_length() - 1
         carrier = (hits & plan.sets_carrier).bit_length() - 1
         window = (hits & plan.sets_window).bit_length() - 1
         lines = []
@@ -521,6 +525,4 @@ class RuleSet:
             request: the request to explain.
             language: ``nl`` or ``en``; defaults to the rules' language.
         """
-        from retouraanvraag.rules._explain import explain  # noqa: PLC0415
-
         return explain(self, request, language or self.language)

@@ -2,8 +2,9 @@
 
 The fakes are real implementations (thread-safe, idempotent by key, raising the port errors).
 The contract suites (``StorageContract``, ``LabelServiceContract``, ``PaymentServiceContract``,
-``MailTransportContract``, ``PhotoStoreContract``) are pytest base classes: subclass one,
-implement its factory methods, and every promise of the port is checked against your adapter.
+``MailTransportContract``, ``PhotoStoreContract``, ``EventSinkContract``) are pytest base
+classes: subclass one, implement its factory methods, and every promise of the port is checked
+against your adapter.
 They import pytest, so they load only when asked for.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from retouraanvraag.adapters.memory import MemoryStorage
 from retouraanvraag.testing.fakes import (
+    EventRecorder,
     FakeLabels,
     FakePayments,
     FixedClock,
@@ -23,6 +25,8 @@ from retouraanvraag.testing.fakes import (
 )
 
 __all__ = [
+    "EventRecorder",
+    "EventSinkContract",
     "FakeLabels",
     "FakePayments",
     "FixedClock",
@@ -45,6 +49,7 @@ with contextlib.suppress(ImportError):
         "retouraanvraag.testing.mail_contract",
         "retouraanvraag.testing.photo_contract",
         "retouraanvraag.testing.service_contracts",
+        "retouraanvraag.testing.event_contract",
     )
 
 _LAZY = {
@@ -53,6 +58,7 @@ _LAZY = {
     "PhotoStoreContract": "retouraanvraag.testing.photo_contract",
     "LabelServiceContract": "retouraanvraag.testing.service_contracts",
     "PaymentServiceContract": "retouraanvraag.testing.service_contracts",
+    "EventSinkContract": "retouraanvraag.testing.event_contract",
 }
 
 

@@ -15,11 +15,18 @@ from collections import Counter
 import attrs
 
 from retouraanvraag.errors import InvalidInput, InvalidPhoto, NotFound, PortRejected
-from retouraanvraag.model import Label, Money, PhotoRef, ReturnRequest
+from retouraanvraag.model import Event, Label, Money, PhotoRef, ReturnRequest
 from retouraanvraag.photos import CONTENT_TYPES
 from retouraanvraag.ports import Mail
 
-__all__ = ["FakeLabels", "FakePayments", "FixedClock", "MailRecorder", "MemoryPhotoStore"]
+__all__ = [
+    "EventRecorder",
+    "FakeLabels",
+    "FakePayments",
+    "FixedClock",
+    "MailRecorder",
+    "MemoryPhotoStore",
+]
 
 _FAKE_PDF = b"%PDF-1.4\n% retouraanvraag fake label\n%%EOF\n"
 
@@ -170,6 +177,42 @@ class MailRecorder:
         """The mails sent about one request, in order."""
         with self._lock:
             return [mail for _, mail in self.sent if mail.request_id == request_id]
+
+
+class EventRecorder:
+    """An event sink that keeps what it was given, as a host's receiver would.
+
+    ``delivered`` holds every delivery, repeats included, so a test can see a retry;
+    :meth:`deliveries` counts them per key, :meth:`events` gives each key's event once (what
+    a receiver that deduplicates by key keeps).
+    """
+
+    def __init__(self) -> None:
+        """Make an empty recorder."""
+        self._lock = threading.Lock()
+        self.delivered: list[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        """Record the event; a key seen before must carry the same event."""
+        with self._lock:
+            for seen in self.delivered:
+                if seen.key == event.key and seen != event:
+                    raise PortRejected(f"{event.key}: delivered before with other content")
+            self.delivered.append(event)
+
+    def deliveries(self) -> Counter[str]:
+        """How many times each key was delivered."""
+        with self._lock:
+            return Counter(event.key for event in self.delivered)
+
+    def events(self, request_id: str | None = None) -> list[Event]:
+        """Each key's event once, in the order first delivered; of one request, if given."""
+        with self._lock:
+            first: dict[str, Event] = {}
+            for event in self.delivered:
+                if request_id is None or event.request_id == request_id:
+                    first.setdefault(event.key, event)
+            return list(first.values())
 
 
 class MemoryPhotoStore:

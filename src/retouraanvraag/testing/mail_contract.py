@@ -20,7 +20,6 @@ demands one delivery instead of "at least one, all with the same ``Message-ID``"
 from __future__ import annotations
 
 import abc
-import threading
 from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import ClassVar
@@ -30,6 +29,7 @@ import attrs
 from retouraanvraag.errors import PortRejected
 from retouraanvraag.model import MailKind
 from retouraanvraag.ports import Attachment, Mail, MailTransport
+from retouraanvraag.testing._threads import errors_of, run_at_once
 
 __all__ = ["ENCODED_INJECTIONS", "MailTransportContract", "sample_mail"]
 
@@ -188,21 +188,11 @@ class MailTransportContract(abc.ABC):
         """Sends from several threads at once each deliver their own mail."""
         transport = self.make_transport()
         threads = 6
-        barrier = threading.Barrier(threads)
-        errors: list[BaseException] = []
 
         def send(i: int) -> None:
-            try:
-                barrier.wait()
-                transport.send(f"mail:req-{i}:x", sample_mail(message_id=f"<c{i}@shop.example>"))
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            transport.send(f"mail:req-{i}:x", sample_mail(message_id=f"<c{i}@shop.example>"))
 
-        workers = [threading.Thread(target=send, args=(i,)) for i in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        errors = errors_of(run_at_once(threads, send))
         _check(not errors, f"sends failed: {errors!r}")
         ids = {m["Message-ID"] for m in self._all(transport, threads)}
         _check(ids == {f"<c{i}@shop.example>" for i in range(threads)}, "a mail is missing")

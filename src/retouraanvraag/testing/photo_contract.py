@@ -17,12 +17,12 @@ from __future__ import annotations
 import abc
 import base64
 import struct
-import threading
 import zlib
 from typing import Final
 
 from retouraanvraag.errors import InvalidPhoto, NotFound
 from retouraanvraag.ports import PhotoStore
+from retouraanvraag.testing._threads import errors_of, run_at_once
 
 __all__ = [
     "GPS_LATITUDE",
@@ -273,28 +273,15 @@ class PhotoStoreContract(abc.ABC):
         """Puts from several threads at once all land, each under its own key."""
         store = self.make_store()
         threads = 8
-        barrier = threading.Barrier(threads)
-        keys: list[str] = []
-        lock = threading.Lock()
-        errors: list[BaseException] = []
 
-        def put(i: int) -> None:
-            try:
-                barrier.wait()
-                ref = store.put(
-                    self.shop, sample_png(extra=_png_chunk(b"zzZz", bytes([i]))), "image/png"
-                )
-                with lock:
-                    keys.append(ref.key)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+        def put(i: int) -> str:
+            extra = _png_chunk(b"zzZz", bytes([i]))
+            return store.put(self.shop, sample_png(extra=extra), "image/png").key
 
-        workers = [threading.Thread(target=put, args=(i,)) for i in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        results = run_at_once(threads, put)
+        errors = errors_of(results)
         _check(not errors, f"puts failed: {errors!r}")
+        keys = [key for key in results if isinstance(key, str)]
         _check(len(set(keys)) == threads, f"{threads} puts gave {len(set(keys))} keys")
         stored = {store.get(self.shop, key) for key in keys}
         _check(len(stored) == threads, "some photos were overwritten")

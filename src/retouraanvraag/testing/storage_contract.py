@@ -44,13 +44,9 @@ from retouraanvraag.errors import (
     PortRejected,
 )
 from retouraanvraag.model import (
-    CUSTOMER,
-    SYSTEM,
     Actor,
     Customer,
     Effect,
-    HistoryEntry,
-    Label,
     MailKind,
     Money,
     PaidFee,
@@ -105,89 +101,23 @@ def sample_request(
 def return_requests() -> Any:  # noqa: ANN401 - a hypothesis strategy, typed by hypothesis
     """A hypothesis strategy of valid requests in any state, with every optional part.
 
-    Refunds never exceed the paid fee, so each request is one a store must accept.
+    The same as :func:`retouraanvraag.testing.strategies.return_requests`; here so that this
+    module asks for hypothesis only when a test draws requests.
     """
-    from hypothesis import strategies as st  # noqa: PLC0415 - only the round trip needs it
+    from retouraanvraag.testing.strategies import (  # noqa: PLC0415 - hypothesis when asked
+        return_requests as any_state,
+    )
 
-    text = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=30).filter(
-        str.strip
-    )
-    zones = st.sampled_from(
-        (dt.UTC, dt.timezone(dt.timedelta(hours=2)), dt.timezone(-dt.timedelta(hours=9.5)))
-    )
-    # Hypothesis takes naive bounds and adds the zones itself.
-    first, last = dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1)  # noqa: DTZ001
-    moments = st.datetimes(min_value=first, max_value=last, timezones=zones)
-    money = st.builds(Money, st.integers(0, 10**9))
-    items = st.builds(
-        ReturnItem,
-        sku=text,
-        name=text,
-        quantity=st.integers(1, 10_000),
-        unit_price=money,
-        reason=st.sampled_from(("damaged", "too_small", "other")),
-        reason_text=st.none() | text,
-    )
-    staff_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True).filter(
-        lambda name: name.casefold() not in {"customer", "system", "policy", "rule", "staff"}
-    )
-    actors = (
-        st.sampled_from((CUSTOMER, SYSTEM))
-        | staff_ids.map(Actor.staff)
-        | text.filter(lambda name: name.isprintable()).map(Actor.rule)
-    )
-    history = st.builds(
-        HistoryEntry,
-        at=moments,
-        actor=actors,
-        command=st.sampled_from(("submit", "approve_with_label", "reject")),
-        status_from=st.none() | st.sampled_from(Status),
-        status_to=st.sampled_from(Status),
-        note=st.none() | text,
-        trace=st.lists(text, max_size=2).map(tuple),
-    )
-    labels = st.builds(Label, carrier=text, tracking_number=text, document=st.binary(max_size=64))
-
-    @st.composite
-    def build(draw: st.DrawFn) -> ReturnRequest:
-        fee = draw(st.none() | st.integers(0, 10_000))
-        refunds: list[RefundRecord] = []
-        left = fee or 0
-        for n in range(draw(st.integers(0, 2)) if left else 0):
-            amount = draw(st.integers(1, left)) if left else 0
-            if amount:
-                refunds.append(
-                    RefundRecord(f"refund:{n}", Money(amount), draw(text), draw(moments))
-                )
-                left -= amount
-        return ReturnRequest(
-            shop_id=draw(text),
-            id=draw(text),
-            order_number=draw(text),
-            customer=Customer(draw(st.sampled_from(("a@b.nl", "klant.x@example.com"))), draw(text)),
-            from_country=draw(st.sampled_from(("NL", "BE", "DE", "GB"))),
-            order_value=draw(money),
-            items=tuple(draw(st.lists(items, min_size=1, max_size=3))),  # type: ignore[arg-type, unused-ignore]
-            created_at=draw(moments),
-            ordered_at=draw(st.none() | moments),
-            delivered_at=draw(st.none() | moments),
-            return_method=draw(st.none() | text),
-            tags=draw(st.frozensets(text, max_size=3)),  # type: ignore[arg-type, unused-ignore]
-            return_fee=None if fee is None else PaidFee(Money(fee), draw(text)),
-            status=draw(st.sampled_from(Status)),
-            reject_reason=draw(st.none() | text),
-            label=draw(st.none() | labels),
-            carrier=draw(st.none() | text),
-            refunds=tuple(refunds),
-            attention=tuple(draw(st.lists(text, max_size=2))),
-            history=tuple(draw(st.lists(history, max_size=3))),
-        )
-
-    return build()
+    return any_state()
 
 
-class StorageContract(abc.ABC):
-    """Every promise of :class:`~retouraanvraag.ports.Storage`, as pytest tests.
+class StorageSuite(abc.ABC):
+    """What every part of the storage contract shares: the store under test and helpers.
+
+    The contract is split by concern — :class:`RequestsContract`, :class:`IdempotencyContract`,
+    :class:`OutboxContract`, :class:`ListingsContract`, :class:`DamageContract` — so that a
+    store can be checked one concern at a time; :class:`StorageContract` is all of them.
+    Subclass a part (or the whole), implement :meth:`make_storage`, and pytest runs it.
 
     Attributes:
         hypothesis_examples: examples per property (lower it for slow, remote stores).
@@ -246,9 +176,28 @@ class StorageContract(abc.ABC):
                 between()
         pytest.fail("the listing never ended")  # pragma: no cover
 
+    def _queue(self, storage: Storage, count: int, *, shop_id: str = SHOP) -> list[str]:
+        """Save ``count`` requests, created a minute apart; return their mail keys in order."""
+        keys = []
+        for n in range(count):
+            saved = self.submit(
+                storage, sample_request(shop_id=shop_id, created_at=T0 + dt.timedelta(minutes=n))
+            )
+            keys.append(storage.outbox(shop_id, saved.id)[0].key)
+        return keys
+
+    def _claimed(self, storage: Storage, owner: str = "w1") -> tuple[ReturnRequest, OutboxEntry]:
+        self._queue(storage, 1)
+        (entry,) = storage.claim(owner=owner, now=T0, lease=_LEASE, limit=1)
+        return storage.get(entry.shop_id, entry.effect.request_id), entry
+
     @staticmethod
     def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
         return errors_of(run_at_once(count, target))
+
+
+class RequestsContract(StorageSuite):
+    """Requests: saving, versions, shops, the money cap, atomicity and racing saves."""
 
     # -- round trip and versions ------------------------------------------------------------
 
@@ -383,88 +332,6 @@ class StorageContract(abc.ABC):
         )
         assert storage.idempotency_record("shop-none", "key-1") is None
 
-    # -- idempotency records ----------------------------------------------------------------
-
-    def test_idempotency_record_is_stored_with_the_change(self, storage: Storage) -> None:
-        """The record is stored in the same commit as the change, its result as saved.
-
-        The caller's ``result`` does not matter: the store records the request it saved, at the
-        version it gave it, so no caller has to predict the version.
-        """
-        change = sample_request().submitted()
-        record = IdempotencyRecord(
-            SHOP, "submit-1", "sha256:abc", change.request.id, change.request
-        )
-        saved = storage.commit(Commit(change.request, None, change.effects, idempotency=record))
-        assert saved.version == 1
-        assert storage.idempotency_record(SHOP, "submit-1") == attrs.evolve(record, result=saved)
-        assert storage.get(SHOP, saved.id) == saved
-
-    def test_unknown_idempotency_key_has_no_record(self, storage: Storage) -> None:
-        """A key never used has no record."""
-        assert storage.idempotency_record(SHOP, "never-used") is None
-
-    def test_taken_idempotency_key_raises_concurrent_modification(self, storage: Storage) -> None:
-        """A taken key refuses the whole commit and keeps the first record."""
-        first = sample_request().submitted().request
-        storage.commit(
-            Commit(first, None, idempotency=IdempotencyRecord(SHOP, "k", "fp", first.id, first))
-        )
-        second = sample_request().submitted()
-        record = IdempotencyRecord(SHOP, "k", "fp-2", second.request.id, second.request)
-        with pytest.raises(ConcurrentModification):
-            storage.commit(Commit(second.request, None, second.effects, idempotency=record))
-        with pytest.raises(NotFound):
-            storage.get(SHOP, second.request.id)
-        assert storage.outbox(SHOP, second.request.id) == ()
-        stored = storage.idempotency_record(SHOP, "k")
-        assert stored is not None
-        assert stored.fingerprint == "fp"
-
-    # -- the outbox -------------------------------------------------------------------------
-
-    def test_effects_are_queued_pending_in_order(self, storage: Storage) -> None:
-        """Effects are queued pending, unleased, in the order given."""
-        request = sample_request().submitted().request
-        effects = (
-            Effect.create_label(SHOP, request.id),
-            Effect.refund(SHOP, request.id),
-            Effect.send_mail(SHOP, request.id, MailKind.REQUEST_RECEIVED),
-        )
-        storage.commit(Commit(request, None, effects))
-        entries = storage.outbox(SHOP, request.id)
-        assert [e.effect for e in entries] == list(effects)
-        assert all(
-            (e.state, e.attempts, e.lease_owner, e.lease_until, e.shop_id)
-            == (EffectState.PENDING, 0, None, None, SHOP)
-            for e in entries
-        )
-        assert [e.key for e in entries] == [e.key for e in effects]
-
-    def test_an_effect_already_queued_is_not_added_again(self, storage: Storage) -> None:
-        """A queued key is never queued again, also once it is done."""
-        saved = self.submit(storage, sample_request())
-        mail = storage.outbox(SHOP, saved.id)[0].effect
-        again = storage.commit(Commit(saved, saved.version, (mail, Effect.refund(SHOP, saved.id))))
-        refund = Effect.refund(SHOP, saved.id).key
-        assert [e.key for e in storage.outbox(SHOP, saved.id)] == [mail.key, refund]
-        # Also once it is done: a key is queued once, whatever became of it.
-        (entry,) = [
-            e for e in storage.claim(owner="w", now=T0, lease=_LEASE, limit=10) if e.key == mail.key
-        ]
-        settle = Settlement(entry.key, "w", EffectState.DONE)
-        settled = storage.commit(Commit(again, again.version, settle=settle))
-        storage.commit(Commit(settled, settled.version, (mail,)))
-        entries = storage.outbox(SHOP, saved.id)
-        assert [(e.key, e.state) for e in entries] == [
-            (mail.key, EffectState.DONE),
-            (Effect.refund(SHOP, saved.id).key, EffectState.PENDING),
-        ]
-
-    def test_outbox_of_an_unknown_request_is_empty(self, storage: Storage) -> None:
-        """An unknown request has an empty outbox."""
-        assert list(storage.outbox(SHOP, "nope")) == []
-
     # -- the money cap ----------------------------------------------------------------------
 
     @staticmethod
@@ -528,17 +395,191 @@ class StorageContract(abc.ABC):
         assert len(winners) == 1
         assert storage.get(SHOP, saved.id).refunded == Money(300)
 
-    # -- claims and leases ------------------------------------------------------------------
+    # -- atomicity --------------------------------------------------------------------------
 
-    def _queue(self, storage: Storage, count: int, *, shop_id: str = SHOP) -> list[str]:
-        """Save ``count`` requests, created a minute apart; return their mail keys in order."""
-        keys = []
-        for n in range(count):
-            saved = self.submit(
-                storage, sample_request(shop_id=shop_id, created_at=T0 + dt.timedelta(minutes=n))
-            )
-            keys.append(storage.outbox(shop_id, saved.id)[0].key)
-        return keys
+    @pytest.mark.parametrize("failure", ["stale", "money", "key", "lease"])
+    def test_a_failed_commit_changes_nothing(self, storage: Storage, failure: str) -> None:
+        """A refused commit leaves request, outbox, idempotency and lease as they were."""
+        taken = self.submit(storage, sample_request())
+        record = IdempotencyRecord(SHOP, "taken", "fp", taken.id, taken)
+        storage.commit(Commit(taken, taken.version, idempotency=record))
+        request, entry = self._claimed(storage)
+        before = (
+            storage.get(SHOP, request.id),
+            tuple(storage.outbox(SHOP, request.id)),
+            storage.idempotency_record(SHOP, "fresh"),
+        )
+        changed = attrs.evolve(request.with_attention("x"), carrier="DHL")
+        version, key, owner = request.version, "fresh", "w1"
+        if failure == "stale":
+            version = request.version + 1
+        elif failure == "money":
+            changed = self._refunded(changed, 10_000)
+        elif failure == "key":
+            key = "taken"
+        else:
+            owner = "w2"
+        commit = Commit(
+            changed,
+            version,
+            (Effect.create_label(SHOP, request.id), Effect.refund(SHOP, request.id)),
+            IdempotencyRecord(SHOP, key, "fp-2", request.id, changed),
+            Settlement(entry.key, owner, EffectState.DONE),
+        )
+        with pytest.raises((ConcurrentModification, PortRejected)):
+            storage.commit(commit)
+        after = (
+            storage.get(SHOP, request.id),
+            tuple(storage.outbox(SHOP, request.id)),
+            storage.idempotency_record(SHOP, "fresh"),
+        )
+        assert after == before
+        stored = storage.idempotency_record(SHOP, "taken")
+        assert stored is not None
+        assert stored.fingerprint == "fp"
+        # The entry is still leased to w1, who can settle it as if nothing had happened.
+        storage.commit(
+            Commit(request, request.version, settle=Settlement(entry.key, "w1", EffectState.DONE))
+        )
+
+    # -- races ------------------------------------------------------------------------------
+
+    def test_racing_saves_have_one_winner_per_version(self, storage: Storage) -> None:
+        """Threads saving one version at once: exactly one wins each round."""
+        saved = self.submit(storage, sample_request())
+        for _ in range(3):
+            current = storage.get(SHOP, saved.id)
+            winner = self._race_for(storage, current)
+            after = storage.get(SHOP, saved.id)
+            assert after.version == current.version + 1
+            assert after.tags == {f"winner-{winner}"}
+
+    def _race_for(self, storage: Storage, current: ReturnRequest) -> int:
+        barrier = threading.Barrier(self.threads)
+        winners: list[int] = []
+
+        def save(n: int) -> None:
+            change = attrs.evolve(current, tags=frozenset({f"winner-{n}"}))  # type: ignore[arg-type, unused-ignore]
+            barrier.wait()
+            try:
+                storage.commit(Commit(change, current.version))
+            except ConcurrentModification:
+                return
+            winners.append(n)
+
+        assert self._run_threads(self.threads, save) == []
+        assert len(winners) == 1
+        return winners[0]
+
+    def test_racing_inserts_of_one_id_have_one_winner(self, storage: Storage) -> None:
+        """Threads inserting one id at once: exactly one wins."""
+        barrier = threading.Barrier(self.threads)
+        winners: list[int] = []
+
+        def insert(n: int) -> None:
+            request = attrs.evolve(sample_request("r-1").submitted().request, carrier=f"c{n}")
+            barrier.wait()
+            try:
+                storage.commit(Commit(request, None))
+            except ConcurrentModification:
+                return
+            winners.append(n)
+
+        assert self._run_threads(self.threads, insert) == []
+        assert len(winners) == 1
+        assert storage.get(SHOP, "r-1").carrier == f"c{winners[0]}"
+
+
+class IdempotencyContract(StorageSuite):
+    """Idempotency records: stored with their change, scoped to the shop, taken once."""
+
+    # -- idempotency records ----------------------------------------------------------------
+
+    def test_idempotency_record_is_stored_with_the_change(self, storage: Storage) -> None:
+        """The record is stored in the same commit as the change, its result as saved.
+
+        The caller's ``result`` does not matter: the store records the request it saved, at the
+        version it gave it, so no caller has to predict the version.
+        """
+        change = sample_request().submitted()
+        record = IdempotencyRecord(
+            SHOP, "submit-1", "sha256:abc", change.request.id, change.request
+        )
+        saved = storage.commit(Commit(change.request, None, change.effects, idempotency=record))
+        assert saved.version == 1
+        assert storage.idempotency_record(SHOP, "submit-1") == attrs.evolve(record, result=saved)
+        assert storage.get(SHOP, saved.id) == saved
+
+    def test_unknown_idempotency_key_has_no_record(self, storage: Storage) -> None:
+        """A key never used has no record."""
+        assert storage.idempotency_record(SHOP, "never-used") is None
+
+    def test_taken_idempotency_key_raises_concurrent_modification(self, storage: Storage) -> None:
+        """A taken key refuses the whole commit and keeps the first record."""
+        first = sample_request().submitted().request
+        storage.commit(
+            Commit(first, None, idempotency=IdempotencyRecord(SHOP, "k", "fp", first.id, first))
+        )
+        second = sample_request().submitted()
+        record = IdempotencyRecord(SHOP, "k", "fp-2", second.request.id, second.request)
+        with pytest.raises(ConcurrentModification):
+            storage.commit(Commit(second.request, None, second.effects, idempotency=record))
+        with pytest.raises(NotFound):
+            storage.get(SHOP, second.request.id)
+        assert storage.outbox(SHOP, second.request.id) == ()
+        stored = storage.idempotency_record(SHOP, "k")
+        assert stored is not None
+        assert stored.fingerprint == "fp"
+
+
+class OutboxContract(StorageSuite):
+    """The outbox: queueing, claims and leases, settling and reviving entries."""
+
+    # -- the outbox -------------------------------------------------------------------------
+
+    def test_effects_are_queued_pending_in_order(self, storage: Storage) -> None:
+        """Effects are queued pending, unleased, in the order given."""
+        request = sample_request().submitted().request
+        effects = (
+            Effect.create_label(SHOP, request.id),
+            Effect.refund(SHOP, request.id),
+            Effect.send_mail(SHOP, request.id, MailKind.REQUEST_RECEIVED),
+        )
+        storage.commit(Commit(request, None, effects))
+        entries = storage.outbox(SHOP, request.id)
+        assert [e.effect for e in entries] == list(effects)
+        assert all(
+            (e.state, e.attempts, e.lease_owner, e.lease_until, e.shop_id)
+            == (EffectState.PENDING, 0, None, None, SHOP)
+            for e in entries
+        )
+        assert [e.key for e in entries] == [e.key for e in effects]
+
+    def test_an_effect_already_queued_is_not_added_again(self, storage: Storage) -> None:
+        """A queued key is never queued again, also once it is done."""
+        saved = self.submit(storage, sample_request())
+        mail = storage.outbox(SHOP, saved.id)[0].effect
+        again = storage.commit(Commit(saved, saved.version, (mail, Effect.refund(SHOP, saved.id))))
+        refund = Effect.refund(SHOP, saved.id).key
+        assert [e.key for e in storage.outbox(SHOP, saved.id)] == [mail.key, refund]
+        # Also once it is done: a key is queued once, whatever became of it.
+        (entry,) = [
+            e for e in storage.claim(owner="w", now=T0, lease=_LEASE, limit=10) if e.key == mail.key
+        ]
+        settle = Settlement(entry.key, "w", EffectState.DONE)
+        settled = storage.commit(Commit(again, again.version, settle=settle))
+        storage.commit(Commit(settled, settled.version, (mail,)))
+        entries = storage.outbox(SHOP, saved.id)
+        assert [(e.key, e.state) for e in entries] == [
+            (mail.key, EffectState.DONE),
+            (Effect.refund(SHOP, saved.id).key, EffectState.PENDING),
+        ]
+
+    def test_outbox_of_an_unknown_request_is_empty(self, storage: Storage) -> None:
+        """An unknown request has an empty outbox."""
+        assert list(storage.outbox(SHOP, "nope")) == []
+
+    # -- claims and leases ------------------------------------------------------------------
 
     def test_claim_leases_due_entries_oldest_first(self, storage: Storage) -> None:
         """A claim leases due entries, oldest first, up to the limit."""
@@ -628,11 +669,6 @@ class StorageContract(abc.ABC):
         assert all(len({e.lease_owner for e in batch}) <= 1 for batch in taken)
 
     # -- settling ---------------------------------------------------------------------------
-
-    def _claimed(self, storage: Storage, owner: str = "w1") -> tuple[ReturnRequest, OutboxEntry]:
-        self._queue(storage, 1)
-        (entry,) = storage.claim(owner=owner, now=T0, lease=_LEASE, limit=1)
-        return storage.get(entry.shop_id, entry.effect.request_id), entry
 
     def test_settling_done_releases_the_entry_for_good(self, storage: Storage) -> None:
         """A done entry loses its lease and is never claimed again."""
@@ -906,6 +942,10 @@ class StorageContract(abc.ABC):
         (entry,) = [e for e in storage.outbox(SHOP, saved.id) if e.key == key]
         assert entry.state is EffectState.PENDING
 
+
+class ListingsContract(StorageSuite):
+    """Listings: order, keyset pages, tabs, ranges, attention and predicates."""
+
     # -- listings ---------------------------------------------------------------------------
 
     def test_listing_is_ordered_by_instant_of_creation_then_id(self, storage: Storage) -> None:
@@ -1082,99 +1122,9 @@ class StorageContract(abc.ABC):
         with pytest.raises(InvalidInput):
             storage.query(SHOP, Query(cursor=cursor))
 
-    # -- atomicity --------------------------------------------------------------------------
 
-    @pytest.mark.parametrize("failure", ["stale", "money", "key", "lease"])
-    def test_a_failed_commit_changes_nothing(self, storage: Storage, failure: str) -> None:
-        """A refused commit leaves request, outbox, idempotency and lease as they were."""
-        taken = self.submit(storage, sample_request())
-        record = IdempotencyRecord(SHOP, "taken", "fp", taken.id, taken)
-        storage.commit(Commit(taken, taken.version, idempotency=record))
-        request, entry = self._claimed(storage)
-        before = (
-            storage.get(SHOP, request.id),
-            tuple(storage.outbox(SHOP, request.id)),
-            storage.idempotency_record(SHOP, "fresh"),
-        )
-        changed = attrs.evolve(request.with_attention("x"), carrier="DHL")
-        version, key, owner = request.version, "fresh", "w1"
-        if failure == "stale":
-            version = request.version + 1
-        elif failure == "money":
-            changed = self._refunded(changed, 10_000)
-        elif failure == "key":
-            key = "taken"
-        else:
-            owner = "w2"
-        commit = Commit(
-            changed,
-            version,
-            (Effect.create_label(SHOP, request.id), Effect.refund(SHOP, request.id)),
-            IdempotencyRecord(SHOP, key, "fp-2", request.id, changed),
-            Settlement(entry.key, owner, EffectState.DONE),
-        )
-        with pytest.raises((ConcurrentModification, PortRejected)):
-            storage.commit(commit)
-        after = (
-            storage.get(SHOP, request.id),
-            tuple(storage.outbox(SHOP, request.id)),
-            storage.idempotency_record(SHOP, "fresh"),
-        )
-        assert after == before
-        stored = storage.idempotency_record(SHOP, "taken")
-        assert stored is not None
-        assert stored.fingerprint == "fp"
-        # The entry is still leased to w1, who can settle it as if nothing had happened.
-        storage.commit(
-            Commit(request, request.version, settle=Settlement(entry.key, "w1", EffectState.DONE))
-        )
-
-    # -- races ------------------------------------------------------------------------------
-
-    def test_racing_saves_have_one_winner_per_version(self, storage: Storage) -> None:
-        """Threads saving one version at once: exactly one wins each round."""
-        saved = self.submit(storage, sample_request())
-        for _ in range(3):
-            current = storage.get(SHOP, saved.id)
-            winner = self._race_for(storage, current)
-            after = storage.get(SHOP, saved.id)
-            assert after.version == current.version + 1
-            assert after.tags == {f"winner-{winner}"}
-
-    def _race_for(self, storage: Storage, current: ReturnRequest) -> int:
-        barrier = threading.Barrier(self.threads)
-        winners: list[int] = []
-
-        def save(n: int) -> None:
-            change = attrs.evolve(current, tags=frozenset({f"winner-{n}"}))  # type: ignore[arg-type, unused-ignore]
-            barrier.wait()
-            try:
-                storage.commit(Commit(change, current.version))
-            except ConcurrentModification:
-                return
-            winners.append(n)
-
-        assert self._run_threads(self.threads, save) == []
-        assert len(winners) == 1
-        return winners[0]
-
-    def test_racing_inserts_of_one_id_have_one_winner(self, storage: Storage) -> None:
-        """Threads inserting one id at once: exactly one wins."""
-        barrier = threading.Barrier(self.threads)
-        winners: list[int] = []
-
-        def insert(n: int) -> None:
-            request = attrs.evolve(sample_request("r-1").submitted().request, carrier=f"c{n}")
-            barrier.wait()
-            try:
-                storage.commit(Commit(request, None))
-            except ConcurrentModification:
-                return
-            winners.append(n)
-
-        assert self._run_threads(self.threads, insert) == []
-        assert len(winners) == 1
-        assert storage.get(SHOP, "r-1").carrier == f"c{winners[0]}"
+class DamageContract(StorageSuite):
+    """Damaged rows: a row that does not read back never stops the rows beside it."""
 
     # -- damaged rows -----------------------------------------------------------------------
     #
@@ -1336,3 +1286,18 @@ class StorageContract(abc.ABC):
         first, first_saved = records["k-0"]
         assert storage.idempotency_record(SHOP, "k-0") == attrs.evolve(first, result=first_saved)
         assert storage.get(SHOP, "r-1") == records["k-1"][1]
+
+
+class StorageContract(
+    RequestsContract,
+    IdempotencyContract,
+    OutboxContract,
+    ListingsContract,
+    DamageContract,
+):
+    """Every promise of :class:`~retouraanvraag.ports.Storage`, as pytest tests.
+
+    Implement :meth:`make_storage` (and :meth:`close_storage` when the store needs more than
+    ``close()``); a store that can be damaged from outside implements the ``damage_…`` hooks
+    of :class:`DamageContract`, whose checks are skipped otherwise.
+    """

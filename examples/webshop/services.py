@@ -1,0 +1,212 @@
+"""How the shop wires the library: one desk and one dispatcher for every shop.
+
+Each shop has its policy (zone, reasons, window) and its current rule version; mails go to a
+Maildir per shop and are indexed so the merchant's pages can show them per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import threading
+from collections.abc import Mapping
+from email.message import EmailMessage
+from pathlib import Path
+
+from retouraanvraag import (
+    Clock,
+    Decision,
+    Desk,
+    Dispatcher,
+    Mail,
+    MailRenderer,
+    Outcome,
+    Policy,
+    ReturnRequest,
+    rules,
+)
+from retouraanvraag.adapters.files import DirectoryPhotoStore
+from retouraanvraag.adapters.maildir import MaildirTransport
+from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.ports import SystemClock
+
+from .config import ShopConfig
+from .store import DemoCarrier, DemoPayments, SentMail, ShopDatabase
+
+log = logging.getLogger("webshop")
+
+
+class VersionedRules:
+    """A shop's rule set that writes its version as the first line of every trace.
+
+    The trace lands in the history entry of the decision (or of the submission, when the
+    request waits for review), so each request records the rule version that decided it.
+    """
+
+    def __init__(self, ruleset: rules.RuleSet, version: int) -> None:
+        """Wrap ``ruleset``, saved as ``version``."""
+        self.ruleset = ruleset
+        self.version = version
+
+    @property
+    def timezone(self) -> str:
+        """The zone the rules count days in (the policy checks it is the shop's)."""
+        return self.ruleset.timezone
+
+    def evaluate(self, request: ReturnRequest, *, default: Decision | None = None) -> Outcome:
+        """The rule set's outcome, its trace led by ``regels versie N``."""
+        outcome = self.ruleset.evaluate(request, default=default)
+        return Outcome(
+            decision=outcome.decision,
+            reason=outcome.reason,
+            refund_return_fee=outcome.refund_return_fee,
+            return_fee=outcome.return_fee,
+            carrier=outcome.carrier,
+            refused=outcome.refused,
+            rule=outcome.rule,
+            trace=(version_line(self.version), *outcome.trace),
+            return_window_days=outcome.return_window_days,
+        )
+
+
+def version_line(version: int) -> str:
+    """The trace line naming the rule version."""
+    return f"regels versie {version}"
+
+
+def rule_version_of(request: ReturnRequest) -> int | None:
+    """The rule version recorded in the request's history, if the rules saw it."""
+    for entry in request.history:
+        for line in entry.trace:
+            if line.startswith("regels versie "):
+                return int(line.removeprefix("regels versie "))
+    return None
+
+
+class ShopMail:
+    """Delivers each shop's mail into its own Maildir, and indexes it by request."""
+
+    def __init__(self, root: Path, db: ShopDatabase, clock: Clock) -> None:
+        """Maildirs go under ``root``; the index into ``db``."""
+        self._root = root
+        self._db = db
+        self._clock = clock
+        self._boxes: dict[str, MaildirTransport] = {}
+        self._lock = threading.Lock()
+
+    def box(self, shop_id: str) -> MaildirTransport:
+        """The shop's Maildir."""
+        with self._lock:
+            if shop_id not in self._boxes:
+                self._boxes[shop_id] = MaildirTransport(self._root / shop_id)
+            return self._boxes[shop_id]
+
+    def send(self, key: str, mail: Mail) -> None:
+        """Deliver under ``key`` (``mail:<shop>:<request>:<kind>``), once."""
+        shop_id = key.split(":")[1]
+        self.box(shop_id).send(key, mail)
+        self._db.record_mail(
+            SentMail(mail.message_id, key, shop_id, mail.request_id, mail.kind, self._clock.now())
+        )
+
+    def message(self, shop_id: str, message_id: str) -> EmailMessage | None:
+        """The delivered message with this Message-ID, from the shop's Maildir."""
+        box = self.box(shop_id)
+        if not box.path.exists():
+            return None
+        for message in box.messages():
+            if message["Message-ID"] == message_id:
+                return message
+        return None
+
+
+class Services:
+    """The library and its adapters, wired once for the whole app.
+
+    Args:
+        data: the folder of the SQLite files, Maildirs and photos.
+        shops: the shops served.
+        clock: the time source (the system's by default).
+    """
+
+    def __init__(
+        self, data: Path, shops: Mapping[str, ShopConfig], *, clock: Clock | None = None
+    ) -> None:
+        """Open the stores and wire the desk and the dispatcher."""
+        data.mkdir(parents=True, exist_ok=True)
+        self.data = data
+        self.shops = shops
+        self.clock: Clock = clock or SystemClock()
+        self.storage = SqliteStorage(data / "returns.sqlite3")
+        self.db = ShopDatabase(data / "shop.sqlite3")
+        self.photos = DirectoryPhotoStore(data / "photos")
+        self.carrier = DemoCarrier(self.db)
+        self.payments = DemoPayments(self.db)
+        self.mail = ShopMail(data / "mail", self.db, self.clock)
+        self.desk = Desk(self.storage, photos=self.photos, policy=self.policy, clock=self.clock)
+        self.dispatcher = Dispatcher(
+            self.storage,
+            labels=self.carrier,
+            payments=self.payments,
+            mail=self.mail,
+            renderer=MailRenderer(shops={shop.id: shop.settings for shop in shops.values()}),
+            clock=self.clock,
+            backoff=dt.timedelta(seconds=2),
+            backoff_cap=dt.timedelta(minutes=5),
+            max_attempts=5,
+        )
+        for shop in shops.values():
+            if self.db.current_rules(shop.id) is None:
+                self.db.save_rules(shop.id, shop.rules, "seed", self.clock.now())
+
+    def policy(self, shop_id: str) -> Policy:
+        """The shop's policy with its current rule version."""
+        current = self.db.current_rules(shop_id)
+        version, text = (current.version, current.text) if current else (0, "")
+        return _policy(self.shops[shop_id], version, text)
+
+    def rules_of(self, shop_id: str) -> VersionedRules | None:
+        """The shop's current rules, if it has any."""
+        evaluator = self.policy(shop_id).rules
+        return evaluator if isinstance(evaluator, VersionedRules) else None
+
+    def parse_rules(self, shop_id: str, text: str) -> rules.RuleSet:
+        """Load ``text`` as this shop's rules.
+
+        Raises:
+            RuleError: the text has errors.
+        """
+        return rules.parse(text, shop=self.shops[shop_id].settings, source_name="regels.txt")
+
+    def start_worker(self, *, poll: float = 0.5) -> tuple[threading.Thread, threading.Event]:
+        """Run the dispatcher in a daemon thread until the returned event is set."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.dispatcher.run_worker,
+            args=(stop,),
+            kwargs={"poll": poll},
+            name="dispatcher",
+            daemon=True,
+        )
+        thread.start()
+        return thread, stop
+
+    def close(self) -> None:
+        """Close the stores."""
+        self.storage.close()
+        self.db.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(shop: ShopConfig, version: int, text: str) -> Policy:
+    evaluator = None
+    if text.strip():
+        ruleset = rules.parse(text, shop=shop.settings, source_name="regels.txt")
+        evaluator = VersionedRules(ruleset, version)
+    return Policy(
+        manual_approval=shop.manual_approval,
+        return_window_days=shop.return_window_days,
+        shop=shop.settings,
+        rules=evaluator,
+    )

@@ -1,0 +1,1214 @@
+"""A :class:`~retouraanvraag.ports.Storage` on PostgreSQL, for many workers on many hosts.
+
+Install the extra (``pip install 'retouraanvraag[postgres]'``: psycopg 3 and psycopg_pool).
+Each :class:`PostgresStorage` holds a pool of connections; every thread of the process shares
+it. Writes are short transactions at READ COMMITTED: a commit locks the request's row
+(``SELECT … FOR UPDATE``), runs the one commit plan every store shares
+(:func:`~retouraanvraag.adapters._common.plan_commit`) against what it read, and writes. Two
+desks deciding one request at once queue on that row lock, and the second sees the version the
+first saved: it loses the compare-and-set. Claims take due outbox rows with
+``FOR UPDATE SKIP LOCKED``, so that workers on many hosts share the outbox without waiting on
+each other.
+
+Requests are stored as ``jsonb`` (:mod:`retouraanvraag._codec`) beside the indexed columns that
+listings and the money cap need; the cap is a ``CHECK`` constraint and the paid fee is fixed by
+a trigger, so both hold inside the database whoever writes to it. The schema is versioned: a
+table ``retouraanvraag_schema`` records the migrations applied, on open or by
+``retouraanvraag db migrate --db postgresql://…``.
+
+Serialization failures and deadlocks (SQLSTATE ``40001``, ``40P01``) are retried a bounded
+number of times, and so is a connection found dead before ``COMMIT`` was sent (nothing was
+saved then). A connection lost *during* ``COMMIT`` leaves the outcome unknown: that is
+reported as :class:`~retouraanvraag.errors.PortUnavailable` saying so, and the command's retry
+with the same idempotency key finds out which it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Self, TypeVar
+
+import attrs
+
+from retouraanvraag._codec import (
+    effect_from_json,
+    effect_to_json,
+    request_from_json,
+    request_to_json,
+)
+from retouraanvraag.adapters._common import (
+    DamagedRow,
+    Position,
+    check_claim,
+    check_settlement,
+    damaged_entry,
+    damaged_record,
+    damaged_request,
+    decode_cursor,
+    effect_problem,
+    encode_cursor,
+    fee_fixed_error,
+    flagged,
+    from_timestamp,
+    holds_lease,
+    key_taken,
+    log_damage,
+    money_cap_error,
+    page_of,
+    plan_commit,
+    prepared,
+    record_problem,
+    refund_totals,
+    request_problem,
+    set_aside_error,
+    settle_entry,
+    timestamp,
+)
+from retouraanvraag.errors import (
+    ConcurrentModification,
+    InvalidInput,
+    LeaseLost,
+    NotFound,
+    PortRejected,
+    PortUnavailable,
+)
+from retouraanvraag.model import ReturnRequest
+from retouraanvraag.ports import (
+    Commit,
+    EffectState,
+    IdempotencyRecord,
+    OutboxEntry,
+    Page,
+    Query,
+    Settlement,
+)
+
+try:
+    import psycopg
+    import psycopg_pool
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError as exc:  # pragma: no cover - the extra is installed for the tests
+    raise ImportError(
+        "the PostgreSQL store needs the postgres extra: pip install 'retouraanvraag[postgres]'"
+    ) from exc
+
+__all__ = ["SCHEMA_VERSION", "PostgresStorage", "describe", "migrate"]
+
+_T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+
+_Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+# -- the schema, as versioned migrations ------------------------------------------------------
+
+
+@attrs.frozen
+class _Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_MIGRATIONS: Final = (
+    _Migration(
+        1,
+        "requests, outbox and idempotency records",
+        (
+            # Ids sort bytewise ("C"), as the cursors of every store do, whatever the
+            # database's own collation. Times stay within what Python can read back (no
+            # 'infinity', no year 10000): one such row would stop every fetch that meets it.
+            """
+            CREATE TABLE requests (
+                shop_id         text COLLATE "C" NOT NULL,
+                id              text COLLATE "C" NOT NULL,
+                version         integer NOT NULL CHECK (version >= 1),
+                status          text COLLATE "C" NOT NULL,
+                created_at      timestamptz NOT NULL CHECK (created_at BETWEEN
+                                    '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00'),
+                needs_attention boolean NOT NULL,
+                fee_paid_minor  bigint NOT NULL CHECK (fee_paid_minor >= 0),
+                refunded_minor  bigint NOT NULL CHECK (refunded_minor >= 0),
+                body            jsonb NOT NULL,
+                PRIMARY KEY (shop_id, id),
+                CONSTRAINT money_cap CHECK (refunded_minor <= fee_paid_minor)
+            )
+            """,
+            # The paid fee is fixed at submission, so the money cap cannot be lifted by
+            # raising it. The WHEN clause keeps the function off every other update.
+            """
+            CREATE FUNCTION retouraanvraag_fee_fixed() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'request %: the paid return fee cannot change', OLD.id
+                    USING ERRCODE = 'check_violation', CONSTRAINT = 'fee_fixed';
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER requests_fee_fixed BEFORE UPDATE OF fee_paid_minor ON requests
+            FOR EACH ROW WHEN (NEW.fee_paid_minor <> OLD.fee_paid_minor)
+            EXECUTE FUNCTION retouraanvraag_fee_fixed()
+            """,
+            # A tab (a few statuses) is a few range scans in (created_at, id) order, whatever
+            # the size of the shop's history; the other two serve "everything" and "needs
+            # attention".
+            "CREATE INDEX requests_by_status ON requests (shop_id, status, created_at, id)",
+            "CREATE INDEX requests_by_created ON requests (shop_id, created_at, id)",
+            """
+            CREATE INDEX requests_needing_attention ON requests (shop_id, created_at, id)
+            WHERE needs_attention
+            """,
+            # Leases change only unindexed columns: room on the page keeps those updates HOT.
+            """
+            CREATE TABLE outbox (
+                seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                shop_id      text COLLATE "C" NOT NULL,
+                key          text COLLATE "C" NOT NULL,
+                request_id   text COLLATE "C" NOT NULL,
+                effect       jsonb NOT NULL,
+                state        text NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+                attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+                available_at timestamptz CHECK (available_at BETWEEN
+                                 '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00'),
+                lease_owner  text,
+                lease_until  timestamptz CHECK (lease_until BETWEEN
+                                 '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00'),
+                last_error   text,
+                UNIQUE (shop_id, key)
+            ) WITH (fillfactor = 80)
+            """,
+            "CREATE INDEX outbox_pending ON outbox (seq) WHERE state = 'pending'",
+            "CREATE INDEX outbox_by_request ON outbox (shop_id, request_id, seq)",
+            """
+            CREATE TABLE idempotency (
+                shop_id     text COLLATE "C" NOT NULL,
+                key         text COLLATE "C" NOT NULL,
+                fingerprint text NOT NULL,
+                request_id  text COLLATE "C" NOT NULL,
+                result      jsonb NOT NULL,
+                PRIMARY KEY (shop_id, key)
+            )
+            """,
+        ),
+    ),
+)
+
+#: The schema this code writes: the newest migration's version.
+SCHEMA_VERSION: Final = _MIGRATIONS[-1].version
+
+_VERSIONS_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS retouraanvraag_schema (
+        version     integer PRIMARY KEY,
+        description text NOT NULL,
+        applied_at  timestamptz NOT NULL DEFAULT now()
+    )
+"""
+
+# How long a listing page may scan rows that a ``where`` predicate refuses before it hands
+# back a short page with a cursor: a page's cost stays bounded whatever the predicate.
+_SCAN_BUDGET: Final = 5_000
+_BATCH: Final = 200
+# Serialization failures, deadlocks and connections found dead before COMMIT: tries in all.
+_ATTEMPTS: Final = 6
+_MAX_BACKOFF: Final = 0.05
+_RETRIED: Final = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+class PostgresStorage:
+    """Requests, outbox and idempotency records in one PostgreSQL database (or schema).
+
+    Example::
+
+        with PostgresStorage("postgresql://returns@db.internal/returns") as storage:
+            saved = storage.commit(Commit(request, expected_version=None))
+
+    The tables live in the first schema of the connection's ``search_path`` (``public`` by
+    default; ``options=-csearch_path=shop_returns`` in the URL picks another).
+
+    Args:
+        conninfo: a libpq connection string or ``postgresql://`` URL. Its password is never
+            repeated in messages or logs.
+        min_size: connections the pool keeps open.
+        max_size: the most connections the pool opens; a thread that finds them all busy waits
+            up to ``timeout`` for one.
+        timeout: seconds to wait for a connection, and to keep retrying serialization failures,
+            deadlocks and dead connections, before giving up with ``PortUnavailable``.
+        migrate: bring the schema up to date on open (needs the right to create tables); with
+            ``False`` a schema that is not the one this code writes is refused.
+
+    Raises:
+        PortRejected: the schema is newer than this code (or older, with ``migrate=False``),
+            or the database refuses the migration.
+        PortUnavailable: the server cannot be reached within ``timeout``.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        migrate: bool = True,
+    ) -> None:
+        """Open a pool on ``conninfo``; create, migrate or check the schema."""
+        if min_size < 0 or max_size < max(min_size, 1):
+            raise InvalidInput(
+                f"a pool of {min_size} to {max_size} connections cannot be opened",
+                field="max_size",
+            )
+        self._conninfo = conninfo
+        self._where = describe(conninfo)
+        self._sizes = (min_size, max_size)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        # A forked child must not use (or close) its parent's connections: it keeps them,
+        # unused, and opens a pool of its own.
+        self._inherited: list[psycopg_pool.ConnectionPool[_Connection]] = []
+        self._pool: psycopg_pool.ConnectionPool[_Connection] | None = None
+        try:
+            self._run(lambda connection: _schema(connection, self._where, apply=migrate))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        """The store and where it is, without credentials."""
+        return f"PostgresStorage({self._where})"
+
+    @property
+    def where(self) -> str:
+        """Where the database is, as messages name it: host, port and database, no password."""
+        return self._where
+
+    def close(self) -> None:
+        """Close the pool and its connections; later calls raise ``PortRejected``."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.close()
+
+    def __enter__(self) -> Self:
+        """Use as a context manager that closes the storage on exit."""
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Close the storage."""
+        self.close()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, shop_id: str, request_id: str) -> ReturnRequest:
+        """Load a request.
+
+        Raises:
+            NotFound: no such request in this shop.
+            PortRejected: the stored row cannot be read back (a damaged row: a body that is
+                not a request, is another request, or disagrees with its columns); the message
+                names the shop and the request.
+            PortUnavailable: the server cannot be reached.
+        """
+        if _holds_nul(shop_id, request_id):  # text PostgreSQL cannot hold names nothing stored
+            raise NotFound(shop_id=shop_id, request_id=request_id)
+        rows = self._read(
+            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shop_id = %s AND id = %s",  # noqa: S608 - constants
+            (shop_id, request_id),
+        )
+        if not rows:
+            raise NotFound(shop_id=shop_id, request_id=request_id)
+        return _request(shop_id, request_id, rows[0])
+
+    def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
+        """The record stored under ``key`` in this shop, or ``None``.
+
+        Raises:
+            PortRejected: the stored record cannot be read back (a damaged row); the message
+                names the shop, the key and the request.
+            PortUnavailable: the server cannot be reached.
+        """
+        if _holds_nul(shop_id, key):
+            return None
+        rows = self._read(
+            "SELECT fingerprint, request_id, result::text FROM idempotency "
+            "WHERE shop_id = %s AND key = %s",
+            (shop_id, key),
+        )
+        return _record(shop_id, key, rows[0]) if rows else None
+
+    def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
+        """Every outbox entry of one request, in the order they were queued.
+
+        An entry whose row cannot be read back (a damaged row) is left out and logged as an
+        error with its ids, so that the request's other entries stay readable.
+
+        Raises:
+            PortUnavailable: the server cannot be reached.
+        """
+        if _holds_nul(shop_id, request_id):
+            return ()
+        rows = self._read(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - constants
+            "WHERE shop_id = %s AND request_id = %s ORDER BY seq",
+            (shop_id, request_id),
+        )
+        entries: list[OutboxEntry] = []
+        for row in rows:
+            try:
+                entries.append(_entry(row))
+            except DamagedRow as damage:
+                log_damage(_log, damage, "left out of the outbox listing")
+        return tuple(entries)
+
+    def query(self, shop_id: str, query: Query) -> Page:
+        """List requests of one shop, oldest first, by ``(created_at, id)``.
+
+        Pages are found by keyset (the cursor is the last position shown), never by offset,
+        through indexes on ``(shop_id, status, created_at, id)``: a page costs the same however
+        long the shop's history. A ``where`` predicate (and, for now, a rule ``condition``)
+        runs in Python after the indexed filters, on batches of rows; one that refuses many
+        rows can yield a short page with a cursor: keep paging until ``next_cursor`` is
+        ``None``.
+
+        A row that cannot be read back (a damaged row) is left out of the page and logged as
+        an error naming the shop and the request, so that one damaged row never makes a tab
+        unreadable; ``get`` of that request raises.
+
+        Raises:
+            InvalidInput: the cursor is not one this store handed out, or a bound is naive.
+            PortUnavailable: the server cannot be reached.
+        """
+        after: Position | None = decode_cursor(query.cursor) if query.cursor is not None else None
+        listing = _Listing.of(shop_id, query)
+        if listing.empty or _holds_nul(shop_id, *(after or ())):
+            return Page((), None)
+        predicate = _predicate(query)
+        batch = query.limit + 1 if predicate is None else max(query.limit + 1, _BATCH)
+        found: list[tuple[Position, ReturnRequest]] = []
+        damaged: list[DamagedRow] = []
+        scanned = 0
+        try:
+            while True:
+                # Each batch is its own statement: the host's predicate never runs inside a
+                # transaction, and keyset positions make consecutive batches line up anyway.
+                statement, params = listing.select(after, batch)
+                fetched = self._read(statement, params)
+                scanned += len(fetched)
+                for row in fetched:
+                    request_id, created_at = row[0], row[1]
+                    try:
+                        request = _request(shop_id, request_id, row[2:])
+                    except DamagedRow as damage:
+                        damaged.append(damage)
+                        continue
+                    if predicate is None or predicate(request):
+                        position = (timestamp(created_at, field="created_at"), request_id)
+                        found.append((position, request))
+                        if len(found) > query.limit:
+                            return page_of(found, query.limit)
+                if len(fetched) < batch:
+                    return page_of(found, query.limit)
+                last = fetched[-1]
+                after = (timestamp(last[1], field="created_at"), last[0])
+                if scanned >= _SCAN_BUDGET:
+                    # Many rows refused by the predicate: a short page that resumes after them.
+                    return Page(tuple(request for _, request in found), encode_cursor(after))
+        finally:
+            for skipped in damaged:
+                log_damage(_log, skipped, "left out of the listing")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def commit(self, commit: Commit) -> ReturnRequest:
+        """Apply ``commit`` atomically, in one transaction at READ COMMITTED.
+
+        The request's row is locked first (``SELECT … FOR UPDATE``), so the compare-and-set on
+        its version holds until the transaction ends.
+
+        Raises:
+            IdempotencyKeyTaken: the idempotency key is recorded already.
+            LeaseLost: the settled entry is not leased to ``settle.owner``.
+            ConcurrentModification: a lost compare-and-set, or an existing id for a new request.
+            NotFound: ``expected_version`` is set but the request does not exist in this shop.
+            PortRejected: the request's refunds exceed its paid fee or change it (the
+                database's ``money_cap`` constraint and ``fee_fixed`` trigger stand behind the
+                check), or a row the commit must read is damaged; nothing was changed.
+            InvalidInput: the commit is malformed, or a ``revive`` key is not a dead entry of
+                the request.
+            PortUnavailable: the server cannot be reached, or stayed in conflict; nothing was
+                changed, except when the message says the connection was lost while
+                committing: then the change may or may not be saved.
+        """
+        saved = prepared(commit)
+        # Everything that costs time is prepared before the row lock is taken.
+        version, status, created_at, attention, paid, refunded = _column_values(saved)
+        body = request_to_json(saved)
+        row = (
+            version,
+            status,
+            created_at,
+            attention,
+            paid,
+            refunded,
+            body,
+            saved.shop_id,
+            saved.id,
+        )
+        shop, request_id = saved.shop_id, saved.id
+        effects = [
+            (shop, effect.key, request_id, effect_to_json(effect)) for effect in commit.effects
+        ]
+
+        def write(connection: _Connection) -> None:
+            plan = plan_commit(commit, _Lookups(connection, shop, request_id), saved)
+            if plan.record is not None:
+                record = plan.record
+                # The record's result is the request as saved: the row's body, written again.
+                inserted = connection.execute(
+                    "INSERT INTO idempotency (shop_id, key, fingerprint, request_id, result) "
+                    "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+                    (shop, record.key, record.fingerprint, request_id, body),
+                )
+                if inserted.rowcount != 1:  # a concurrent commit recorded it first
+                    raise key_taken(commit)
+            try:
+                if plan.stored:
+                    connection.execute(
+                        "UPDATE requests SET version = %s, status = %s, created_at = %s, "
+                        "needs_attention = %s, fee_paid_minor = %s, refunded_minor = %s, "
+                        "body = %s::jsonb WHERE shop_id = %s AND id = %s",
+                        row,
+                    )
+                else:
+                    inserted = connection.execute(
+                        "INSERT INTO requests (version, status, created_at, needs_attention, "
+                        "fee_paid_minor, refunded_minor, body, shop_id, id) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        row,
+                    )
+                    if inserted.rowcount != 1:  # a concurrent commit inserted the id first
+                        raise ConcurrentModification(
+                            request_id=request_id,
+                            expected=None,
+                            actual=_version(connection, shop, request_id),
+                        )
+            except pg_errors.CheckViolation as exc:
+                # The schema's own constraints, a second line behind the plan's checks.
+                raise _refused(exc, request_id, paid, refunded) from exc
+            if effects:
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO outbox (shop_id, key, request_id, effect, state) "
+                        "VALUES (%s, %s, %s, %s::jsonb, 'pending') "
+                        "ON CONFLICT (shop_id, key) DO NOTHING",
+                        effects,
+                    )
+            if plan.settled is not None:
+                _store_settled(connection, shop, plan.settled)
+            if commit.revive:
+                connection.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, available_at = NULL, "
+                    "lease_owner = NULL, lease_until = NULL "
+                    "WHERE shop_id = %s AND key = ANY(%s)",
+                    (shop, list(commit.revive)),
+                )
+
+        self._run(write)
+        return saved
+
+    def settle(self, shop_id: str, settlement: Settlement) -> None:
+        """Settle a leased outbox entry without touching its request.
+
+        Raises:
+            LeaseLost: the entry is not pending and leased to ``settlement.owner``.
+            PortRejected: the entry's row cannot be read back (a damaged row).
+            InvalidInput: a naive ``retry_at``.
+            PortUnavailable: the server cannot be reached; nothing was changed (but see
+                :meth:`commit` on a connection lost while committing).
+        """
+        check_settlement(settlement)
+        if _holds_nul(shop_id, settlement.key):
+            raise LeaseLost(request_id="?", key=settlement.key, owner=settlement.owner)
+
+        def write(connection: _Connection) -> None:
+            entry = _queued(connection, shop_id, settlement.key)
+            if entry is None or not holds_lease(entry, settlement):
+                request_id = "?" if entry is None else entry.effect.request_id
+                raise LeaseLost(request_id=request_id, key=settlement.key, owner=settlement.owner)
+            _store_settled(connection, shop_id, settle_entry(entry, settlement))
+
+        self._run(write)
+
+    def claim(
+        self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
+    ) -> Sequence[OutboxEntry]:
+        """Lease up to ``limit`` pending entries that are due and not leased, oldest first.
+
+        Rows are taken with ``FOR UPDATE SKIP LOCKED``: a row another worker is claiming or
+        settling right now is passed over, never waited for, so that workers on many hosts
+        share the outbox without queueing on each other.
+
+        A row that cannot be read back (a damaged row) is not handed out: it is marked dead in
+        the same transaction, with ``last_error`` ``"corrupt outbox row: …"``, its request (if
+        that row reads back) is marked as needing attention, it is logged as an error, and the
+        next due entry takes its place. One bad row never blocks the queue.
+
+        Raises:
+            InvalidInput: ``now`` is naive, ``lease`` is not positive, ``limit`` negative, or
+                the owner empty (or holding a NUL character).
+            PortUnavailable: the server cannot be reached.
+        """
+        check_claim(owner=owner, now=now, lease=lease, limit=limit)
+        if "\x00" in owner:
+            raise InvalidInput("must not contain a NUL character", field="owner")
+        until = from_timestamp(timestamp(now + lease, field="lease"))
+        if limit == 0:
+            return ()
+
+        claimed, set_aside = self._run(
+            lambda connection: _claim_rows(connection, owner, now, until, limit)
+        )
+        for damage, outcome in set_aside:
+            log_damage(_log, damage, f"set aside (marked dead); {outcome}")
+        return tuple(claimed)
+
+    # -- connections and transactions -------------------------------------------------------
+
+    def _connections(self) -> psycopg_pool.ConnectionPool[_Connection]:
+        with self._lock:
+            if self._closed:
+                raise PortRejected(f"storage on {self._where} is closed")
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                if self._pool is not None:
+                    self._inherited.append(self._pool)
+                self._pool = None
+            if self._pool is None:
+                self._pool = self._open_pool()
+            return self._pool
+
+    def _open_pool(self) -> psycopg_pool.ConnectionPool[_Connection]:
+        min_size, max_size = self._sizes
+        pool: psycopg_pool.ConnectionPool[_Connection] = psycopg_pool.ConnectionPool(
+            self._conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            timeout=self._timeout,
+            open=False,
+            name=f"retouraanvraag {self._where}",
+        )
+        try:
+            pool.open(wait=min_size > 0, timeout=self._timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            pool.close(timeout=0)
+            raise PortUnavailable(
+                f"{self._where}: no connection within {self._timeout} s ({_reason(exc)})"
+            ) from exc
+        return pool
+
+    def _read(
+        self, statement: str | sql.Composed, params: Sequence[object]
+    ) -> list[tuple[Any, ...]]:
+        """The rows of one statement run on its own; retried if the connection is dead."""
+        return self._attempt(lambda connection: connection.execute(statement, params).fetchall())
+
+    def _run(self, work: Callable[[_Connection], _T]) -> _T:
+        """``work`` in one transaction at READ COMMITTED, retried on conflicts and dead links."""
+        return self._attempt(lambda connection: _transaction(connection, work))
+
+    def _attempt(self, call: Callable[[_Connection], _T]) -> _T:
+        """Run ``call`` on a pooled connection; retry what is safe to; translate the rest."""
+        deadline = time.monotonic() + self._timeout
+        backoff = 0.001
+        for attempt in range(1, _ATTEMPTS + 1):
+            pool = self._connections()
+            try:
+                with pool.connection(timeout=max(deadline - time.monotonic(), 0.001)) as link:
+                    try:
+                        return call(link)
+                    except psycopg.OperationalError as exc:
+                        if not link.broken or isinstance(exc, _OutcomeUnknown):
+                            raise
+                        # A dead connection (a failover, a restart): nothing was committed.
+                        # Have the pool test the others before the next try.
+                        raise _LinkLost from exc
+            except _LinkLost as lost:
+                failure: psycopg.Error = lost.__cause__  # type: ignore[assignment]
+                pool.check()
+            except _RETRIED as exc:
+                failure = exc
+            except psycopg_pool.PoolTimeout as exc:
+                raise PortUnavailable(
+                    f"{self._where}: no free connection within {self._timeout} s"
+                ) from exc
+            except _OutcomeUnknown as exc:
+                raise PortUnavailable(
+                    f"{self._where}: the connection was lost while committing ({_reason(exc)}); "
+                    "the change may or may not be saved: retry the command with the same "
+                    "idempotency key to find out"
+                ) from exc
+            except psycopg.Error as exc:
+                raise _translated(exc, self._where) from exc
+            if attempt == _ATTEMPTS or time.monotonic() >= deadline:
+                break
+            # Jitter keeps several workers from retrying in lockstep.
+            time.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - not a secret
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+        raise PortUnavailable(
+            f"{self._where}: gave up after {attempt} tries ({_reason(failure)})"
+        ) from failure
+
+
+def _configure(connection: _Connection) -> None:
+    """A new pooled connection reads times in UTC, whatever the server's or role's zone.
+
+    In another zone an instant near the end of year 9999 would read as year 10000, which
+    Python cannot hold.
+    """
+    connection.execute("SET TIME ZONE 'UTC'")
+
+
+class _LinkLost(Exception):
+    """A connection found dead before anything was committed: safe to try again."""
+
+
+class _OutcomeUnknown(psycopg.OperationalError):
+    """The connection died while ``COMMIT`` was on its way: saved or not, nobody here knows."""
+
+
+def _transaction(connection: _Connection, work: Callable[[_Connection], _T]) -> _T:
+    """``work`` between ``BEGIN`` and ``COMMIT``; rolled back if it raises."""
+    connection.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+    try:
+        result = work(connection)
+    except BaseException:
+        if not connection.broken:
+            try:
+                connection.execute("ROLLBACK")
+            except psycopg.Error:
+                _log.debug("rollback failed on %s", connection.info.host, exc_info=True)
+        raise
+    try:
+        connection.execute("COMMIT")
+    except psycopg.OperationalError as exc:
+        if connection.broken:
+            raise _OutcomeUnknown(str(exc)) from exc
+        raise
+    return result
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's first line, for a message (a driver's may run over several)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _translated(exc: psycopg.Error, where: str) -> Exception:
+    """The port error for a driver error that is not retried."""
+    if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
+        return InvalidInput("contains a NUL character, which PostgreSQL text cannot hold")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Timeouts, cancelled statements, a lock not available, too many connections.
+        return PortUnavailable(f"{where}: {_reason(exc)}")
+    if isinstance(exc, psycopg.IntegrityError):
+        return PortRejected(f"{where} refused a change: {_reason(exc)}")
+    return PortRejected(f"{where}: {_reason(exc)}")
+
+
+def _refused(exc: pg_errors.CheckViolation, request_id: str, paid: int, refunded: int) -> Exception:
+    """The port error for a constraint the database enforced, or ``exc`` itself."""
+    constraint = exc.diag.constraint_name
+    if constraint == "money_cap":
+        return money_cap_error(request_id, paid, refunded)
+    if constraint == "fee_fixed":
+        return fee_fixed_error(request_id)
+    return exc
+
+
+def describe(conninfo: str) -> str:
+    """Where ``conninfo`` points, for messages: ``PostgreSQL host:port/database``, no password.
+
+    Raises:
+        InvalidInput: ``conninfo`` is not a connection string libpq can read.
+    """
+    try:
+        parts = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        raise InvalidInput(
+            "is not a PostgreSQL connection string or postgresql:// URL", field="conninfo"
+        ) from None
+    host = str(parts.get("host") or "localhost")
+    port = str(parts.get("port") or "5432")
+    database = str(parts.get("dbname") or parts.get("user") or "")
+    return f"PostgreSQL {host}:{port}/{database}"
+
+
+def _predicate(query: Query) -> Callable[[ReturnRequest], bool] | None:
+    """What a listed request must pass beside the indexed filters, or ``None`` if nothing.
+
+    The query's rule condition and its ``where`` predicate: a request must pass both.
+    """
+    tests = [test for test in (query.condition, query.where) if test is not None]
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda request: all(test(request) for test in tests)
+
+
+def _holds_nul(*texts: object) -> bool:
+    return any(isinstance(text, str) and "\x00" in text for text in texts)
+
+
+# -- the schema's versions ---------------------------------------------------------------------
+
+
+def _schema(connection: _Connection, where: str, *, apply: bool) -> tuple[int, int]:
+    """Bring the schema up to date (``apply``) or check it; ``(version before, after)``.
+
+    Raises:
+        PortRejected: the schema is newer than this code, or older and ``apply`` is false.
+    """
+    before = _applied(connection)
+    if before == SCHEMA_VERSION:
+        return before, before
+    if before > SCHEMA_VERSION:
+        raise _newer(where, before)
+    if not apply:
+        raise PortRejected(
+            f"{where} has schema version {before}, not the {SCHEMA_VERSION} this version of "
+            "retouraanvraag writes; run `retouraanvraag db migrate` (or open with migrate=True)"
+        )
+    # One migrator at a time per schema; the others wait here and then find nothing to do.
+    connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended("
+        "'retouraanvraag schema ' || coalesce(current_schema(), ''), 0))"
+    )
+    connection.execute(_VERSIONS_TABLE)
+    current = _applied(connection)
+    if current > SCHEMA_VERSION:
+        raise _newer(where, current)
+    for migration in _MIGRATIONS:
+        if migration.version > current:
+            for statement in migration.statements:
+                connection.execute(statement)
+            connection.execute(
+                "INSERT INTO retouraanvraag_schema (version, description) VALUES (%s, %s)",
+                (migration.version, migration.description),
+            )
+    return before, SCHEMA_VERSION
+
+
+def _applied(connection: _Connection) -> int:
+    """The newest migration recorded (0 when the table is missing)."""
+    exists = connection.execute(
+        "SELECT to_regclass('retouraanvraag_schema') IS NOT NULL"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = connection.execute("SELECT max(version) FROM retouraanvraag_schema").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _newer(where: str, version: int) -> PortRejected:
+    return PortRejected(
+        f"{where} has schema version {version}, newer than the {SCHEMA_VERSION} this version "
+        "of retouraanvraag knows; upgrade the library"
+    )
+
+
+def migrate(conninfo: str, *, timeout: float = 5.0) -> tuple[int, int]:
+    """Create the schema, or bring it up to date: what ``retouraanvraag db migrate`` does.
+
+    Returns:
+        The schema version before (0: there was none) and after.
+
+    Raises:
+        PortRejected: the schema is newer than this code, or the database refuses a change.
+        PortUnavailable: the server cannot be reached.
+    """
+    where = describe(conninfo)
+    try:
+        link = psycopg.connect(conninfo, autocommit=True, connect_timeout=max(int(timeout), 1))
+        with link:
+            _configure(link)
+            return _transaction(link, lambda connection: _schema(connection, where, apply=True))
+    except (PortRejected, PortUnavailable):
+        raise
+    except psycopg.Error as exc:
+        raise _translated(exc, where) from exc
+
+
+# -- rows ----------------------------------------------------------------------------------
+#
+# The database enforces each column's type, so what can be damaged is what it cannot check:
+# a body that is not a request, is another request, or disagrees with its columns; an effect
+# that is not its row's. Such a row raises ``DamagedRow`` naming it, never a raw error.
+
+_COLUMN_NAMES: Final = (
+    "version",
+    "status",
+    "created_at",
+    "needs_attention",
+    "fee_paid_minor",
+    "refunded_minor",
+)
+_REQUEST_COLUMNS: Final = ", ".join((*_COLUMN_NAMES, "body::text"))
+_OUTBOX_COLUMNS: Final = (
+    "shop_id, key, request_id, effect::text, state, attempts, available_at, lease_owner, "
+    "lease_until, last_error"
+)
+_CLAIMABLE: Final = (
+    f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' "  # noqa: S608
+    "AND (available_at IS NULL OR available_at <= %s) "
+    "AND (lease_until IS NULL OR lease_until <= %s) "
+    "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+
+
+def _column_values(request: ReturnRequest) -> tuple[int, str, dt.datetime, bool, int, int]:
+    """What a request row holds beside its body, in ``_COLUMN_NAMES`` order.
+
+    Raises:
+        PortRejected: a refund in another currency than the paid fee.
+        InvalidInput: a creation time that cannot be expressed in UTC.
+    """
+    paid, refunded = refund_totals(request)
+    created = from_timestamp(timestamp(request.created_at, field="created_at"))
+    return (
+        request.version,
+        request.status.value,
+        created,
+        request.needs_attention,
+        paid,
+        refunded,
+    )
+
+
+def _request(shop_id: str, request_id: str, row: Sequence[Any]) -> ReturnRequest:
+    """The request a row of ``_REQUEST_COLUMNS`` holds: its body, if the columns agree.
+
+    Raises:
+        DamagedRow: the body does not decode, holds another request than its row, or a column
+            is not what a commit of that body writes.
+    """
+    *columns, body = row
+    try:
+        request = request_from_json(body)
+    except ValueError as exc:  # InvalidInput is a ValueError
+        raise damaged_request(shop_id, request_id, str(exc)) from None
+    problem = request_problem(request, shop_id, request_id) or _disagreement(columns, request)
+    if problem is None:
+        return request
+    raise damaged_request(shop_id, request_id, problem)
+
+
+def _disagreement(columns: Sequence[Any], request: ReturnRequest) -> str | None:
+    """The first column that is not what a commit of ``request`` writes there, if any."""
+    try:
+        expected = _column_values(request)
+    except (PortRejected, InvalidInput) as exc:
+        return f"the body cannot be stored as it is: {exc}"
+    if tuple(columns) == expected:
+        return None
+    for name, value, wanted in zip(_COLUMN_NAMES, columns, expected, strict=True):
+        if value != wanted:
+            return f"column {name} disagrees with the body"
+    return None  # pragma: no cover - the tuples differ, so some column does
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else value.astimezone(dt.UTC)
+
+
+def _entry(row: Sequence[Any]) -> OutboxEntry:
+    """The outbox entry a row of ``_OUTBOX_COLUMNS`` holds.
+
+    Raises:
+        DamagedRow: the effect does not decode, or it is not the row's key and request.
+    """
+    shop_id, key, request_id, effect, state, attempts, available_at, owner, until, error = row
+    try:
+        entry = OutboxEntry(
+            shop_id=shop_id,
+            effect=effect_from_json(effect),
+            state=EffectState(state),
+            attempts=attempts,
+            available_at=_utc(available_at),
+            lease_owner=owner,
+            lease_until=_utc(until),
+            last_error=error,
+        )
+        problem = effect_problem(entry, key, request_id)
+    except ValueError as exc:  # InvalidInput is a ValueError
+        problem = str(exc)
+    else:
+        if problem is None:
+            return entry
+    raise damaged_entry(shop_id, key, request_id, problem)
+
+
+def _record(shop_id: str, key: str, row: Sequence[Any]) -> IdempotencyRecord:
+    """The idempotency record a row holds.
+
+    Raises:
+        DamagedRow: the result does not decode, or it is not the request the row names.
+    """
+    fingerprint, request_id, result = row
+    try:
+        record = IdempotencyRecord(
+            shop_id=shop_id,
+            key=key,
+            fingerprint=fingerprint,
+            request_id=request_id,
+            result=request_from_json(result),
+        )
+        problem = record_problem(record, shop_id, key)
+    except ValueError as exc:  # InvalidInput is a ValueError
+        problem = str(exc)
+    else:
+        if problem is None:
+            return record
+    raise damaged_record(shop_id, key, request_id, problem)
+
+
+def _version(connection: _Connection, shop_id: str, request_id: str) -> int | None:
+    row = connection.execute(
+        "SELECT version FROM requests WHERE shop_id = %s AND id = %s", (shop_id, request_id)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _queued(connection: _Connection, shop_id: str, key: str) -> OutboxEntry | None:
+    """The outbox entry stored under ``key`` in the shop, locked, or ``None``.
+
+    Raises:
+        DamagedRow: its row cannot be read back.
+    """
+    row = connection.execute(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE shop_id = %s AND key = %s FOR UPDATE",  # noqa: S608
+        (shop_id, key),
+    ).fetchone()
+    return None if row is None else _entry(row)
+
+
+def _store_settled(connection: _Connection, shop_id: str, settled: OutboxEntry) -> None:
+    connection.execute(
+        "UPDATE outbox SET state = %s, attempts = %s, available_at = %s, "
+        "lease_owner = NULL, lease_until = NULL, last_error = %s "
+        "WHERE shop_id = %s AND key = %s",
+        (
+            settled.state.value,
+            settled.attempts,
+            settled.available_at,
+            settled.last_error,
+            shop_id,
+            settled.key,
+        ),
+    )
+
+
+def _flag(connection: _Connection, damage: DamagedRow, now: dt.datetime) -> str:
+    """Mark the request of an outbox row that a claim set aside as needing attention.
+
+    Returns:
+        What became of the request, for the log.
+    """
+    shop_id, request_id = damage.shop_id, damage.request_id
+    row = connection.execute(
+        f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shop_id = %s AND id = %s FOR UPDATE",  # noqa: S608
+        (shop_id, request_id),
+    ).fetchone()
+    if row is None:
+        return "no request of that id to mark as needing attention"
+    try:
+        request = _request(shop_id, request_id, row)
+    except DamagedRow:
+        return "its request cannot be read either"
+    saved = flagged(request, damage, now)
+    connection.execute(
+        "UPDATE requests SET version = %s, needs_attention = true, body = %s::jsonb "
+        "WHERE shop_id = %s AND id = %s",
+        (saved.version, request_to_json(saved), shop_id, request_id),
+    )
+    return "its request is marked as needing attention"
+
+
+def _claim_rows(
+    connection: _Connection, owner: str, now: dt.datetime, until: dt.datetime, limit: int
+) -> tuple[list[OutboxEntry], list[tuple[DamagedRow, str]]]:
+    """Lease up to ``limit`` due rows to ``owner``; set damaged ones aside on the way.
+
+    Returns:
+        The entries claimed, and each row set aside with what became of its request.
+    """
+    claimed: list[OutboxEntry] = []
+    set_aside: list[tuple[DamagedRow, str]] = []
+    while len(claimed) < limit:
+        rows = connection.execute(_CLAIMABLE, (now, now, limit - len(claimed))).fetchall()
+        good: list[tuple[int, OutboxEntry]] = []
+        bad: list[tuple[int, DamagedRow]] = []
+        for seq, *row in rows:
+            try:
+                good.append((seq, _entry(row)))
+            except DamagedRow as damage:
+                bad.append((seq, damage))
+        if good:
+            connection.execute(
+                "UPDATE outbox SET lease_owner = %s, lease_until = %s WHERE seq = ANY(%s)",
+                (owner, until, [seq for seq, _ in good]),
+            )
+        for seq, unreadable in bad:
+            connection.execute(
+                "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL, "
+                "last_error = %s WHERE seq = %s",
+                (set_aside_error(unreadable.problem), seq),
+            )
+            set_aside.append((unreadable, _flag(connection, unreadable, now)))
+        claimed.extend(
+            attrs.evolve(entry, lease_owner=owner, lease_until=until) for _, entry in good
+        )
+        if not bad:  # every row was good: the claim is full, or nothing more is due
+            break
+    return claimed, set_aside
+
+
+@attrs.frozen
+class _Lookups:
+    """The PostgreSQL store's answers to a commit plan's questions, inside its transaction.
+
+    The rows a commit may change are read ``FOR UPDATE``: what the plan decided on cannot
+    move before the transaction ends.
+    """
+
+    connection: _Connection
+    shop: str
+    request_id: str
+
+    def stored(self) -> tuple[int, int] | None:
+        found = self.connection.execute(
+            "SELECT version, fee_paid_minor FROM requests WHERE shop_id = %s AND id = %s "
+            "FOR UPDATE",
+            (self.shop, self.request_id),
+        ).fetchone()
+        return None if found is None else (int(found[0]), int(found[1]))
+
+    def key_taken(self, key: str) -> bool:
+        return (
+            self.connection.execute(
+                "SELECT 1 FROM idempotency WHERE shop_id = %s AND key = %s", (self.shop, key)
+            ).fetchone()
+            is not None
+        )
+
+    def entry(self, key: str) -> tuple[str, OutboxEntry] | None:
+        entry = _queued(self.connection, self.shop, key)
+        return None if entry is None else (entry.effect.request_id, entry)
+
+    def entry_state(self, key: str) -> tuple[str, EffectState] | None:
+        # Only the row's request and state: a dead entry whose effect is damaged can be
+        # revived (after a repair, say); a claim sets it aside again while it stays damaged.
+        row = self.connection.execute(
+            "SELECT request_id, state FROM outbox WHERE shop_id = %s AND key = %s FOR UPDATE",
+            (self.shop, key),
+        ).fetchone()
+        return None if row is None else (row[0], EffectState(row[1]))
+
+
+# -- listings ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Listing:
+    """The SQL for one query's pages: a range scan per status, merged in listing order.
+
+    ``conditions`` are ANDed into every scan, each a :mod:`psycopg.sql` fragment with its
+    parameters (bound, never interpolated): the indexed filters of :class:`Query`, and any
+    further filter that compiles to SQL.
+    """
+
+    shop_id: str
+    statuses: tuple[str, ...] | None
+    conditions: tuple[tuple[sql.Composable, tuple[object, ...]], ...] = ()
+
+    @classmethod
+    def of(cls, shop_id: str, query: Query) -> _Listing:
+        """The listing of ``query``'s indexed filters.
+
+        Raises:
+            InvalidInput: a naive bound.
+        """
+        listing = cls(shop_id, None if query.statuses is None else tuple(sorted(query.statuses)))
+        if query.created_from is not None:
+            moment = timestamp(query.created_from, field="created_from")
+            listing = listing.where(sql.SQL("created_at >= %s"), from_timestamp(moment))
+        if query.created_before is not None:
+            moment = timestamp(query.created_before, field="created_before")
+            listing = listing.where(sql.SQL("created_at < %s"), from_timestamp(moment))
+        if query.needs_attention is not None:
+            # A literal, not a parameter, so that the partial index can serve it.
+            flag = "needs_attention" if query.needs_attention else "NOT needs_attention"
+            listing = listing.where(sql.SQL(flag))
+        return listing
+
+    @property
+    def empty(self) -> bool:
+        """Whether no row can match (an empty set of statuses)."""
+        return self.statuses == ()
+
+    def where(self, condition: sql.Composable, *params: object) -> _Listing:
+        """This listing with one more condition on the rows, its parameters bound."""
+        return attrs.evolve(self, conditions=(*self.conditions, (condition, params)))
+
+    def select(self, after: Position | None, limit: int) -> tuple[sql.Composed, tuple[object, ...]]:
+        """The statement for up to ``limit`` rows after ``after``, with its parameters.
+
+        Each row is the request's id, its creation time and then ``_REQUEST_COLUMNS``.
+        """
+        parts: list[sql.Composable] = [sql.SQL("shop_id = %s")]
+        params: list[object] = [self.shop_id]
+        for condition, bound in self.conditions:
+            parts.append(condition)
+            params.extend(bound)
+        if after is not None:
+            parts.append(sql.SQL("(created_at, id) > (%s, %s)"))
+            params.extend((from_timestamp(after[0]), after[1]))
+        where = sql.SQL(" AND ").join(parts)
+        columns = sql.SQL(f"id AS rid, created_at AS at, {_REQUEST_COLUMNS}")
+        if self.statuses is None or len(self.statuses) == 1:
+            if self.statuses is not None:
+                where = sql.SQL("{where} AND status = %s").format(where=where)
+                params.append(self.statuses[0])
+            statement = sql.SQL(
+                "SELECT {columns} FROM requests WHERE {where} ORDER BY created_at, id LIMIT %s"
+            ).format(columns=columns, where=where)
+            return statement, (*params, limit)
+        # Each status is its own index range in (created_at, id) order; UNION ALL merges the
+        # first ``limit`` of each, so nothing outside the listed statuses is touched.
+        part = sql.SQL(
+            "(SELECT {columns} FROM requests WHERE {where} AND status = %s "
+            "ORDER BY created_at, id LIMIT %s)"
+        ).format(columns=columns, where=where)
+        statement = sql.SQL("{parts} ORDER BY at, rid LIMIT %s").format(
+            parts=sql.SQL(" UNION ALL ").join([part] * len(self.statuses))
+        )
+        values: list[object] = []
+        for status in self.statuses:
+            values.extend((*params, status, limit))
+        return statement, (*values, limit)
