@@ -293,3 +293,10 @@ def test_dates_in_mails_follow_the_shop_zone_across_dst() -> None:
         renderer = MailRenderer(shops=attrs.evolve(AMSTERDAM, timezone=zone))
         mail = renderer.render(request, MailKind.REQUEST_RECEIVED, key="k")
         assert f"{day} maart 2026" in mail.text, zone
+
+
+def test_a_rendered_mail_says_whose_it_is() -> None:
+    world = build_world(MemoryStorage())
+    request = world.desk.submit(world.new_request())
+    mail = MailRenderer(shops=AMSTERDAM).render(request, MailKind.REQUEST_RECEIVED, key="k")
+    assert (mail.shop_id, mail.request_id) == (SHOP, request.id)

@@ -29,6 +29,8 @@ from retouraanvraag.adapters._facts import (
     FACT_COLUMNS,
     LOCAL_DAY_FUNCTION,
     Dialect,
+    add_facts,
+    fact_placeholders,
     fact_values,
     fold,
     local_day,
@@ -277,14 +279,18 @@ class SqliteFacts:
     def __init__(self) -> None:
         self.connection = sqlite3.connect(":memory:")
         self.connection.create_function(LOCAL_DAY_FUNCTION, 2, local_day, deterministic=True)
-        columns = ", ".join(f"{name} {kind}" for name, kind, _ in FACT_COLUMNS)
-        self.connection.execute(f"CREATE TABLE requests (id TEXT, created_at TEXT, {columns})")
+        self.connection.execute(
+            "CREATE TABLE requests (shop_id TEXT, id TEXT, status TEXT, created_at TEXT)"
+        )
+        for statement in add_facts(Dialect.SQLITE):  # what the schema migration adds
+            self.connection.execute(statement)
+        marks = fact_placeholders(Dialect.SQLITE)
+        self.insert = f"INSERT INTO requests VALUES ('shop', ?, 'requested', ?, {marks})"  # noqa: S608
 
     def load(self, requests: Sequence[ReturnRequest]) -> None:
         self.connection.execute("DELETE FROM requests")
-        marks = ", ".join("?" * (len(FACT_COLUMNS) + 2))
         self.connection.executemany(
-            f"INSERT INTO requests VALUES ({marks})",  # noqa: S608 - placeholders only
+            self.insert,
             [
                 (r.id, timestamp(r.created_at, field="created_at"), *fact_values(r, Dialect.SQLITE))
                 for r in requests
@@ -306,12 +312,13 @@ class PostgresFacts:
         import psycopg  # noqa: PLC0415 - only when the server is there
 
         self.connection = psycopg.connect(url, autocommit=True)
-        columns = ", ".join(f"{name} {kind}" for name, _, kind in FACT_COLUMNS)
         self.connection.execute(
-            f"CREATE TABLE requests (id text, created_at timestamptz, {columns})"
+            "CREATE TABLE requests (shop_id text, id text, status text, created_at timestamptz)"
         )
-        marks = ", ".join(["%s", "%s", *("%s" for _ in FACT_COLUMNS[:-1]), "%s::jsonb"])
-        self.insert = f"INSERT INTO requests VALUES ({marks})"  # noqa: S608 - placeholders only
+        for statement in add_facts(Dialect.POSTGRES):  # what a schema migration adds
+            self.connection.execute(statement)  # type: ignore[arg-type]
+        marks = fact_placeholders(Dialect.POSTGRES)
+        self.insert = f"INSERT INTO requests VALUES ('shop', %s, 'requested', %s, {marks})"  # noqa: S608
 
     def load(self, requests: Sequence[ReturnRequest]) -> None:
         with self.connection.transaction():
@@ -726,9 +733,9 @@ def test_opening_a_version_1_file_adds_and_fills_the_fact_columns(tmp_path: Path
         _stored(storage, [_request(1, from_country="BE"), _request(2)])
     raw = sqlite3.connect(path)
     with raw:  # back to what version 1 of the schema held
+        raw.execute("DROP INDEX requests_by_status_with_facts")
         for name, _, _ in FACT_COLUMNS:
             raw.execute(f"ALTER TABLE requests DROP COLUMN {name}")
-        raw.execute("INSERT INTO requests SELECT * FROM requests WHERE 0")
         raw.execute("PRAGMA user_version = 1")
     raw.close()
     with SqliteStorage(path) as storage:

@@ -22,7 +22,15 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from retouraanvraag.errors import InvalidInput
-from retouraanvraag.model import Actor, Command, Effect, Event, HistoryEvent, ReturnRequest
+from retouraanvraag.model import (
+    Actor,
+    Command,
+    Effect,
+    Event,
+    HistoryEntry,
+    HistoryEvent,
+    ReturnRequest,
+)
 
 _T = TypeVar("_T")
 
@@ -47,6 +55,11 @@ converter.register_structure_hook(Actor, lambda v, _: Actor.parse(v))
 # A history entry's command is a Command or an effect's HistoryEvent: the raw value goes to the
 # entry, whose converter tells which (and refuses anything else), so it is read once.
 converter.register_structure_hook(Command | HistoryEvent, lambda v, _: v)
+# A history entry no versioned rules decided is written as before versions existed.
+converter.register_unstructure_hook(
+    HistoryEntry,
+    make_dict_unstructure_fn(HistoryEntry, converter, rules_version=override(omit_if_default=True)),
+)
 # An effect without an event is written as before events existed: no "event" key.
 converter.register_unstructure_hook(
     Effect, make_dict_unstructure_fn(Effect, converter, event=override(omit_if_default=True))

@@ -4,6 +4,7 @@
     retouraanvraag requests show|approve|reject|cancel|receive|complete ID --db … --shop …
     retouraanvraag triage RULES REQUESTS.jsonl [--out OUTCOMES.jsonl] [--trace]
     retouraanvraag dispatch --db … --maildir DIR --labels fake --payments fake [--worker]
+        [--webhook-url URL --webhook-secret-env NAME]
     retouraanvraag db migrate --db returns.sqlite3
     retouraanvraag rules check|explain|fmt|explain-code …
     retouraanvraag --version
@@ -26,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import select
 import signal
 import socket
@@ -52,6 +54,7 @@ from retouraanvraag.errors import (
 
 if TYPE_CHECKING:
     from retouraanvraag.adapters.sqlite import SqliteStorage
+    from retouraanvraag.adapters.webhook import WebhookSink
     from retouraanvraag.dispatcher import Dispatcher, DispatchReport
     from retouraanvraag.model import Decision, Label, Money, ReturnRequest
     from retouraanvraag.ports import OutboxEntry
@@ -417,7 +420,7 @@ def _parser() -> _Parser:
     dispatch = _add(
         commands,
         "dispatch",
-        "carry out the effects the outbox holds: labels, refunds, mails",
+        "carry out the effects the outbox holds: labels, refunds, mails, events",
         """
         retouraanvraag dispatch --db returns.sqlite3 --maildir mail/ \\
             --labels fake --payments fake --sender retouren@my-shop.example --shop-name "My Shop"
@@ -428,6 +431,12 @@ def _parser() -> _Parser:
         No carrier or payment adapter ships with retouraanvraag: --labels fake and
         --payments fake are stand-ins for trying things out (a label marked FAKE, refunds
         that move no money). In production, run a Dispatcher with your own adapters.
+
+        With --webhook-url and --webhook-secret-env, the events of a desk with events on
+        are posted, signed, to the URL:
+        RETOURAANVRAAG_WEBHOOK_SECRET=… retouraanvraag dispatch … \\
+            --webhook-url https://hooks.my-shop.example/returns \\
+            --webhook-secret-env RETOURAANVRAAG_WEBHOOK_SECRET
         """,
         (_store_options(shop=False),),
     )
@@ -459,6 +468,16 @@ def _parser() -> _Parser:
         default=1,
         metavar="N",
         help="worker: entries claimed at a time, finished before it stops (default: 1)",
+    )
+    dispatch.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="deliver the events a desk with events on queued: a signed POST each to URL",
+    )
+    dispatch.add_argument(
+        "--webhook-secret-env",
+        metavar="NAME",
+        help="the environment variable holding the webhook's shared secret (never the secret)",
     )
     dispatch.add_argument("-v", "--verbose", action="store_true", help="log every effect done")
 
@@ -1229,6 +1248,38 @@ def _work(dispatcher: Dispatcher, stopper: _Stopper, poll: float, batch: int) ->
     return total
 
 
+#: An environment variable's name as shells write them; only such a name is echoed in an
+#: error (a secret given by mistake where its variable's name belongs stays off the screen).
+_VARIABLE_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def _webhook(args: argparse.Namespace) -> WebhookSink | None:
+    """The event sink ``--webhook-url`` and ``--webhook-secret-env`` ask for, if they do."""
+    from retouraanvraag.adapters.webhook import WebhookSink  # noqa: PLC0415
+
+    url, variable = args.webhook_url, args.webhook_secret_env
+    if url is None and variable is None:
+        return None
+    if url is None or variable is None:
+        raise _Failure(
+            "--webhook-url URL and --webhook-secret-env NAME go together: the events are "
+            "posted to URL, signed with the secret in the environment variable NAME"
+        )
+    named = f"${variable}" if _VARIABLE_NAME.fullmatch(variable) else "the variable named"
+    secret = os.environ.get(variable, "")
+    if not secret:
+        raise _Failure(
+            f"--webhook-secret-env: {named} is not set or empty (give the name of the "
+            "environment variable that holds the secret, never the secret itself)"
+        )
+    try:
+        return WebhookSink(url, secret)
+    except InvalidInput as exc:
+        option = "--webhook-secret-env" if exc.field == "secret" else "--webhook-url"
+        where = f" ({named})" if exc.field == "secret" else ""
+        raise _Failure(f"{option}{where}: {exc.problem}") from exc
+
+
 def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from retouraanvraag.adapters.maildir import MaildirTransport  # noqa: PLC0415
     from retouraanvraag.dispatcher import Dispatcher  # noqa: PLC0415
@@ -1251,12 +1302,15 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except InvalidInput as exc:
         field = exc.field.replace("_", "-") if exc.field else "mail"
         raise _Failure(f"--{field}: {exc.problem}") from exc
+    sink = _webhook(args)
     storage = _open(args.db)
     print(
         "dispatch: --labels fake --payments fake: labels are marked FAKE and refunds move no "
         "money (for trying things out)",
         file=err,
     )
+    if sink is not None:
+        print(f"dispatch: events are posted, signed, to {sink.host}:{sink.port}", file=err)
     try:
         dispatcher = Dispatcher(
             storage,
@@ -1264,6 +1318,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             payments=_TryOutPayments(),
             mail=MaildirTransport(args.maildir),
             renderer=renderer,
+            events=sink,
         )
         if args.worker:
             with _Stopper() as stopper:

@@ -1409,6 +1409,8 @@ class HistoryEntry:
     note: str | None = None
     trace: tuple[str, ...] = ()
     effect: str | None = None
+    #: The version of the shop's rules that decided (``rules.parse(…, version=…)``), if any.
+    rules_version: str | None = None
 
     @property
     def is_command(self) -> bool:
@@ -1439,6 +1441,8 @@ class Outcome:
         trace: one line per matching rule, overridden ones marked.
         return_window_days: the return window the rules set (``Retourtermijn 60 dagen``), or
             ``None``: the policy's window applies.
+        rules_version: the version of the rules that decided, as the host named it when it
+            loaded them (``rules.parse(…, version="7")``); the desk records it in the history.
     """
 
     decision: Decision | None
@@ -1450,6 +1454,7 @@ class Outcome:
     rule: str | None = None
     trace: tuple[str, ...] = ()
     return_window_days: int | None = None
+    rules_version: str | None = None
 
 
 @attrs.frozen

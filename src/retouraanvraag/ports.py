@@ -359,7 +359,11 @@ class Attachment:
 
 @attrs.frozen
 class Mail:
-    """A rendered message, ready to send; ``message_id`` derives from the effect key."""
+    """A rendered message, ready to send; ``message_id`` derives from the effect key.
+
+    ``shop_id`` and ``request_id`` say whose mail it is, so that a transport or a host can
+    file it per shop and find a request's mails without reading the effect key apart.
+    """
 
     to: str = attrs.field(repr=False)
     subject: str
@@ -371,6 +375,7 @@ class Mail:
     sender: str = "retouren@localhost"
     language: str = "nl"
     attachments: tuple[Attachment, ...] = ()
+    shop_id: str = ""
 
 
 @runtime_checkable

@@ -757,11 +757,18 @@ class Desk:
                     reason=outcome.reason or "Afgewezen", actor=actor, at=now, trace=trace
                 )
             case _:
-                if trace:
-                    entry = attrs.evolve(request.history[-1], trace=trace)
+                if trace or outcome.rules_version:
+                    entry = attrs.evolve(
+                        request.history[-1], trace=trace, rules_version=outcome.rules_version
+                    )
                     request = request.replace(history=(*request.history[:-1], entry))
                 return Change(request, change.effects)
-        return Change(decided.request, change.effects + decided.effects)
+        request = decided.request
+        if outcome.rules_version is not None:
+            # The decision's entry records which edition of the rules took it.
+            entry = attrs.evolve(request.history[-1], rules_version=outcome.rules_version)
+            request = request.replace(history=(*request.history[:-1], entry))
+        return Change(request, change.effects + decided.effects)
 
     # -- commands on a stored request -------------------------------------------------------
 

@@ -350,6 +350,7 @@ class MailRenderer:
             sender=brand.sender,
             language=language.value,
             attachments=attachments,
+            shop_id=request.shop_id,
         )
 
     # -- values -------------------------------------------------------------------------------

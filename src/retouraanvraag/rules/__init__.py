@@ -39,7 +39,7 @@ from retouraanvraag.rules._parser import (
     parse_chunk,
     repair,
 )
-from retouraanvraag.rules._ruleset import RuleSet, load_timezone
+from retouraanvraag.rules._ruleset import RuleSet, check_version, load_timezone
 from retouraanvraag.rules._warnings import warn
 from retouraanvraag.rules.diagnostics import Diagnostic, Position, Severity
 from retouraanvraag.rules.fields import (
@@ -241,6 +241,7 @@ def parse(
     source_name: str = "<rules>",
     currency: str | None = None,
     shop: ShopSettings | None = None,
+    version: str | None = None,
 ) -> RuleSet:
     """Load a rule file: parse, check and compile it.
 
@@ -257,16 +258,19 @@ def parse(
             warning.
         shop: the shop's settings, giving ``reasons``, ``timezone`` and ``currency`` at once
             (then give none of those three).
+        version: what the host calls this edition of the file (``"7"``, a date): every
+            outcome carries it, and the desk records it with the decision in the history.
 
     Returns:
         The rule set; its ``warnings`` list rules that never match or are always overridden.
 
     Raises:
         RuleError: the text has errors; ``diagnostics`` lists every one of them.
-        InvalidInput: ``timezone`` is not a known time zone, or ``shop`` is given beside
-            ``reasons``, ``timezone`` or ``currency``.
+        InvalidInput: ``timezone`` is not a known time zone, ``shop`` is given beside
+            ``reasons``, ``timezone`` or ``currency``, or ``version`` is not one short line.
     """
     reasons, timezone, currency = _shop_settings(shop, reasons, timezone, currency)
+    check_version(version)
     decoded = _decode(text) if isinstance(text, bytes) else _Decoded(text, "utf-8")
     text = _source(decoded.text)
     language = detect_language(text)
@@ -302,6 +306,7 @@ def parse(
         checker.reasons,
         checker.fields,
         lexed.trailing_comments,
+        version=version,
     )
 
 

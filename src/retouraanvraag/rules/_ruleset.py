@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import attrs
 
+from retouraanvraag.errors import InvalidInput
 from retouraanvraag.model import (
     DEFAULT_REASONS,
     Decision,
@@ -40,7 +41,7 @@ from retouraanvraag.rules.fields import ActionKind, FieldRegistry, Scope
 from retouraanvraag.rules.tree import Rule
 from retouraanvraag.shop import time_zone
 
-__all__ = ["DECISIONS", "RuleSet", "load_timezone"]
+__all__ = ["DECISIONS", "RuleSet", "check_version", "load_timezone"]
 
 #: The decision each action takes.
 DECISIONS: Final = {
@@ -83,6 +84,33 @@ def load_timezone(name: str) -> dt.tzinfo:
     return time_zone(name)
 
 
+def check_version(value: object) -> None:
+    """Refuse a rules version that is not one short printable line (``None`` is no version).
+
+    Raises:
+        InvalidInput: naming the field ``version``.
+    """
+    if value is None:
+        return
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_VERSION
+        or not value.isprintable()
+    ):
+        raise InvalidInput(
+            f"must be one line of 1 to {MAX_VERSION} printable characters", field="version"
+        )
+
+
+#: The longest rules version a host may give.
+MAX_VERSION: Final = 64
+
+
+def _check_version(_instance: object, _attribute: object, value: object) -> None:
+    check_version(value)
+
+
 # -- outcomes whose trace is worked out when first read -----------------------------------------
 
 #: An outcome's fields but the trace, in their order: what evaluation memoises.
@@ -97,6 +125,7 @@ _Values = tuple[
     tuple[RefusedItem, ...],
     str | None,
     int | None,
+    str | None,
 ]
 
 
@@ -129,7 +158,7 @@ class _TracedOutcome(Outcome):
 _SLOT_FIELDS: Final = _TracedOutcome.__dict__["_fields"]
 _SLOT_SOURCE: Final = _TracedOutcome.__dict__["_source"]
 _SLOT_TRACE: Final = _TracedOutcome.__dict__["_trace"]
-_EMPTY: Final[_Values] = (None, None, False, None, None, (), None, None)
+_EMPTY: Final[_Values] = (None, None, False, None, None, (), None, None, None)
 
 
 def _field(index: int) -> property:
@@ -308,6 +337,8 @@ class RuleSet:
     )
     fields: FieldRegistry = attrs.field(factory=FieldRegistry, eq=False, repr=False)
     trailing_comments: tuple[str, ...] = attrs.field(default=(), eq=False, repr=False)
+    #: What the host calls this edition of the rules (``"7"``, a date); outcomes carry it.
+    version: str | None = attrs.field(default=None, eq=False, validator=_check_version)
     _decide: Callable[[ReturnRequest], Decided] = attrs.field(init=False, eq=False, repr=False)
     _plan: _Plan = attrs.field(init=False, eq=False, repr=False)
     #: Outcomes' fields by default, then by what the decider found (refusing no items).
@@ -386,6 +417,7 @@ class RuleSet:
             items,
             rule,
             plan.window[window],
+            self.version,
         )
         if not refused:
             memo = self._memos.get(default)
