@@ -40,6 +40,7 @@ T0: Final = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SIZES: Final = (10_000, 100_000, 1_000_000)
 LIMIT: Final = 50
 BATCH: Final = 5_000
+ROUNDS: Final = 41
 
 #: (label, condition, share of stored requests it matches)
 FILTERS: Final = (
@@ -102,31 +103,40 @@ def grow(path: Path, start: int, stop: int, chance: random.Random) -> None:
             connection.execute("COMMIT")
 
 
-def ms_per_page(storage: SqliteStorage, query: Query, repeats: int) -> tuple[float, str]:
-    """The median time of the first page, and what it held (matches, and a cursor?)."""
-    page = storage.query(SHOP, query)  # warm up
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        page = storage.query(SHOP, query)
-        timings.append(time.perf_counter() - start)
-    shape = f"{len(page.items)}{'+' if page.next_cursor else ''}"
-    return statistics.median(timings) * 1e3, shape
+def timed(storage: SqliteStorage, query: Query) -> tuple[float, str]:
+    """One first page: seconds, and what it held (matches, ``+`` when a cursor follows)."""
+    start = time.perf_counter()
+    page = storage.query(SHOP, query)
+    seconds = time.perf_counter() - start
+    return seconds, f"{len(page.items)}{'+' if page.next_cursor else ''}"
 
 
 def measure(path: Path, size: int) -> dict[str, tuple[float, str]]:
-    figures: dict[str, tuple[float, str]] = {}
+    """Median ms per first page. The SQL pages and the unfiltered one take turns, round by
+    round, so that their ratios come from the same moments of a shared machine."""
     tab: Callable[..., Query] = lambda **extra: Query(  # noqa: E731
         statuses=Tab.REQUESTS.statuses, limit=LIMIT, **extra
     )
+    conditions = {label: rules.compile_condition(text) for label, text, _ in FILTERS}
+    turns = {"unfiltered": tab()} | {
+        f"{label}: SQL": tab(condition=condition) for label, condition in conditions.items()
+    }
+    timings: dict[str, list[float]] = {label: [] for label in turns}
+    shapes: dict[str, str] = {}
     with SqliteStorage(path) as storage:
-        figures["unfiltered"] = ms_per_page(storage, tab(), 30)
-        for label, text, _ in FILTERS:
-            condition = rules.compile_condition(text)
-            figures[f"{label}: SQL"] = ms_per_page(storage, tab(condition=condition), 30)
-            repeats = 3 if size >= 100_000 else 10
-            figures[f"{label}: Python"] = ms_per_page(storage, tab(where=condition), repeats)
-    return figures
+        for query in turns.values():  # warm up
+            storage.query(SHOP, query)
+        for _ in range(ROUNDS):
+            for label, query in turns.items():
+                seconds, shapes[label] = timed(storage, query)
+                timings[label].append(seconds)
+        repeats = 3 if size >= 100_000 else 7
+        for label, condition in conditions.items():
+            name = f"{label}: Python"
+            runs = [timed(storage, tab(where=condition)) for _ in range(repeats)]
+            timings[name] = [seconds for seconds, _ in runs]
+            shapes[name] = runs[-1][1]
+    return {label: (statistics.median(t) * 1e3, shapes[label]) for label, t in timings.items()}
 
 
 def main() -> None:
@@ -145,15 +155,20 @@ def main() -> None:
             grow(path, done, size, chance)
             done = size
             print(f"  ({size:,} stored in {time.perf_counter() - started:.0f} s)", flush=True)
-            for label, figure in measure(path, size).items():
-                table.setdefault(label, []).append(figure)
+            figures = measure(path, size)
+            order = ["unfiltered"] + [
+                f"{f[0]}: {how}" for f in FILTERS for how in ("SQL", "Python")
+            ]
+            for label in order:
+                table.setdefault(label, []).append(figures[label])
+            print(f"  (file: {path.stat().st_size / 1e6:,.0f} MB)", flush=True)
     header = "".join(f"{size:>22,}" for size in sizes)
     print(f"\n  {'stored requests':<30}{header}")
     base = table["unfiltered"]
-    for label, figures in table.items():
+    for label, cells_of in table.items():
         cells = "".join(
             f"{ms:>9.2f} ms {shape:>4} {ms / b[0]:>5.1f}x"
-            for (ms, shape), b in zip(figures, base, strict=True)
+            for (ms, shape), b in zip(cells_of, base, strict=True)
         )
         print(f"  {label:<30}{cells}")
 

@@ -335,4 +335,4 @@ TestDeskInMemory.settings = _settings
 TestDeskOnSqlite = SqliteDeskMachine.TestCase
 TestDeskOnSqlite.settings = _settings
 TestDeskOnPostgres = PostgresDeskMachine.TestCase
-TestDeskOnPostgres.settings = settings(_settings, max_examples=max(EXAMPLES // 4, 1))
+TestDeskOnPostgres.settings = settings(_settings, max_examples=max(EXAMPLES // 2, 1))

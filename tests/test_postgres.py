@@ -27,6 +27,7 @@ from retouraanvraag.adapters.postgres import SCHEMA_VERSION, PostgresStorage, de
 from retouraanvraag.cli import main
 from retouraanvraag.errors import (
     ConcurrentModification,
+    IdempotencyKeyTaken,
     InvalidInput,
     NotFound,
     PortRejected,
@@ -51,6 +52,8 @@ from retouraanvraag.testing.storage_contract import (
 )
 
 from . import _postgres
+from .conftest import SHOP as SHOP_1
+from .conftest import build_world
 
 LEASE = dt.timedelta(seconds=30)
 
@@ -319,6 +322,19 @@ def test_a_statement_timeout_is_unavailable_and_changes_nothing(url: str) -> Non
         assert storage.get(SHOP, "r-1") == current
 
 
+def test_a_server_that_turned_read_only_is_unavailable_not_a_refusal(url: str) -> None:
+    with PostgresStorage(url) as storage:
+        saved = submit(storage, sample_request("r-1"))
+    # What a client meets when its server became a standby in a failover.
+    standby = url.replace("options=", "options=-cdefault_transaction_read_only%3Don%20")
+    with PostgresStorage(standby) as storage:
+        assert storage.get(SHOP, "r-1") == saved
+        with pytest.raises(PortUnavailable, match="read-only"):
+            storage.commit(Commit(attrs.evolve(saved, carrier="DHL"), saved.version))
+        with pytest.raises(PortUnavailable, match="read-only"):
+            storage.claim(owner="w", now=T0, lease=LEASE, limit=1)
+
+
 def test_text_postgresql_cannot_hold_names_nothing(storage: PostgresStorage) -> None:
     submit(storage, sample_request("r-1"))
     with pytest.raises(NotFound):
@@ -484,11 +500,13 @@ _COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
 
 
 class _Proxy:
-    """A TCP relay to the server that can drop a connection right after relaying a COMMIT.
+    """A TCP relay to the server that can drop a connection around a COMMIT.
 
     With ``drop_after_commit`` set, the relay forwards the client's ``COMMIT`` to the server,
     waits for the server's answer (so the commit happened), and closes both sides instead of
-    passing the answer on: the client cannot tell whether its change was saved.
+    passing the answer on. With ``drop_before_commit`` set, it closes both sides instead of
+    forwarding the ``COMMIT`` (so the server rolls back). Either way the client cannot tell
+    whether its change was saved.
     """
 
     def __init__(self, port: int) -> None:
@@ -496,6 +514,7 @@ class _Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.drop_after_commit = threading.Event()
+        self.drop_before_commit = threading.Event()
         self.dropped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._closing = False
@@ -525,6 +544,9 @@ class _Proxy:
                     if not data:
                         return
                     if side is client:
+                        if self.drop_before_commit.is_set() and _COMMIT in data:
+                            self.dropped.set()  # the server never hears of the commit
+                            return
                         if self.drop_after_commit.is_set() and _COMMIT in data:
                             committing = True
                         server.sendall(data)
@@ -539,6 +561,35 @@ class _Proxy:
         self.listener.close()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("saved", [True, False], ids=["saved", "not saved"])
+def test_a_desk_command_retried_with_its_key_after_a_lost_commit_runs_exactly_once(
+    url: str, saved: bool
+) -> None:
+    proxy = _Proxy(_postgres.server().port)
+    schema = url.rsplit("search_path%3D", 1)[1]
+    through = (
+        f"postgresql://postgres@127.0.0.1:{proxy.port}/retouraanvraag"
+        f"?options=-csearch_path%3D{schema}"
+    )
+    try:
+        with PostgresStorage(through) as storage:
+            world = build_world(storage)
+            request = world.desk.submit(world.new_request())
+            (proxy.drop_after_commit if saved else proxy.drop_before_commit).set()
+            with pytest.raises(PortUnavailable, match="may or may not be saved"):
+                world.desk.approve(SHOP_1, request.id, actor="staff-7", idempotency_key="a-1")
+            assert proxy.dropped.is_set()
+            proxy.drop_after_commit.clear()
+            proxy.drop_before_commit.clear()
+            again = world.desk.approve(SHOP_1, request.id, actor="staff-7", idempotency_key="a-1")
+            assert again.status is Status.APPROVED
+            assert world.desk.get(SHOP_1, request.id) == again
+            decisions = [h for h in again.history if h.command == "approve_with_label"]
+            assert len(decisions) == 1
+    finally:
+        proxy.close()
 
 
 def test_a_commit_whose_answer_is_lost_is_unavailable_and_a_keyed_retry_finds_it_saved(
@@ -667,3 +718,116 @@ def test_db_migrate_on_a_postgresql_url_creates_then_finds_the_schema_up_to_date
     ]
     with PostgresStorage(url, migrate=False) as storage:
         assert storage.query(SHOP, Query()).items == ()
+
+
+def test_a_picky_predicate_yields_short_pages_that_still_cover_everything(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_adapter, "_SCAN_BUDGET", 4)
+    monkeypatch.setattr(postgres_adapter, "_BATCH", 2)
+    for n in range(12):
+        submit(storage, sample_request(f"r-{n:02d}", created_at=T0 + dt.timedelta(minutes=n)))
+    wanted = {"r-01", "r-10"}
+    pages = []
+    cursor = None
+    while True:
+        page = storage.query(SHOP, Query(where=lambda r: r.id in wanted, limit=1, cursor=cursor))
+        pages.append([r.id for r in page.items])
+        if (cursor := page.next_cursor) is None:
+            break
+    assert [i for page in pages for i in page] == ["r-01", "r-10"]
+    assert [] in pages  # a page cut short by the budget, with a cursor to go on
+
+
+def _held(url: str, statement: str, params: tuple[object, ...]) -> psycopg.Connection[Any]:
+    """Another program's transaction that has written a row and not committed yet."""
+    other = psycopg.connect(url)
+    other.execute(statement, params)
+    return other
+
+
+def _racing(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # noqa: BLE001 - the outcome is the point
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_key_recorded_by_a_commit_still_in_flight_is_taken(
+    storage: PostgresStorage, url: str
+) -> None:
+    request = sample_request("r-1").submitted().request
+    other = _held(
+        url,
+        "INSERT INTO idempotency VALUES (%s, 'k-1', 'fp', 'r-0', '{}')",
+        (SHOP,),
+    )
+    record = IdempotencyRecord(SHOP, "k-1", "fp", "r-1", request)
+    thread, outcome = _racing(lambda: storage.commit(Commit(request, None, idempotency=record)))
+    thread.join(timeout=1)
+    assert thread.is_alive()  # it waits for the other transaction on the key's index entry
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    (error,) = outcome
+    assert isinstance(error, IdempotencyKeyTaken)
+    with pytest.raises(NotFound):
+        storage.get(SHOP, "r-1")
+
+
+def test_an_id_inserted_by_a_commit_still_in_flight_is_a_lost_race(
+    storage: PostgresStorage, url: str
+) -> None:
+    first = submit(storage, sample_request("r-0"))
+    other = _held(
+        url,
+        "INSERT INTO requests SELECT shop_id, 'r-1', version, status, created_at, "
+        "needs_attention, fee_paid_minor, refunded_minor, jsonb_set(body, '{id}', '\"r-1\"') "
+        "FROM requests WHERE id = 'r-0'",
+        (),
+    )
+    thread, outcome = _racing(lambda: submit(storage, sample_request("r-1")))
+    thread.join(timeout=1)
+    assert thread.is_alive()
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    (error,) = outcome
+    assert isinstance(error, ConcurrentModification)
+    assert (error.expected, error.actual) == (None, first.version)
+    assert storage.outbox(SHOP, "r-1") == ()  # its effects went with the lost commit
+
+
+def test_a_pool_with_every_connection_busy_is_unavailable_after_its_timeout(url: str) -> None:
+    with PostgresStorage(url, min_size=1, max_size=1, timeout=0.2) as storage:
+        pool = storage._connections()
+        taken = pool.getconn()
+        try:
+            with pytest.raises(PortUnavailable, match="no free connection"):
+                storage.get(SHOP, "r-1")
+        finally:
+            pool.putconn(taken)
+        with pytest.raises(NotFound):
+            storage.get(SHOP, "r-1")
+
+
+def test_a_damaged_entry_is_set_aside_also_when_its_request_is_gone_or_damaged(
+    storage: PostgresStorage, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    submit(storage, sample_request("r-1"))
+    submit(storage, sample_request("r-2"))
+    execute(url, "UPDATE outbox SET effect = '[]'")
+    execute(url, "DELETE FROM requests WHERE id = 'r-1'")
+    execute(url, "UPDATE requests SET body = '{}' WHERE id = 'r-2'")
+    assert storage.claim(owner="w", now=T0, lease=LEASE, limit=5) == ()
+    assert execute(url, "SELECT DISTINCT state FROM outbox") == [("dead",)]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "no request of that id to mark as needing attention" in messages
+    assert "its request cannot be read either" in messages

@@ -316,7 +316,7 @@ class PostgresFacts:
             "CREATE TABLE requests (shop_id text, id text, status text, created_at timestamptz)"
         )
         for statement in add_facts(Dialect.POSTGRES):  # what a schema migration adds
-            self.connection.execute(statement)  # type: ignore[arg-type]
+            self.connection.execute(statement)
         marks = fact_placeholders(Dialect.POSTGRES)
         self.insert = f"INSERT INTO requests VALUES ('shop', %s, 'requested', %s, {marks})"  # noqa: S608
 
@@ -676,10 +676,43 @@ def test_sqlite_listings_with_a_condition_agree_with_memory(
         sqlite.close()
 
 
-def test_a_filter_matching_little_reads_bounded_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from retouraanvraag.adapters import sqlite as sqlite_adapter  # noqa: PLC0415
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(condition=filters, requests=request_lists, limit=st.integers(1, 3))
+def test_postgres_listings_with_any_condition_agree_with_memory(
+    condition: ConditionFilter, requests: tuple[ReturnRequest, ...], limit: int
+) -> None:
+    query = Query(statuses={Status.REQUESTED}, condition=condition, limit=limit)
+    memory = MemoryStorage()
+    _stored(memory, requests)
+    with _postgres.storage(max_size=2) as postgres:
+        _stored(postgres, requests)
+        assert _listed(postgres, query)[0] == _listed(memory, query)[0]
 
-    monkeypatch.setattr(sqlite_adapter, "_SQL_SCAN_BUDGET", 40)
+
+def test_postgres_listings_with_a_condition_agree_with_memory() -> None:
+    requests = [
+        _request(n, from_country=("BE", "NL", "DE")[n % 3], order_value=Money(1000 * n))
+        for n in range(30)
+    ]
+    memory = MemoryStorage()
+    _stored(memory, requests)
+    with _postgres.storage() as postgres:
+        _stored(postgres, requests)
+        for text in (
+            "Van land IS België OF Bestelwaarde > €20,00",
+            "NIET Leverdatum IS 2026-03-02",
+            'Retourreden IS "Te klein" EN Van land IS NIET NL',
+        ):
+            query = Query(condition=rules.compile_condition(text), limit=4)
+            assert _listed(postgres, query)[0] == _listed(memory, query)[0], text
+
+
+def test_a_filter_matching_little_reads_bounded_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retouraanvraag.adapters import _facts  # noqa: PLC0415
+
+    monkeypatch.setattr(_facts, "SQL_SCAN_BUDGET", 40)
     requests = [_request(n, from_country="BE" if n % 25 == 0 else "NL") for n in range(100)]
     with SqliteStorage() as storage:
         _stored(storage, requests)
@@ -725,6 +758,47 @@ def test_a_damaged_fact_can_hide_a_request_never_show_a_wrong_one(tmp_path: Path
     with SqliteStorage(path) as storage:
         belgian = Query(condition=rules.compile_condition("Van land IS BE"))
         assert storage.query("shop", belgian).items == ()
+
+
+@pytest.mark.parametrize("column", ["f_lines", "f_tags"])
+def test_facts_that_are_not_json_make_the_filter_run_in_python(
+    tmp_path: Path, column: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "returns.sqlite3"
+    requests = [_request(1, tags=frozenset({"vip"})), _request(2), _request(3)]
+    with SqliteStorage(path) as storage:
+        _stored(storage, requests)
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute(f"UPDATE requests SET {column} = '[not json' WHERE id = 'r-0002'")  # noqa: S608
+    raw.close()
+    with SqliteStorage(path) as storage:
+        for text in ('Retourreden IS "Te klein" EN Tags BEVAT vip', "Van land IS NL"):
+            condition = rules.compile_condition(text)
+            page = storage.query("shop", Query(condition=condition))
+            assert [r.id for r in page.items] == expected(condition, requests)
+    assert "malformed JSON" in caplog.text
+    assert "shop shop" in caplog.text
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_every_built_in_field_and_operator_runs_in_the_database(dialect: Dialect) -> None:
+    for field in DEFAULT_FIELDS:
+        for operator in ALLOWED[field.type]:
+            value = {
+                FieldType.COUNTRY: "NL",
+                FieldType.REASON: "damaged",
+                FieldType.CHOICE: field.choices[0].value if field.choices else None,
+                FieldType.YES_NO: True,
+                FieldType.MONEY: Money(500),
+                FieldType.NUMBER: 3,
+                FieldType.DATE: dt.date(2026, 3, 2),
+            }.get(field.type, "x")
+            condition = ConditionFilter.of(Not(Compare(field, operator, (value,))))
+            compiled = compile_filter(condition, dialect)
+            assert compiled is not None, (field.key, operator)
+            assert compiled.exact, (field.key, operator)
+            assert compiled.reads_items is (field.scope is Scope.ITEM)
 
 
 def test_opening_a_version_1_file_adds_and_fills_the_fact_columns(tmp_path: Path) -> None:

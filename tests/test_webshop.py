@@ -128,6 +128,7 @@ def test_every_page_has_a_strict_policy_and_no_inline_script(
         (anna, "/merchant/incoming"),
         (anna, "/merchant/history"),
         (anna, "/merchant/attention"),
+        (anna, "/merchant/events"),
         (anna, "/merchant/mails"),
         (anna, "/merchant/rules"),
         (anna, f"/merchant/requests/{request_id}"),
@@ -428,7 +429,13 @@ def test_a_tampered_status_link_is_not_found(
 
 
 def test_merchant_pages_need_a_login(client: FlaskClient) -> None:
-    for path in ("/merchant/", "/merchant/rules", "/merchant/mails", "/merchant/requests/x"):
+    for path in (
+        "/merchant/",
+        "/merchant/rules",
+        "/merchant/mails",
+        "/merchant/events",
+        "/merchant/requests/x",
+    ):
         response = client.get(path)
         assert response.status_code == 302
         assert "/merchant/login" in response.headers["Location"]

@@ -1,9 +1,10 @@
 """The reference shop end to end in a real, headless Chromium (Debian's, driven by Playwright).
 
-The app runs on a free loopback port in a thread of this process; the tests run its dispatcher
-themselves after each decision, so that nothing waits on a timer. Every page visited is saved
-as a screenshot into ``$WEBSHOP_SCREENSHOTS`` (default: a folder in pytest's temporary
-directory); ``docs/screenshots/`` holds a committed set made this way.
+The app runs on a free loopback port in a thread of this process, started as ``make serve``
+starts it (its dispatcher posts the shop's own events to that port); the tests run the
+dispatcher themselves after each decision, so that nothing waits on a timer. Every page
+visited is saved as a screenshot into ``$WEBSHOP_SCREENSHOTS`` (default: a folder in pytest's
+temporary directory); ``docs/screenshots/`` holds a committed set made this way.
 
 Chromium and ``libatomic1`` (which Playwright's driver needs) are installed with apt-get when
 missing and the tests run as root; otherwise the tests are skipped with a message, and with
@@ -17,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +26,10 @@ from typing import Final
 import pytest
 from flask import Flask
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from retouraanvraag import Status
 
-from .webshop_support import Services, build, photo_png
+from .webshop_support import Services, photo_png, start
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 FLAGS: Final = (
@@ -94,14 +93,10 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Flask, Services]]:
-    app, services = build(tmp_path_factory.mktemp("webshop-browser"))
-    httpd: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="webshop", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", app, services
-    httpd.shutdown()
-    thread.join()
-    services.close()
+    # As `make serve` runs it, on a free port: the dispatcher posts the shop's own events to it.
+    shop = start(tmp_path_factory.mktemp("webshop-browser"), port=0, worker=False)
+    yield shop.url, shop.app, shop.services
+    shop.stop()
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +285,15 @@ def test_a_return_with_a_photo_is_filtered_approved_and_its_label_reaches_the_cu
     decided = services.desk.get(FIETS, request_id)
     assert decided.status is Status.APPROVED
     assert decided.label is not None
+
+    # The shop heard its own events on its webhook: the approval and the label made.
+    p.goto(f"{base}/merchant/events")
+    approved = p.locator(f'#events tr[data-type="approved"][data-request="{request_id}"]')
+    expect(approved).to_contain_text("staff:anna")
+    expect(
+        p.locator(f'#events tr[data-type="label_created"][data-request="{request_id}"]')
+    ).to_be_visible()
+    snap(p, screenshots, "merchant-events")
 
     p.goto(f"{base}/merchant/mails")
     mail_row = p.locator(f'tr[data-kind="label_created"][data-request="{request_id}"]')

@@ -19,19 +19,23 @@ from webshop import create_app, security  # noqa: E402
 from webshop.app import _secret  # noqa: E402
 from webshop.config import SHOPS  # noqa: E402
 from webshop.seed import seed  # noqa: E402
+from webshop.server import RunningShop, hook_url, start  # noqa: E402
 from webshop.services import Services  # noqa: E402
 from webshop.store import label_pdf  # noqa: E402
 
 __all__ = [
     "SHOPS",
+    "RunningShop",
     "Services",
     "_secret",
     "build",
     "csrf",
+    "hook_url",
     "label_pdf",
     "log_in",
     "photo_png",
     "security",
+    "start",
 ]
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -1,4 +1,7 @@
-"""``python -m webshop``: serve the reference shop on loopback with a dispatcher beside it."""
+"""``python -m webshop``: serve the reference shop on loopback with a dispatcher beside it.
+
+The dispatcher posts the shop's events, signed, to the shop's own webhook on the port served.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from werkzeug.serving import WSGIRequestHandler, run_simple
+from werkzeug.serving import WSGIRequestHandler
 
-from .app import create_app
 from .config import SHOPS
-from .seed import seed
-from .services import Services
+from .server import HOOK_PATH, start
 
 
 class PathOnlyLog(WSGIRequestHandler):
@@ -26,7 +27,7 @@ class PathOnlyLog(WSGIRequestHandler):
 
 
 def main() -> None:
-    """Parse the command line, seed a fresh data folder, run the worker and the server."""
+    """Parse the command line; serve, seed a fresh data folder and run the worker."""
     parser = argparse.ArgumentParser(prog="webshop", description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("var/webshop"))
     parser.add_argument("--host", default="127.0.0.1")
@@ -36,19 +37,23 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if options.reset:
         shutil.rmtree(options.data, ignore_errors=True)
-    services = Services(options.data, SHOPS)
-    seed(services)
-    app = create_app(options.data, services_=services)
-    _thread, stop = services.start_worker()
-    print(f"Reference shop on http://{options.host}:{options.port}/  (data: {options.data})")
-    for shop in SHOPS.values():
-        logins = ", ".join(f"{s.username} / {s.demo_password}" for s in shop.staff)
-        print(f"  {shop.name}: portal /{shop.id}/retour/, merchant /merchant/ ({logins})")
     try:
-        run_simple(options.host, options.port, app, threaded=True, request_handler=PathOnlyLog)
+        shop = start(
+            options.data, host=options.host, port=options.port, request_handler=PathOnlyLog
+        )
+    except OSError as exc:
+        raise SystemExit(f"webshop: cannot listen on {options.host}:{options.port}: {exc}") from exc
+    print(f"Reference shop on {shop.url}/  (data: {options.data})")
+    for config in SHOPS.values():
+        logins = ", ".join(f"{s.username} / {s.demo_password}" for s in config.staff)
+        print(f"  {config.name}: portal /{config.id}/retour/, merchant /merchant/ ({logins})")
+    print(f"  Events: the dispatcher posts them, signed, to {shop.url}{HOOK_PATH}")
+    try:
+        shop.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
-        stop.set()
-        services.close()
+        shop.stop()
 
 
 if __name__ == "__main__":

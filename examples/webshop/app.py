@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -15,7 +14,7 @@ from retouraanvraag import Money, Status, photos
 
 from . import security
 from .config import SHOPS, ShopConfig
-from .services import Services
+from .services import Services, data_key
 
 log = logging.getLogger("webshop")
 
@@ -64,11 +63,7 @@ def shop_or_404(shop_id: str) -> ShopConfig:
 
 def _secret(data: Path) -> str:
     """The signing key: kept in the data folder so that status links outlive a restart."""
-    path = data / "secret.key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return data_key(data / "secret.key")
 
 
 def create_app(
@@ -84,7 +79,9 @@ def create_app(
         data: where the SQLite files, Maildirs, photos and signing key live.
         shops: the shops served.
         services_: an already wired library (tests); made from ``data`` otherwise.
-        config: Flask settings that replace the defaults.
+        config: Flask settings that replace the defaults (``WEBHOOK_SECRET``, the secret the
+            shop's webhook verifies events with, is the services' ``webhook_secret`` unless
+            given).
     """
     data.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
@@ -100,6 +97,8 @@ def create_app(
     )
     app.config.update(config or {})
     app.extensions["webshop"] = services_ or Services(data, shops)
+    # The shop's webhook verifies with the secret its dispatcher signs with.
+    app.config.setdefault("WEBHOOK_SECRET", app.extensions["webshop"].webhook_secret)
     app.jinja_env.autoescape = True
     app.jinja_env.globals.update(
         csrf_token=security.csrf_token,
@@ -111,11 +110,13 @@ def create_app(
     app.after_request(security.secure_headers)
     app.register_error_handler(HTTPException, _error_page)
 
-    from .merchant import merchant  # noqa: PLC0415 - the blueprints import this module
+    from .hooks import hooks  # noqa: PLC0415 - the blueprints import this module
+    from .merchant import merchant  # noqa: PLC0415
     from .portal import portal  # noqa: PLC0415
 
     app.register_blueprint(portal)
     app.register_blueprint(merchant)
+    app.register_blueprint(hooks)
 
     @app.get("/")
     def index() -> str:

@@ -1,7 +1,8 @@
 """The merchant's pages, behind a login and scoped to the merchant's shop.
 
 The requests tab (✓ / ✗, bulk, a rule filter), incoming returns, history with the audit trail
-and the rules trace, needing attention, the mails sent, and the rules editor.
+and the rules trace, needing attention, the events the shop's webhook received, the mails
+sent, and the rules editor.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ merchant = Blueprint("merchant", __name__, url_prefix="/merchant")
 #: The largest count the tab shows exactly (beyond it: "10000+").
 _COUNT_LIMIT: Final = 10_000
 _VIEWS: Final = {"all": None, "waiting": False, "rejected": True}
+#: Events per page of the events listing.
+_EVENTS_PAGE: Final = 50
 
 
 def _shop() -> ShopConfig:
@@ -403,6 +406,29 @@ def _reason_from_form() -> str | Reason | None:
         return _shop().settings.reject_reason(choice)
     except UnknownReason:
         return None
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@merchant.get("/events")
+@security.staff_required
+def events() -> str:
+    """The events the shop's webhook received for this shop, newest first."""
+    try:
+        found = services().db.events(
+            g.shop_id, limit=_EVENTS_PAGE + 1, after=request.args.get("cursor") or None
+        )
+    except InvalidInput:
+        abort(400, description="That page of the events does not exist (a stale cursor).")
+    more = len(found) > _EVENTS_PAGE
+    shown = found[:_EVENTS_PAGE]
+    return _render(
+        "events.html",
+        events=shown,
+        next_cursor=shown[-1].cursor if more else None,
+        subscribed=services().events is not None,
+    )
 
 
 # -- mails ----------------------------------------------------------------------------------

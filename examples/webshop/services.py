@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
+import secrets
 import threading
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -29,6 +31,7 @@ from retouraanvraag import (
 from retouraanvraag.adapters.files import DirectoryPhotoStore
 from retouraanvraag.adapters.maildir import MaildirTransport
 from retouraanvraag.adapters.sqlite import SqliteStorage
+from retouraanvraag.adapters.webhook import WebhookSink
 from retouraanvraag.ports import SystemClock
 
 from .config import ShopConfig
@@ -128,29 +131,50 @@ class Services:
         data: the folder of the SQLite files, Maildirs and photos.
         shops: the shops served.
         clock: the time source (the system's by default).
+        webhook_url: where the shop's own events go (its ``/hooks/events``, on the address the
+            server listens on). With it, the desk runs with events on and the dispatcher
+            delivers them with a :class:`WebhookSink` signed by :attr:`webhook_secret`;
+            without it, events are off.
     """
 
     def __init__(
-        self, data: Path, shops: Mapping[str, ShopConfig], *, clock: Clock | None = None
+        self,
+        data: Path,
+        shops: Mapping[str, ShopConfig],
+        *,
+        clock: Clock | None = None,
+        webhook_url: str | None = None,
     ) -> None:
         """Open the stores and wire the desk and the dispatcher."""
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.shops = shops
         self.clock: Clock = clock or SystemClock()
+        #: The secret the shop's events are signed with and its webhook verifies.
+        self.webhook_secret = data_key(data / "webhook.key")
+        self.events: WebhookSink | None = None
+        if webhook_url is not None:
+            self.events = WebhookSink(webhook_url, self.webhook_secret, timeout=10)
         self.storage = SqliteStorage(data / "returns.sqlite3")
         self.db = ShopDatabase(data / "shop.sqlite3")
         self.photos = DirectoryPhotoStore(data / "photos")
         self.carrier = DemoCarrier(self.db)
         self.payments = DemoPayments(self.db)
         self.mail = ShopMail(data / "mail", self.db, self.clock)
-        self.desk = Desk(self.storage, photos=self.photos, policy=self.policy, clock=self.clock)
+        self.desk = Desk(
+            self.storage,
+            photos=self.photos,
+            policy=self.policy,
+            clock=self.clock,
+            events=self.events is not None,
+        )
         self.dispatcher = Dispatcher(
             self.storage,
             labels=self.carrier,
             payments=self.payments,
             mail=self.mail,
             renderer=MailRenderer(shops={shop.id: shop.settings for shop in shops.values()}),
+            events=self.events,
             clock=self.clock,
             backoff=dt.timedelta(seconds=2),
             backoff_cap=dt.timedelta(minutes=5),
@@ -196,6 +220,18 @@ class Services:
         """Close the stores."""
         self.storage.close()
         self.db.close()
+
+
+def data_key(path: Path) -> str:
+    """A random key kept in the data folder (made on first use), so that it outlives a restart."""
+    try:  # readable by the owner only from its first byte on
+        made = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(made, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,7 +18,7 @@ from typing import Final
 import attrs
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from retouraanvraag import InvalidInput, Label, Money, PortRejected, ReturnRequest
+from retouraanvraag import Event, InvalidInput, Label, Money, PortRejected, ReturnRequest
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS staff (
@@ -38,6 +38,12 @@ _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS refunds (
         key TEXT PRIMARY KEY, reference TEXT NOT NULL, amount INTEGER NOT NULL,
         refund_reference TEXT NOT NULL)""",
+    # The events the shop heard through its own webhook, once per event key.
+    """CREATE TABLE IF NOT EXISTS events (
+        key TEXT PRIMARY KEY, shop_id TEXT NOT NULL, request_id TEXT NOT NULL,
+        type TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL, actor TEXT NOT NULL,
+        occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS events_by_shop ON events (shop_id, occurred_at, key)",
 )
 
 
@@ -50,6 +56,26 @@ class RuleVersion:
     text: str
     saved_at: dt.datetime
     saved_by: str
+
+
+@attrs.frozen
+class ReceivedEvent:
+    """An event the shop received on its webhook, as the events page lists it."""
+
+    key: str
+    shop_id: str
+    request_id: str
+    type: str
+    version: int
+    status: str
+    actor: str
+    occurred_at: dt.datetime
+    received_at: dt.datetime
+
+    @property
+    def cursor(self) -> str:
+        """Where the page after this event starts (newest first)."""
+        return f"{self.occurred_at.isoformat()}|{self.key}"
 
 
 @attrs.frozen
@@ -189,6 +215,71 @@ class ShopDatabase:
             SentMail(r[0], r[1], r[2], r[3], r[4], dt.datetime.fromisoformat(r[5])) for r in rows
         ]
 
+    # -- events -------------------------------------------------------------------------------
+
+    def record_event(self, event: Event, body: str, received_at: dt.datetime) -> bool:
+        """Keep an event the webhook received; ``False`` when its key was kept already."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (key, shop_id, request_id, type, version, status,"
+                " actor, occurred_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.key,
+                    event.shop_id,
+                    event.request_id,
+                    event.type.value,
+                    event.version,
+                    event.status.value,
+                    str(event.actor),
+                    _utc(event.occurred_at),
+                    _utc(received_at),
+                    body,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def events(
+        self, shop_id: str, *, limit: int = 50, after: str | None = None
+    ) -> list[ReceivedEvent]:
+        """The shop's received events, newest first; from ``after`` (a :attr:`cursor`) on.
+
+        Raises:
+            InvalidInput: ``after`` is not a cursor this listing made.
+        """
+        sql = (
+            "SELECT key, shop_id, request_id, type, version, status, actor, occurred_at,"
+            " received_at FROM events WHERE shop_id = ?"
+        )
+        params: list[str | int] = [shop_id]
+        if after is not None:
+            moment, sep, key = after.partition("|")
+            try:
+                stamp = dt.datetime.fromisoformat(moment)
+            except ValueError:
+                stamp = None
+            if not sep or not key or stamp is None or stamp.utcoffset() is None:
+                raise InvalidInput("is not a page of the events listing", field="cursor")
+            sql += " AND (occurred_at < ? OR (occurred_at = ? AND key < ?))"
+            params += [_utc(stamp), _utc(stamp), key]
+        sql += " ORDER BY occurred_at DESC, key DESC LIMIT ?"
+        params.append(limit)
+        with self.transaction() as db:
+            rows = db.execute(sql, params).fetchall()
+        return [
+            ReceivedEvent(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                int(r[4]),
+                r[5],
+                r[6],
+                dt.datetime.fromisoformat(r[7]),
+                dt.datetime.fromisoformat(r[8]),
+            )
+            for r in rows
+        ]
+
     def mail(self, shop_id: str, message_id: str) -> SentMail | None:
         """One of the shop's mails by its Message-ID; another shop's is not found."""
         found = [m for m in self.mails(shop_id) if m.message_id == message_id]
@@ -196,6 +287,11 @@ class ShopDatabase:
 
 
 _DUMMY_HASH: Final = generate_password_hash(secrets.token_hex(16))
+
+
+def _utc(moment: dt.datetime) -> str:
+    """A fixed-width UTC time, so that the text sorts as the time does."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 class DemoCarrier:

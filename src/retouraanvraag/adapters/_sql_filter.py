@@ -1,11 +1,12 @@
 """Rule conditions as SQL, for SQLite and PostgreSQL, with the rule language's own meaning.
 
-A store keeps, beside each request's body, its *facts*: the values the built-in rule fields
-read, already normalised the way the Python evaluation normalises them (texts stripped and
-case-folded with :meth:`str.casefold`, amounts in minor units with their currency, the items as
-a JSON array). Folding happens in Python when the request is written, so a comparison in the
-database is plain equality, ``instr``/``strpos`` or a number comparison: SQL's ``lower()``
-(ASCII only in SQLite, not full case folding anywhere) never decides anything.
+A store keeps, beside each request's body, its *facts* (:mod:`retouraanvraag.adapters._facts`):
+the values the built-in rule fields read, already normalised the way the Python evaluation
+normalises them (texts stripped and case-folded with :meth:`str.casefold`, amounts in minor
+units with their currency, the items as a JSON array). Folding happens in Python when the
+request is written, so a comparison in the database is plain equality, ``instr``/``strpos`` or
+a number comparison: SQL's ``lower()`` (ASCII only in SQLite, not full case folding anywhere)
+never decides anything.
 
 The translation mirrors :mod:`retouraanvraag.rules._compiler`: every comparison is written
 twice, "certainly true" and "certainly false", and ``NIET`` swaps the two, so an unknown value

@@ -246,6 +246,7 @@ class PostgresStorage:
             ``False`` a schema that is not the one this code writes is refused.
 
     Raises:
+        InvalidInput: ``conninfo`` is not a connection string, or the pool sizes mean nothing.
         PortRejected: the schema is newer than this code (or older, with ``migrate=False``),
             or the database refuses the migration.
         PortUnavailable: the server cannot be reached within ``timeout``.
@@ -723,8 +724,11 @@ def _translated(exc: psycopg.Error, where: str) -> Exception:
     """The port error for a driver error that is not retried."""
     if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
         return InvalidInput("contains a NUL character, which PostgreSQL text cannot hold")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        # Timeouts, cancelled statements, a lock not available, too many connections.
+    if isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError | pg_errors.ReadOnlySqlTransaction
+    ):
+        # Timeouts, cancelled statements, a lock not available, too many connections; and a
+        # server that is a read-only standby now (a failover under way): all pass.
         return PortUnavailable(f"{where}: {_reason(exc)}")
     if isinstance(exc, psycopg.IntegrityError):
         return PortRejected(f"{where} refused a change: {_reason(exc)}")
@@ -836,10 +840,16 @@ def _newer(where: str, version: int) -> PortRejected:
 def migrate(conninfo: str, *, timeout: float = 5.0) -> tuple[int, int]:
     """Create the schema, or bring it up to date: what ``retouraanvraag db migrate`` does.
 
+    Args:
+        conninfo: a libpq connection string or ``postgresql://`` URL; the tables go into the
+            first schema of its ``search_path``.
+        timeout: seconds to wait for the connection.
+
     Returns:
         The schema version before (0: there was none) and after.
 
     Raises:
+        InvalidInput: ``conninfo`` is not a connection string.
         PortRejected: the schema is newer than this code, or the database refuses a change.
         PortUnavailable: the server cannot be reached.
     """

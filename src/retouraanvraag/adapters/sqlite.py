@@ -65,12 +65,15 @@ from retouraanvraag.adapters._common import (
 )
 from retouraanvraag.adapters._facts import (
     FACT_COLUMNS,
+    FIRST_WINDOW,
     LOCAL_DAY_FUNCTION,
     Dialect,
     add_facts,
     fact_placeholders,
     fact_values,
     local_day,
+    next_window,
+    scan_budget,
 )
 from retouraanvraag.errors import (
     LeaseLost,
@@ -165,13 +168,6 @@ _SCHEMA: Final = (
 # back a short page with a cursor: a page's cost stays bounded whatever the predicate.
 _SCAN_BUDGET: Final = 5_000
 _BATCH: Final = 200
-# A rule condition that runs as SQL tests rows in the database, at a fraction of a decode's
-# cost: a page reads windows of ``_FIRST_WINDOW * (limit + 1)`` rows, four times larger each
-# round, and stops after ``_SQL_SCAN_BUDGET`` rows (a fifth of that when the condition reads
-# the items' JSON) with a short page and a cursor. About as long as decoding one page.
-_FIRST_WINDOW: Final = 8
-_SQL_SCAN_BUDGET: Final = 10_000
-_ITEM_COST: Final = 5
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _MAX_BACKOFF: Final = 0.05
 
@@ -334,7 +330,16 @@ class SqliteStorage:
         )
         listing = _Listing.of(shop_id, query)
         if listing.condition is not None:
-            return self._filtered(listing, query, after)
+            try:
+                return self._filtered(listing, query, after)
+            except _DamagedFacts:
+                # Text that is not JSON where a row's items or tags belong stops SQLite's JSON
+                # functions for the whole statement: this listing runs in Python instead.
+                _log.error(
+                    "shop %s: a request's fact columns hold malformed JSON; its rule filter "
+                    "runs in Python until the request is saved again",
+                    shop_id,
+                )
         return self._scanned(
             listing, attrs.evolve(query, where=_both(query.condition, query.where)), after
         )
@@ -387,8 +392,8 @@ class SqliteStorage:
         rest = _both(query.condition, query.where)
         limit = query.limit
         items = listing.condition is not None and listing.condition.reads_items
-        budget = _SQL_SCAN_BUDGET // _ITEM_COST if items else _SQL_SCAN_BUDGET
-        window = min(_FIRST_WINDOW * (limit + 1), budget)
+        budget = scan_budget(reads_items=items)
+        window = min(FIRST_WINDOW * (limit + 1), budget)
         found: list[tuple[Position, ReturnRequest]] = []
         damaged: list[DamagedRow] = []
         examined = decoded = 0
@@ -415,7 +420,9 @@ class SqliteStorage:
                     return page_of(found, limit)
                 else:
                     after, examined = until, examined + window
-                    window = max(1, min(window * 4, budget - examined))
+                    window = max(
+                        1, min(next_window(window, examined, len(found), limit), budget - examined)
+                    )
                 if (examined >= budget or decoded >= _SCAN_BUDGET) and is_position(*after):
                     # Few matches in many rows: a short page that resumes after those rows.
                     cursor = encode_cursor((str(after[0]), str(after[1])))
@@ -662,6 +669,10 @@ class SqliteStorage:
         return connection
 
 
+class _DamagedFacts(Exception):
+    """A fact column holds text that SQLite's JSON functions refuse."""
+
+
 class _Connection(sqlite3.Connection):
     """A connection that can be referenced weakly (the stdlib's own cannot)."""
 
@@ -761,11 +772,6 @@ class _Listing:
     #: The query's rule condition as SQL, when it could be translated.
     condition: SqlFilter | None = None
 
-    @property
-    def exact(self) -> bool:
-        """Whether the SQL condition is the whole rule condition (else it only narrows)."""
-        return self.condition is not None and self.condition.exact
-
     @classmethod
     def of(cls, shop_id: str, query: Query) -> _Listing:
         filters = ""
@@ -810,7 +816,12 @@ class _Listing:
             f"SELECT m.at, m.rid, {_REQUEST_COLUMNS} FROM ({matches}) AS m "  # noqa: S608
             "JOIN requests ON requests.rowid = m.k ORDER BY m.at, m.rid"
         )
-        rows = connection.execute(sql, params).fetchall()
+        try:
+            rows = connection.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "malformed JSON" in str(exc):  # SQLite's own words for it
+                raise _DamagedFacts from exc
+            raise
         return until, [((row[0], row[1]), row[2:]) for row in rows]
 
     def _window_end(

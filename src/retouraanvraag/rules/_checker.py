@@ -409,11 +409,15 @@ class Checker:
 
     def _compared_amount(self, value: SynValue, label: str) -> Money:
         """An amount to compare with; one in another currency than the shop's never matches."""
+        return self._shops_currency(value, label, "other-currency")
+
+    def _shops_currency(self, value: SynValue, label: str, code: str) -> Money:
+        """The amount ``value``, with the warning ``code`` when it is not in the shop's currency."""
         amount = self.money(value, label)
         if amount.currency != self.currency:
             self.report(
                 value.position,
-                "other-currency",
+                code,
                 severity=Severity.WARNING,
                 hint=message("other-currency-hint", self.language, shop=self.currency),
                 text=value.text,
@@ -502,18 +506,7 @@ class Checker:
 
     def _fee(self, value: SynValue, label: str) -> Money:
         """A return fee; one in another currency than the shop's only such orders can pay."""
-        fee = self.money(value, label)
-        if fee.currency != self.currency:
-            self.report(
-                value.position,
-                "fee-other-currency",
-                severity=Severity.WARNING,
-                hint=message("other-currency-hint", self.language, shop=self.currency),
-                text=value.text,
-                currency=fee.currency,
-                shop=self.currency,
-            )
-        return fee
+        return self._shops_currency(value, label, "fee-other-currency")
 
     def _window(self, spec: ActionSpec, syntax: SynAction, rest: str) -> Action:
         """``Retourtermijn 60 dagen``: a whole number of days, 0 to ``MAX_WINDOW_DAYS``."""

@@ -470,17 +470,6 @@ CODES: Final[tuple[Explanation, ...]] = (
          f"IF Order date BEFORE 2026-03-01 {_APPROVE_EN}"),
     ),
     _e(
-        "R045", "fee-other-currency", "warning",
-        "Retourkosten in een andere munt dan die van de winkel kan alleen een bestelling in die"
-        " munt betalen: voor elke andere bestelling weigert de balie de aanvraag. Schrijf de"
-        " kosten in de munt van de winkel, of laat de regel alleen zulke bestellingen treffen.",
-        "A return fee in another currency than the shop's can only be paid by an order in that"
-        " currency: the desk refuses the request for any other order. Write the fee in the"
-        " shop's currency, or make the rule match only such orders.",
-        ("ALS Van land IS BE DAN Retourkosten 5 USD", "ALS Van land IS BE DAN Retourkosten €5"),
-        ("IF From country IS BE THEN Return fee 5 USD", "IF From country IS BE THEN Return fee €5"),
-    ),
-    _e(
         "R044", "bad-window", "error",
         "Retourtermijn geeft het aantal dagen na levering waarin de klant kan retourneren: een"
         " heel getal van 0 tot 3650, gevolgd door dagen.",
@@ -490,6 +479,17 @@ CODES: Final[tuple[Explanation, ...]] = (
          "ALS Van land IS BE DAN Retourtermijn 60 dagen"),
         ("IF From country IS BE THEN Return window 2.5 days",
          "IF From country IS BE THEN Return window 60 days"),
+    ),
+    _e(
+        "R045", "fee-other-currency", "warning",
+        "Retourkosten in een andere munt dan die van de winkel kan alleen een bestelling in die"
+        " munt betalen: voor elke andere bestelling weigert de balie de aanvraag. Schrijf de"
+        " kosten in de munt van de winkel, of laat de regel alleen zulke bestellingen treffen.",
+        "A return fee in another currency than the shop's can only be paid by an order in that"
+        " currency: the desk refuses the request for any other order. Write the fee in the"
+        " shop's currency, or make the rule match only such orders.",
+        ("ALS Van land IS BE DAN Retourkosten 5 USD", "ALS Van land IS BE DAN Retourkosten €5"),
+        ("IF From country IS BE THEN Return fee 5 USD", "IF From country IS BE THEN Return fee €5"),
     ),
 )  # fmt: skip
 

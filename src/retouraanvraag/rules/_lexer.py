@@ -522,11 +522,19 @@ def _starts_comparison(tokens: list[Token], i: int) -> bool:
 def _disambiguate(tokens: list[Token]) -> list[Token]:  # noqa: C901
     """Decide whether OF/EN/a comma after a value joins values or conditions (DESIGN §3)."""
     out: list[Token] = []
-    in_values = False
+    in_values = in_actions = False
     for i, token in enumerate(tokens):
         type_ = token.type
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         after_value = in_values and bool(out) and out[-1].type in _VALUE_TOKENS
+        if type_ == "THEN":
+            in_actions = True
+        elif type_ in {"IF", "RULE", "FOREIGN", "OFF"}:
+            in_actions = False
+        if in_actions and type_ == "COMMA":
+            # "DAN Goedkeuren met label, Retourkosten €2": a list of actions, as with EN.
+            out.append(_join([token], "AND", token.value))
+            continue
         if type_ in OPERATORS:
             in_values = True
         elif type_ == "COMMA" and after_value and nxt is not None:
