@@ -7,6 +7,7 @@ a hang, a connection closed before or after it took the event.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import hashlib
@@ -31,6 +32,7 @@ from retouraanvraag.adapters.webhook import (
     EVENT_TYPE_HEADER,
     SIGNATURE_HEADER,
     WebhookSink,
+    _retry_after,
     parse_event,
     signature_header,
     verify_signature,
@@ -254,6 +256,49 @@ def test_an_unreadable_or_huge_retry_after_is_ignored_or_bounded(
     assert wait is None or dt.timedelta(0) <= wait <= dt.timedelta(days=30)
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("0000000000000120", 120),  # leading zeros are the same number
+        ("0" * 40 + "7", 7),
+        ("0", 0),
+        ("9" * 13, 30 * 24 * 3600),  # beyond 30 days: 30 days
+    ],
+)
+def test_retry_after_in_seconds_is_read_whole(value: str, seconds: int) -> None:
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    assert _retry_after(value, now) == dt.timedelta(seconds=seconds)
+
+
+def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout() -> None:
+    """``timeout`` bounds the whole delivery, not each read: a drip never holds a worker."""
+    stop = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def drip() -> None:
+            connection, _ = server.accept()
+            with connection, contextlib.suppress(OSError):
+                connection.recv(65536)
+                # Each byte comes well within the timeout; the whole answer takes 6 s.
+                for byte in b"HTTP/1.1 204 No Content\r\nX-Slow: " + b"a" * 100:
+                    if stop.wait(0.05):
+                        return
+                    connection.sendall(bytes([byte]))
+                connection.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=drip, daemon=True)
+        thread.start()
+        sink = WebhookSink(f"http://127.0.0.1:{server.getsockname()[1]}/", SECRET, timeout=0.5)
+        try:
+            with pytest.raises(PortUnavailable, match="no answer within 0.5 s"):
+                sink.deliver(sample_event())
+        finally:
+            stop.set()
+            thread.join(10)
+
+
 def test_a_receiver_that_hangs_times_out_as_transient(receiver: Receiver) -> None:
     receiver.then(Behaviour(hang=True))
     with pytest.raises(PortUnavailable, match="no answer") as caught:
@@ -287,6 +332,27 @@ def test_a_retry_after_a_lost_ack_is_recognised_by_its_event_id(receiver: Receiv
     first, again = receiver.arrivals
     assert first.headers[EVENT_ID_HEADER] == again.headers[EVENT_ID_HEADER] == event.key
     assert first.body == again.body
+    assert receiver.accepted == {event.key: event}
+
+
+def test_a_replay_under_another_event_id_header_is_still_the_same_event(
+    receiver: Receiver,
+) -> None:
+    """The id header is not signed: a receiver dedupes by the key in the verified body."""
+    event = sample_event()
+    receiver.sink().deliver(event)
+    (arrival,) = receiver.arrivals
+    for forged_id in ("event:x:1", "event:x:2"):
+        connection = http.client.HTTPConnection("127.0.0.1", receiver.server.server_address[1])
+        headers = {
+            SIGNATURE_HEADER: arrival.headers[SIGNATURE_HEADER],
+            EVENT_ID_HEADER: forged_id,
+            "Content-Type": "application/json",
+        }
+        connection.request("POST", "/hooks/returns", body=arrival.body, headers=headers)
+        assert connection.getresponse().status == 200  # it verifies: body and t are unchanged
+        connection.close()
+    assert receiver.verdicts() == ["accepted", "duplicate", "duplicate"]
     assert receiver.accepted == {event.key: event}
 
 
@@ -459,6 +525,16 @@ def test_unknown_schemes_beside_v1_are_skipped() -> None:
     assert verify_signature(SECRET, header, b"{}", now=_at(1)) == _at(1)
 
 
+@pytest.mark.parametrize("malformed", ["zz", "", "A" * 64, "a" * 63])
+def test_a_malformed_v1_beside_one_that_matches_is_skipped(malformed: str) -> None:
+    """As Stripe's parser does: a v1 that cannot be a signature cannot match, so it is skipped."""
+    good = signature_header(SECRET, b"{}", 1)
+    for header in (f"{good},v1={malformed}", f"t=1,v1={malformed},{good[4:]}"):
+        assert verify_signature(SECRET, header, b"{}", now=_at(1)) == _at(1)
+    with pytest.raises(InvalidSignature, match="no v1 signature of 64 lowercase hex"):
+        verify_signature(SECRET, f"t=1,v1={malformed}", b"{}", now=_at(1))
+
+
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [
@@ -501,6 +577,12 @@ def test_a_verifier_misused_is_told_by_the_argument(
         "https://hooks.example/a b",
         "https://hooks.example/\x00",
         "",
+        "http://[notipv6]/x",  # urlsplit's own ValueError, as InvalidInput
+        "http://[::1/x",
+        "https://hooks.example:0/x",  # no receiver listens on port 0
+        "http://127.0.0.1/p\u00e4th",  # a request line is ASCII: percent-encode it
+        "http://127.0.0.1/?q=\u00e4",
+        f"http://\u00e4{'a' * 70}.example/",  # no IDNA name: a label over 63 characters
     ],
 )
 def test_a_url_that_is_not_plain_http_is_refused(url: str) -> None:
@@ -508,6 +590,27 @@ def test_a_url_that_is_not_plain_http_is_refused(url: str) -> None:
         WebhookSink(url, SECRET)
     assert caught.value.field == "url"
     assert "pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://[::1]:8080/hook", "WebhookSink(http://[::1]:8080/…)"),
+        ("https://hooks.example/x", "WebhookSink(https://hooks.example:443/…)"),
+        ("http://b\u00fccher.example/x", "WebhookSink(http://b\u00fccher.example:80/…)"),
+        ("http://127.0.0.1/p%C3%A4th", "WebhookSink(http://127.0.0.1:80/…)"),
+    ],
+)
+def test_a_url_it_takes_is_shown_by_host_and_port_as_a_url(url: str, shown: str) -> None:
+    assert repr(WebhookSink(url, SECRET)) == shown
+
+
+@pytest.mark.parametrize("key", ["event:\u20ac", "event:a\r\nX-Evil: 1"])
+def test_an_event_no_request_can_carry_is_refused_for_good(receiver: Receiver, key: str) -> None:
+    """Not retried for two days: the same event can never be written as a request."""
+    with pytest.raises(PortRejected, match="cannot be sent"):
+        receiver.sink().deliver(sample_event(key=key))
+    assert receiver.arrivals == []
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), True, "10"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
 import re
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +21,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
-from retouraanvraag import Mail, MailKind, Status, photos
+from retouraanvraag import Mail, MailKind, PortRejected, Status, photos
 from retouraanvraag.model import Command
 from retouraanvraag.testing.photo_contract import sample_png
 
-from .webshop_support import Services, _secret, build, csrf, label_pdf, log_in, security
+from .webshop_support import (
+    MAX_SUBMISSION_LENGTH,
+    Services,
+    _secret,
+    build,
+    csrf,
+    label_pdf,
+    log_in,
+    security,
+)
 
 FIETS = "fietsenwinkel"
 BOOKS = "bookshop"
@@ -327,7 +338,7 @@ def test_an_upload_past_the_limit_is_refused_before_its_body_is_read(app: Flask)
     find_order(client, "F1001", "1234 AB")
     cookie = client.get_cookie("session")
     assert cookie is not None
-    size = app.config["MAX_CONTENT_LENGTH"] + 1
+    size = MAX_SUBMISSION_LENGTH + 1
     body = CountingStream(size)
     environ = EnvironBuilder(
         path=f"/{FIETS}/retour/indienen",
@@ -813,3 +824,308 @@ def test_the_demo_label_is_a_pdf_whose_cross_references_point_at_its_objects() -
     text = zlib.decompress(document.split(b"stream\n")[1].split(b"\nendstream")[0])
     assert b"(Tracking: 3SDEMO00000042)" in text
     assert document.endswith(b"%%EOF\n")
+
+
+# -- review findings: the fee's key, cursors, the editor, sessions, lookups, body sizes --------
+
+
+def _items_form(client: FlaskClient, shop_id: str = FIETS) -> dict[str, str]:
+    page = client.get(f"/{shop_id}/retour/artikelen").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    submission = re.search(r'name="submission" value="([^"]+)"', page)
+    assert token is not None
+    assert submission is not None
+    return {"csrf_token": token.group(1), "submission": submission.group(1)}
+
+
+def _payments(services: Services, reference_like: str) -> list[tuple[str, int]]:
+    with services.db.transaction() as db:
+        rows = db.execute(
+            "SELECT reference, amount FROM payments WHERE reference LIKE ?", (reference_like,)
+        ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+@pytest.mark.parametrize("sent", ["", "short", "x" * 22, None])
+def test_a_submission_without_the_key_the_server_issued_is_refused(
+    app: Flask, services: Services, sent: str | None
+) -> None:
+    client = app.test_client()
+    assert find_order(client, "F1002", "2000").status_code == 302
+    form: dict[str, Any] = {
+        **_items_form(client),
+        "refund_method": "money_back",
+        "quantity_1": "1",
+        "reason_1": "defective",
+    }
+    if sent is None:
+        del form["submission"]
+    else:
+        form["submission"] = sent
+    before = {r.id for r in waiting(services)}
+    paid = _payments(services, "pay-%")
+    response = client.post(
+        f"/{FIETS}/retour/indienen", data=form, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert "start again" in response.get_data(as_text=True)
+    assert {r.id for r in waiting(services)} == before
+    assert _payments(services, "pay-%") == paid
+
+
+def test_two_returns_of_one_order_each_pay_their_own_fee_and_both_refund(
+    app: Flask, anna: FlaskClient, services: Services
+) -> None:
+    ids = []
+    for line in (1, 0):
+        client = app.test_client()
+        assert find_order(client, "F1002", "2000").status_code == 302
+        before = {r.id for r in waiting(services)}
+        assert submit_return(client, {line: (1, "defective")}).status_code == 302
+        (new,) = [r for r in waiting(services) if r.id not in before]
+        ids.append(new.id)
+    fees = [services.desk.get(FIETS, i).return_fee for i in ids]
+    assert fees[0] is not None
+    assert fees[1] is not None
+    assert fees[0].payment_reference != fees[1].payment_reference
+    for fee in fees:
+        assert fee is not None
+        assert fee.payment_reference.startswith(f"pay-{FIETS}-F1002-")
+        assert _payments(services, fee.payment_reference) == [
+            (fee.payment_reference, fee.amount.amount)
+        ]
+    for n, request_id in enumerate(ids):
+        post(
+            anna,
+            f"/merchant/requests/{request_id}/approve",
+            {"with_label": "no", "refund": "yes", "op": f"two-fees-{n}"},
+        )
+    services.dispatcher.run_until_idle()
+    for request_id in ids:
+        done = services.desk.get(FIETS, request_id)
+        assert not done.needs_attention, done.attention
+        assert done.return_fee is not None
+        assert done.refunded == done.return_fee.amount
+
+
+def test_a_form_sent_twice_pays_once_and_stores_one_request(
+    app: Flask, services: Services
+) -> None:
+    client = app.test_client()
+    assert find_order(client, "F1002", "2000").status_code == 302
+    form = {
+        **_items_form(client),
+        "refund_method": "money_back",
+        "quantity_1": "1",
+        "reason_1": "defective",
+    }
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    before = {r.id for r in waiting(services)}
+    first = client.post(f"/{FIETS}/retour/indienen", data=form)
+    assert first.status_code == 302
+    client.set_cookie("session", cookie.value)  # the second click left with the first's cookie
+    second = client.post(f"/{FIETS}/retour/indienen", data=form)
+    assert second.status_code == 302
+    assert second.headers["Location"] == first.headers["Location"]
+    (new,) = [r for r in waiting(services) if r.id not in before]
+    assert new.return_fee is not None
+    assert len(_payments(services, new.return_fee.payment_reference)) == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/merchant/?cursor=zz",
+        "/merchant/incoming?cursor=zz",
+        "/merchant/history?cursor=zz",
+        "/merchant/attention?cursor=zz",
+        "/merchant/events?cursor=zz",
+    ],
+)
+def test_a_stale_cursor_on_any_listing_is_a_400(anna: FlaskClient, path: str) -> None:
+    response = anna.get(path)
+    assert response.status_code == 400
+    assert "stale cursor" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("action", ["save", "format", "en", "explain"])
+def test_the_editor_refuses_another_shops_request_before_doing_anything(
+    anna: FlaskClient, services: Services, action: str
+) -> None:
+    theirs = waiting(services, BOOKS)[0]
+    current = services.db.current_rules(FIETS)
+    assert current is not None
+    before = services.db.rule_versions(FIETS)
+    response = post(
+        anna,
+        "/merchant/rules",
+        {"action": action, "text": current.text, "request_id": theirs.id},
+        "/merchant/rules",
+    )
+    assert response.status_code == 404
+    assert services.db.rule_versions(FIETS) == before
+
+
+def test_a_session_cookie_from_before_logout_no_longer_works(app: Flask) -> None:
+    client = app.test_client()
+    log_in(client, "daan", "bel-2026")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    other = app.test_client()  # the same staff member on another machine
+    log_in(other, "daan", "bel-2026")
+    assert client.post("/merchant/logout", data={"csrf_token": csrf(client, "/merchant/")}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", cookie.value)
+    refused = thief.get("/merchant/")
+    assert refused.status_code == 302
+    assert "/merchant/login" in refused.headers["Location"]
+    assert other.get("/merchant/").status_code == 302  # logout ends every session of daan
+    log_in(client, "daan", "bel-2026")
+    assert client.get("/merchant/").status_code == 200
+
+
+def test_a_staff_session_lasts_a_working_day(app: Flask) -> None:
+    client = app.test_client()
+    log_in(client)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    assert cookie.expires is not None
+    left = cookie.expires.timestamp() - time.time()
+    assert 7 * 3600 < left <= 8 * 3600 + 60
+    assert app.permanent_session_lifetime.total_seconds() == 8 * 3600
+
+
+def test_a_login_made_before_a_password_change_no_longer_works(
+    app: Flask, services: Services
+) -> None:
+    client = app.test_client()
+    log_in(client, "daan", "bel-2026")
+    services.db.add_staff("daan", FIETS, "bel-2026")  # the password set again
+    assert client.get("/merchant/").status_code == 302
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Flask, Services]]:
+    """An app of its own: the throttle's counts must not leak into the other tests."""
+    app, services = build(tmp_path)
+    yield app, services
+    services.close()
+
+
+def _from(app: Flask, address: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_failed_lookups_of_one_order_are_throttled_whoever_tries(
+    fresh: tuple[Flask, Services],
+) -> None:
+    app, _services = fresh
+    answers = [
+        find_order(_from(app, f"198.51.100.{n}"), "F1002", f"{1900 + n:04d}").status_code
+        for n in range(12)
+    ]
+    assert answers[:10] == [200] * 10
+    assert answers[10:] == [429, 429]
+    right = find_order(_from(app, "198.51.100.99"), "F1002", "2000")
+    assert right.status_code == 429  # even the right postal code: the guessing stops here
+    assert "Retry-After" in right.headers
+    assert int(right.headers["Retry-After"]) > 0
+    assert "Te veel pogingen" in right.get_data(as_text=True)
+    assert find_order(_from(app, "198.51.100.99"), "F1001", "1234 AB").status_code == 302
+
+
+def test_failed_lookups_from_one_address_are_throttled_across_orders(
+    fresh: tuple[Flask, Services],
+) -> None:
+    app, _services = fresh
+    client = _from(app, "203.0.113.7")
+    answers = [find_order(client, f"F{2000 + n}", "1234 AB").status_code for n in range(21)]
+    assert answers[:20] == [200] * 20
+    assert answers[20] == 429
+    assert find_order(client, "F1001", "1234 AB").status_code == 429
+    assert find_order(_from(app, "203.0.113.8"), "F1001", "1234 AB").status_code == 302
+
+
+def test_failed_lookups_count_no_more_once_the_window_is_over(
+    fresh: tuple[Flask, Services],
+) -> None:
+    app, services = fresh
+    earlier = services.clock.now() - dt.timedelta(hours=2)
+    for _ in range(30):
+        services.db.record_failed_lookup(("order:fietsenwinkel:F1002", "ip:192.0.2.1"), earlier)
+    assert find_order(_from(app, "192.0.2.1"), "F1002", "2000").status_code == 302
+
+
+def test_an_anonymous_body_past_the_small_limit_is_refused_unread(app: Flask) -> None:
+    assert app.config["MAX_CONTENT_LENGTH"] <= 1024 * 1024
+    for path in ("/merchant/login", f"/{FIETS}/retour/", f"/{FIETS}/retour/voorbeeld"):
+        size = app.config["MAX_CONTENT_LENGTH"] + 1
+        body = CountingStream(size)
+        environ = EnvironBuilder(
+            path=path,
+            method="POST",  # no token: the CSRF check reads the form, and is refused first
+            content_type="multipart/form-data; boundary=x",
+        ).get_environ()
+        environ["wsgi.input"] = body
+        environ["CONTENT_LENGTH"] = str(size)
+        answered: list[str] = []
+
+        def start_response(
+            status: str,
+            _headers: list[tuple[str, str]],
+            _exc: object = None,
+            answered: list[str] = answered,
+        ) -> Callable[[bytes], object]:
+            answered.append(status)
+            return lambda _data: None
+
+        page = b"".join(app.wsgi_app(environ, start_response))
+        assert answered == ["413 REQUEST ENTITY TOO LARGE"], path
+        assert body.read_bytes == 0, path
+        assert b"at most 1 MiB" in page
+
+
+def test_a_chunked_body_past_the_small_limit_is_refused(app: Flask) -> None:
+    client = app.test_client()
+    size = app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024
+    body = b'--b\r\nContent-Disposition: form-data; name="f"; filename="x"\r\n\r\n'
+    body += b"\0" * size + b"\r\n--b--\r\n"
+    response = client.post(
+        "/merchant/login",
+        environ_overrides={
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_TYPE": "multipart/form-data; boundary=b",
+            "HTTP_TRANSFER_ENCODING": "chunked",
+            "wsgi.input_terminated": True,
+        },
+    )
+    assert response.status_code == 413
+
+
+def test_the_portal_submission_alone_takes_photos_past_the_small_limit(
+    client: FlaskClient, services: Services
+) -> None:
+    find_order(client, "F1001", "1234 AB")
+    padded = sample_png() + b"\0" * (2 * 1024 * 1024)  # a 2 MiB upload: past the small limit
+    before = {r.id for r in waiting(services)}
+    response = submit_return(client, {1: (1, "too_small")}, photo=padded)
+    assert response.status_code == 302
+    (new,) = [r for r in waiting(services) if r.id not in before]
+    assert len(new.items[0].photos) == 1
+
+
+def test_a_mail_that_names_no_shop_is_refused(services: Services) -> None:
+    mail = Mail(
+        to="x@example.nl",
+        subject="s",
+        text="t",
+        html="<p>t</p>",
+        kind=MailKind.REQUEST_RECEIVED,
+        request_id="r1",
+        message_id="<m1@localhost>",
+    )
+    with pytest.raises(PortRejected, match="names no shop"):
+        services.mail.send("mail:fietsenwinkel:r1:received", mail)

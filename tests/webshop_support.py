@@ -16,7 +16,7 @@ if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
 from webshop import create_app, security  # noqa: E402
-from webshop.app import _secret  # noqa: E402
+from webshop.app import MAX_SUBMISSION_LENGTH, _secret  # noqa: E402
 from webshop.config import SHOPS  # noqa: E402
 from webshop.seed import seed  # noqa: E402
 from webshop.server import RunningShop, hook_url, start  # noqa: E402
@@ -24,6 +24,7 @@ from webshop.services import Services  # noqa: E402
 from webshop.store import label_pdf  # noqa: E402
 
 __all__ = [
+    "MAX_SUBMISSION_LENGTH",
     "SHOPS",
     "RunningShop",
     "Services",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +21,16 @@ log = logging.getLogger("webshop")
 
 #: The most photos a return may carry (the library's limit) and so the most file parts.
 MAX_PHOTOS: Final = photos.MAX_PHOTOS_PER_REQUEST
-#: A whole submission: every photo at the library's limit, plus the form's fields.
-MAX_CONTENT_LENGTH: Final = MAX_PHOTOS * photos.MAX_PHOTO_BYTES + 64 * 1024
+#: A whole return submission: every photo at the library's limit, plus the form's fields.
+MAX_SUBMISSION_LENGTH: Final = MAX_PHOTOS * photos.MAX_PHOTO_BYTES + 64 * 1024
+#: Any other request's body (a rule file, a bulk selection, an event: far less). Anything
+#: larger is refused before it is read, so that nobody, logged in or not, makes the app parse
+#: a large upload; only the portal's submission view allows :data:`MAX_SUBMISSION_LENGTH`.
+MAX_CONTENT_LENGTH: Final = 1024 * 1024
+#: The views that take a return's photos.
+_UPLOAD_VIEWS: Final = frozenset({"portal.submit"})
+#: How long a session lasts after its last request (the portal's and a staff member's).
+SESSION_LIFETIME: Final = dt.timedelta(hours=8)
 
 STATUS_WORDS: Final[Mapping[str, Mapping[Status, str]]] = {
     "nl": {
@@ -91,6 +100,7 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,  # served on loopback over plain HTTP; True behind TLS
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         MAX_FORM_MEMORY_SIZE=64 * 1024,
         MAX_FORM_PARTS=200,
         TEMPLATES_AUTO_RELOAD=False,
@@ -106,6 +116,7 @@ def create_app(
         status_words=STATUS_WORDS,
         money=_money,
     )
+    app.before_request(_body_limit)  # before the CSRF check reads the form
     app.before_request(security.check_csrf)
     app.after_request(security.secure_headers)
     app.register_error_handler(HTTPException, _error_page)
@@ -125,6 +136,12 @@ def create_app(
     return app
 
 
+def _body_limit() -> None:
+    """Let the views that take photos read a whole submission; every other the small limit."""
+    if request.endpoint in _UPLOAD_VIEWS:
+        request.max_content_length = MAX_SUBMISSION_LENGTH
+
+
 def _money(value: Money | None, language: str = "nl") -> str:
     return value.format(language) if value is not None else "—"
 
@@ -133,10 +150,14 @@ def _error_page(error: HTTPException) -> tuple[str, int] | Response:
     code = error.code or 500
     if code >= 500:  # server errors are logged, by path only
         log.error("server error", extra={"path": request.path, "status": code})
-    if code == 413:  # the upload limit
+    if code == 413 and request.endpoint in _UPLOAD_VIEWS:  # the upload limit
         description = (
             f"The upload is too large: at most {MAX_PHOTOS} photos of "
             f"{photos.MAX_PHOTO_BYTES // (1024 * 1024)} MiB each."
+        )
+    elif code == 413:
+        description = (
+            f"The request is too large: at most {MAX_CONTENT_LENGTH // (1024 * 1024)} MiB here."
         )
     else:
         description = error.description or error.name

@@ -23,7 +23,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 
@@ -114,8 +113,8 @@ def login() -> str | Response | tuple[str, int]:
 
 @merchant.post("/logout")
 def logout() -> Response:
-    """End the session."""
-    session.clear()
+    """End the session, and every other session of the same staff member."""
+    security.log_out()
     return redirect(url_for("merchant.login"))  # type: ignore[return-value]
 
 

@@ -8,8 +8,10 @@ import secrets
 from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar
 
-from flask import Flask, Response, abort, g, redirect, request, session, url_for
+from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
+
+from .store import ShopDatabase
 
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"
@@ -85,12 +87,35 @@ def read_status_token(app: Flask, shop_id: str, token: str) -> str | None:
     return None
 
 
+def _shop_db() -> ShopDatabase:
+    found: ShopDatabase = current_app.extensions["webshop"].db
+    return found
+
+
 def log_in(username: str, shop_id: str) -> None:
-    """Start a fresh session for the staff member (a new CSRF token with it)."""
+    """Start a fresh session for the staff member (a new CSRF token with it).
+
+    The session carries the staff member's login generation and lasts
+    ``PERMANENT_SESSION_LIFETIME`` from the last request; :func:`log_out` ends it early.
+    """
     session.clear()
+    session.permanent = True
     session["staff"] = username
     session["shop"] = shop_id
+    session["generation"] = _shop_db().session_generation(username)
     csrf_token()
+
+
+def log_out() -> None:
+    """End every session of the staff member logged in here, and clear this one.
+
+    The cookie is signed, not stored, so clearing it is not enough: a copy taken before would
+    still open the pages. Moving the staff member's generation on makes every copy stale.
+    """
+    staff = session.get("staff")
+    if isinstance(staff, str):
+        _shop_db().end_sessions(staff)
+    session.clear()
 
 
 def staff_required(view: Callable[P, R]) -> Callable[P, R | Response]:
@@ -99,7 +124,15 @@ def staff_required(view: Callable[P, R]) -> Callable[P, R | Response]:
     @functools.wraps(view)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         staff, shop = session.get("staff"), session.get("shop")
-        if not isinstance(staff, str) or not isinstance(shop, str):
+        generation = session.get("generation")
+        if (
+            not isinstance(staff, str)
+            or not isinstance(shop, str)
+            or not isinstance(generation, int)
+            or generation != _shop_db().session_generation(staff)
+        ):
+            for name in ("staff", "shop", "generation"):
+                session.pop(name, None)
             return redirect(url_for("merchant.login", next=request.path))  # type: ignore[return-value]
         g.staff = staff
         g.shop_id = shop

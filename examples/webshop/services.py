@@ -40,50 +40,16 @@ from .store import DemoCarrier, DemoPayments, SentMail, ShopDatabase
 log = logging.getLogger("webshop")
 
 
-class VersionedRules:
-    """A shop's rule set that writes its version as the first line of every trace.
+def rule_version_of(request: ReturnRequest) -> str | None:
+    """The rule version that decided the request, as its history records it.
 
-    The trace lands in the history entry of the decision (or of the submission, when the
-    request waits for review), so each request records the rule version that decided it.
+    The rules are loaded with ``rules.parse(…, version=N)``, so the desk records the version
+    on the history entry of the decision (or of the submission, when the request waits for
+    review); the latest such entry names the version that saw the request last.
     """
-
-    def __init__(self, ruleset: rules.RuleSet, version: int) -> None:
-        """Wrap ``ruleset``, saved as ``version``."""
-        self.ruleset = ruleset
-        self.version = version
-
-    @property
-    def timezone(self) -> str:
-        """The zone the rules count days in (the policy checks it is the shop's)."""
-        return self.ruleset.timezone
-
-    def evaluate(self, request: ReturnRequest, *, default: Decision | None = None) -> Outcome:
-        """The rule set's outcome, its trace led by ``regels versie N``."""
-        outcome = self.ruleset.evaluate(request, default=default)
-        return Outcome(
-            decision=outcome.decision,
-            reason=outcome.reason,
-            refund_return_fee=outcome.refund_return_fee,
-            return_fee=outcome.return_fee,
-            carrier=outcome.carrier,
-            refused=outcome.refused,
-            rule=outcome.rule,
-            trace=(version_line(self.version), *outcome.trace),
-            return_window_days=outcome.return_window_days,
-        )
-
-
-def version_line(version: int) -> str:
-    """The trace line naming the rule version."""
-    return f"regels versie {version}"
-
-
-def rule_version_of(request: ReturnRequest) -> int | None:
-    """The rule version recorded in the request's history, if the rules saw it."""
-    for entry in request.history:
-        for line in entry.trace:
-            if line.startswith("regels versie "):
-                return int(line.removeprefix("regels versie "))
+    for entry in reversed(request.history):
+        if entry.rules_version is not None:
+            return entry.rules_version
     return None
 
 
@@ -106,8 +72,14 @@ class ShopMail:
             return self._boxes[shop_id]
 
     def send(self, key: str, mail: Mail) -> None:
-        """Deliver under ``key`` (``mail:<shop>:<request>:<kind>``), once."""
-        shop_id = key.split(":")[1]
+        """Deliver under ``key`` into the Maildir of the shop the mail names, once.
+
+        Raises:
+            PortRejected: the mail names no shop (the renderer always fills it in).
+        """
+        shop_id = mail.shop_id
+        if not shop_id:
+            raise PortRejected(f"{key}: the mail names no shop")
         self.box(shop_id).send(key, mail)
         self._db.record_mail(
             SentMail(mail.message_id, key, shop_id, mail.request_id, mail.kind, self._clock.now())
@@ -190,10 +162,10 @@ class Services:
         version, text = (current.version, current.text) if current else (0, "")
         return _policy(self.shops[shop_id], version, text)
 
-    def rules_of(self, shop_id: str) -> VersionedRules | None:
-        """The shop's current rules, if it has any."""
+    def rules_of(self, shop_id: str) -> rules.RuleSet | None:
+        """The shop's current rules, if it has any (their ``version`` is the saved one's)."""
         evaluator = self.policy(shop_id).rules
-        return evaluator if isinstance(evaluator, VersionedRules) else None
+        return evaluator if isinstance(evaluator, rules.RuleSet) else None
 
     def parse_rules(self, shop_id: str, text: str) -> rules.RuleSet:
         """Load ``text`` as this shop's rules.
@@ -238,8 +210,9 @@ def data_key(path: Path) -> str:
 def _policy(shop: ShopConfig, version: int, text: str) -> Policy:
     evaluator = None
     if text.strip():
-        ruleset = rules.parse(text, shop=shop.settings, source_name="regels.txt")
-        evaluator = VersionedRules(ruleset, version)
+        evaluator = rules.parse(
+            text, shop=shop.settings, source_name="regels.txt", version=str(version)
+        )
     return Policy(
         manual_approval=shop.manual_approval,
         return_window_days=shop.return_window_days,

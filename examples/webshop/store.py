@@ -44,6 +44,13 @@ _SCHEMA: Final = (
         type TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL, actor TEXT NOT NULL,
         occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS events_by_shop ON events (shop_id, occurred_at, key)",
+    # A staff member's login generation: a session cookie carries the one it was made in, and
+    # logging out (or a new password) moves it on, so that older cookies stop working.
+    """CREATE TABLE IF NOT EXISTS staff_sessions (
+        username TEXT PRIMARY KEY, generation INTEGER NOT NULL)""",
+    # Failed order lookups in the portal, one row per bucket (an order, a client address).
+    "CREATE TABLE IF NOT EXISTS failed_lookups (bucket TEXT NOT NULL, at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS failed_lookups_by_bucket ON failed_lookups (bucket, at)",
 )
 
 
@@ -122,12 +129,60 @@ class ShopDatabase:
     # -- staff --------------------------------------------------------------------------------
 
     def add_staff(self, username: str, shop_id: str, password: str) -> None:
-        """Create (or replace) a staff login; only the password's hash is kept."""
+        """Create (or replace) a staff login; only the password's hash is kept.
+
+        Replacing a login ends its sessions: a cookie made before the new password is refused.
+        """
         digest = generate_password_hash(password)
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO staff (username, shop_id, password_hash) VALUES (?, ?, ?)",
                 (username, shop_id, digest),
+            )
+            _next_generation(db, username)
+
+    def session_generation(self, username: str) -> int:
+        """The staff member's current login generation (a session of another is over)."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT generation FROM staff_sessions WHERE username = ?", (username,)
+            ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def end_sessions(self, username: str) -> None:
+        """End every session of the staff member (logging out on one machine ends them all)."""
+        with self.transaction() as db:
+            _next_generation(db, username)
+
+    # -- failed order lookups -----------------------------------------------------------------
+
+    def failed_lookups(self, bucket: str, since: dt.datetime) -> int:
+        """How many lookups failed in ``bucket`` since ``since``."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM failed_lookups WHERE bucket = ? AND at >= ?",
+                (bucket, _utc(since)),
+            ).fetchone()
+        return int(row[0])
+
+    def oldest_failed_lookup(self, bucket: str, since: dt.datetime) -> dt.datetime | None:
+        """When the oldest failure in ``bucket`` since ``since`` was (when the count drops)."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT MIN(at) FROM failed_lookups WHERE bucket = ? AND at >= ?",
+                (bucket, _utc(since)),
+            ).fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row[0] is not None else None
+
+    def record_failed_lookup(self, buckets: tuple[str, ...], at: dt.datetime) -> None:
+        """Count one failed lookup in each bucket; failures a day old are forgotten."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO failed_lookups (bucket, at) VALUES (?, ?)",
+                [(bucket, _utc(at)) for bucket in buckets],
+            )
+            db.execute(
+                "DELETE FROM failed_lookups WHERE at < ?", (_utc(at - dt.timedelta(days=1)),)
             )
 
     def has_staff(self) -> bool:
@@ -287,6 +342,14 @@ class ShopDatabase:
 
 
 _DUMMY_HASH: Final = generate_password_hash(secrets.token_hex(16))
+
+
+def _next_generation(db: sqlite3.Connection, username: str) -> None:
+    db.execute(
+        "INSERT INTO staff_sessions (username, generation) VALUES (?, 1) "
+        "ON CONFLICT (username) DO UPDATE SET generation = generation + 1",
+        (username,),
+    )
 
 
 def _utc(moment: dt.datetime) -> str:

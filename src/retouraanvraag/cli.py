@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, Final, NoReturn, Self, TextIO
+from typing import IO, TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, TextIO
 
 from retouraanvraag import __version__
 from retouraanvraag.errors import (
@@ -53,13 +53,18 @@ from retouraanvraag.errors import (
 )
 
 if TYPE_CHECKING:
-    from retouraanvraag.adapters.sqlite import SqliteStorage
     from retouraanvraag.adapters.webhook import WebhookSink
     from retouraanvraag.dispatcher import Dispatcher, DispatchReport
     from retouraanvraag.model import Decision, Label, Money, ReturnRequest
-    from retouraanvraag.ports import OutboxEntry
+    from retouraanvraag.ports import OutboxEntry, Storage
     from retouraanvraag.rules import RuleSet
     from retouraanvraag.workflow import Desk
+
+    class _Store(Storage, Protocol):
+        """A store the command line opened, and closes."""
+
+        def close(self) -> None: ...
+
 
 __all__ = ["main"]
 
@@ -665,10 +670,7 @@ def _sqlite_path(db: str) -> Path:
     """``--db`` as a SQLite path; a database URL is refused without repeating it (a password)."""
     scheme, sep, _rest = db.partition("://")
     if _is_postgresql(db):
-        raise _Failure(
-            "--db: PostgreSQL is not available yet (its adapter is planned for the `postgres` "
-            "extra); give the path of a SQLite database file"
-        )
+        raise _Failure("--db: this is a PostgreSQL database, not a SQLite file")
     if sep:
         raise _Failure(
             f"--db: {scheme}:// is not a store this version can open; give the path of a SQLite "
@@ -677,7 +679,14 @@ def _sqlite_path(db: str) -> Path:
     return Path(db)
 
 
-def _open(db: str, *, create: bool = False) -> SqliteStorage:
+def _open(db: str, *, create: bool = False) -> _Store:
+    """The store ``--db`` names: a SQLite file, or a PostgreSQL database (URL or libpq string).
+
+    A PostgreSQL database must have its schema already (``retouraanvraag db migrate``):
+    a command that only lists or decides never changes the schema.
+    """
+    if _is_postgresql(db) and not create:
+        return _open_postgresql(db)
     from retouraanvraag.adapters.sqlite import SqliteStorage  # noqa: PLC0415
 
     path = _sqlite_path(db)
@@ -694,6 +703,21 @@ def _open(db: str, *, create: bool = False) -> SqliteStorage:
     except PortRejected as exc:  # not a database, or a newer schema
         raise _Failure(str(exc)) from exc
     except PortError as exc:  # busy or unreachable: the same command may work later
+        raise _Failure(str(exc), PROBLEMS) from exc
+
+
+def _open_postgresql(db: str) -> _Store:
+    try:
+        from retouraanvraag.adapters.postgres import PostgresStorage  # noqa: PLC0415 - extra
+    except ImportError as exc:
+        raise _Failure(f"--db: {exc} (install retouraanvraag[postgres])") from exc
+    try:
+        return PostgresStorage(db, migrate=False, max_size=2)
+    except InvalidInput as exc:
+        raise _Failure(f"--db: {exc}") from exc
+    except PortRejected as exc:  # no schema yet, or a newer one
+        raise _Failure(str(exc)) from exc
+    except PortError as exc:  # unreachable: the same command may work later
         raise _Failure(str(exc), PROBLEMS) from exc
 
 
@@ -718,7 +742,7 @@ def _rule_problem(error: RuleError) -> str:
 
 
 @contextlib.contextmanager
-def _desk(args: argparse.Namespace) -> Iterator[tuple[Desk, SqliteStorage]]:
+def _desk(args: argparse.Namespace) -> Iterator[tuple[Desk, _Store]]:
     from retouraanvraag.workflow import Desk, Policy  # noqa: PLC0415
 
     storage = _open(args.db)
@@ -881,7 +905,7 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _show(desk: Desk, storage: SqliteStorage, args: argparse.Namespace, out: TextIO) -> int:
+def _show(desk: Desk, storage: Storage, args: argparse.Namespace, out: TextIO) -> int:
     request = desk.get(args.shop, args.id)
     entries = storage.outbox(args.shop, request.id)
     if args.json:
@@ -955,7 +979,7 @@ def _show(desk: Desk, storage: SqliteStorage, args: argparse.Namespace, out: Tex
     return OK
 
 
-def _decide(desk: Desk, storage: SqliteStorage, args: argparse.Namespace, out: TextIO) -> int:
+def _decide(desk: Desk, storage: Storage, args: argparse.Namespace, out: TextIO) -> int:
     shop, key = args.shop, args.idempotency_key
     action = args.action
     if action == "approve":

@@ -58,13 +58,11 @@ from retouraanvraag.model import (
     Status,
     _check_moment,
     _choice,
-    _collection,
-    _product_tag_set,
     _require,
-    _tag_set,
     resolve_country,
     staff_actor,
 )
+from retouraanvraag.policy import Policy
 from retouraanvraag.ports import (
     COMMAND_RETRIES,
     Clock,
@@ -74,12 +72,11 @@ from retouraanvraag.ports import (
     Page,
     PhotoStore,
     Query,
-    RuleEvaluator,
     Storage,
     SystemClock,
     Tab,
 )
-from retouraanvraag.shop import DEFAULT_TIMEZONE, ShopSettings
+from retouraanvraag.submission import NewItem, NewRequest
 
 if TYPE_CHECKING:
     from retouraanvraag.rules import ConditionFilter
@@ -94,160 +91,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("retouraanvraag")
-
-
-def _check_window(_instance: object, _attribute: object, value: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_WINDOW:
-        raise InvalidInput(
-            f"must be a whole number of days from 0 to {_MAX_WINDOW}, or None",
-            field="return_window_days",
-        )
-
-
-_MAX_WINDOW: Final = 3650
-
-
-@attrs.frozen(init=False)
-class Policy:
-    """A shop's return policy.
-
-    Attributes:
-        manual_approval: with no rule deciding, ``True`` waits for review, ``False`` approves
-            with a label (Sendcloud's "Retouren handmatig goedkeuren en afwijzen").
-        return_window_days: days after delivery during which a return may be asked
-            (``None``: no window).
-        shop: the shop's settings: its time zone (the window counts calendar days there)
-            and the return reasons it offers, among others.
-        rules: the shop's rule set, consulted at submission; parse it with the same
-            ``shop`` (``rules.parse(text, shop=shop)``).
-    """
-
-    manual_approval: bool
-    return_window_days: int | None = attrs.field(validator=_check_window)
-    shop: ShopSettings = attrs.field(validator=attrs.validators.instance_of(ShopSettings))
-    rules: RuleEvaluator | None = attrs.field(eq=False)
-
-    def __init__(
-        self,
-        *,
-        manual_approval: bool = True,
-        return_window_days: int | None = 30,
-        shop: ShopSettings | None = None,
-        rules: RuleEvaluator | None = None,
-        timezone: str | None = None,
-        reasons: ReasonCatalogue | None = None,
-    ) -> None:
-        """Build the policy; ``timezone`` and ``reasons`` are short for a ``shop`` with them.
-
-        Raises:
-            InvalidInput: the window is not a whole number of days from 0 to 3650, the zone
-                is not an IANA zone, ``timezone``/``reasons`` are given beside ``shop``, or
-                the rules were parsed for another time zone than the shop's.
-        """
-        if shop is None:
-            shop = ShopSettings(
-                timezone=DEFAULT_TIMEZONE if timezone is None else timezone,
-                reasons=ReasonCatalogue() if reasons is None else reasons,
-            )
-        elif timezone is not None or reasons is not None:
-            raise InvalidInput(
-                "give the time zone and the reasons in shop=, not beside it",
-                field="timezone" if timezone is not None else "reasons",
-            )
-        zone = getattr(rules, "timezone", None)
-        if isinstance(zone, str) and zone != shop.timezone:
-            raise InvalidInput(
-                f"the rules count days in {zone!r} but the shop is in {shop.timezone!r}: "
-                "parse them with rules.parse(text, shop=...)",
-                field="rules",
-            )
-        self.__attrs_init__(manual_approval, return_window_days, shop, rules)
-
-    @property
-    def timezone(self) -> str:
-        """The shop's IANA time zone (``shop.timezone``)."""
-        return self.shop.timezone
-
-    @property
-    def reasons(self) -> ReasonCatalogue:
-        """The return reasons the shop offers (``shop.reasons``)."""
-        return self.shop.reasons
-
-    def deadline(self, delivered_at: dt.datetime, days: int | None = None) -> dt.date | None:
-        """The last local day on which a return may be asked, or ``None`` without a window.
-
-        ``days`` is a window the shop's rules gave (``Retourtermijn 60 dagen``); without it,
-        the policy's ``return_window_days`` applies.
-
-        Raises:
-            InvalidInput: ``delivered_at`` is not an aware datetime between
-                :data:`~retouraanvraag.model.EARLIEST_MOMENT` and ``LATEST_MOMENT`` (the
-                field is ``delivered_at``).
-        """
-        _check_moment(delivered_at, "delivered_at")
-        window = days if days is not None else self.return_window_days
-        if window is None:
-            return None
-        # Within the bounds, neither the zone nor the window (at most ten years) can overflow.
-        local = delivered_at.astimezone(self.shop.zone)
-        return local.date() + dt.timedelta(days=window)
-
-
-def _uploads(value: Iterable[bytes]) -> tuple[bytes, ...]:
-    return _collection(value, "photos", "uploads (bytes)")
-
-
-def _new_items(value: Iterable[NewItem]) -> tuple[NewItem, ...]:
-    return _collection(value, "items", "NewItem")
-
-
-@attrs.frozen
-class NewItem:
-    """An item as the customer submits it; ``photos`` are raw uploads, validated on submit.
-
-    Fields are checked by :meth:`Desk.submit` and :meth:`Desk.preview`, where an error can name
-    the item (``items[1].unit_price``); ``photos`` must be a collection of uploads already here.
-    """
-
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Money
-    reason: str
-    reason_text: str | None = None
-    photos: tuple[bytes, ...] = attrs.field(default=(), converter=_uploads)
-    product_type: str | None = None
-    product_tags: frozenset[str] = attrs.field(default=frozenset(), converter=_product_tag_set)
-    vendor: str | None = None
-
-
-@attrs.frozen
-class NewRequest:
-    """A return request as the portal or the API submits it.
-
-    ``from_country`` may be an ISO code or a Dutch/English name; ``reason`` of an item a code or
-    a label of the shop's catalogue. Fields are checked by :meth:`Desk.submit` and
-    :meth:`Desk.preview`, each error naming its field; ``items`` and ``tags`` must be
-    collections already here.
-    """
-
-    shop_id: str
-    order_number: str
-    customer: Customer
-    from_country: str
-    order_value: Money
-    items: tuple[NewItem, ...] = attrs.field(converter=_new_items)
-    ordered_at: dt.datetime | None = None
-    delivered_at: dt.datetime | None = None
-    refund_method: RefundMethod = RefundMethod.MONEY_BACK
-    return_method: str | None = None
-    channel: Channel = Channel.PORTAL
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tag_set)
-    return_fee: PaidFee | None = None
-    discount_code: str | None = None
-    earlier_returns: int | None = None
 
 
 def _fingerprint(command: Command, arguments: Mapping[str, Any]) -> str:

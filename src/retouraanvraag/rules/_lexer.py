@@ -519,22 +519,30 @@ def _starts_comparison(tokens: list[Token], i: int) -> bool:
     return j > i and j < len(tokens) and tokens[j].type in OPERATORS
 
 
+def _action_commas(tokens: list[Token]) -> list[Token]:
+    """A comma between actions is an ``EN``: ``DAN Goedkeuren met label, Retourkosten €2``."""
+    out: list[Token] = []
+    in_actions = False
+    for token in tokens:
+        if token.type == "THEN":
+            in_actions = True
+        elif token.type in {"IF", "RULE", "FOREIGN", "OFF"}:
+            in_actions = False
+        out.append(
+            _join([token], "AND", token.value) if in_actions and token.type == "COMMA" else token
+        )
+    return out
+
+
 def _disambiguate(tokens: list[Token]) -> list[Token]:  # noqa: C901
     """Decide whether OF/EN/a comma after a value joins values or conditions (DESIGN §3)."""
     out: list[Token] = []
-    in_values = in_actions = False
+    in_values = False
+    tokens = _action_commas(tokens)
     for i, token in enumerate(tokens):
         type_ = token.type
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         after_value = in_values and bool(out) and out[-1].type in _VALUE_TOKENS
-        if type_ == "THEN":
-            in_actions = True
-        elif type_ in {"IF", "RULE", "FOREIGN", "OFF"}:
-            in_actions = False
-        if in_actions and type_ == "COMMA":
-            # "DAN Goedkeuren met label, Retourkosten €2": a list of actions, as with EN.
-            out.append(_join([token], "AND", token.value))
-            continue
         if type_ in OPERATORS:
             in_values = True
         elif type_ == "COMMA" and after_value and nxt is not None:

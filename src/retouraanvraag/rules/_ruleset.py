@@ -107,7 +107,7 @@ def check_version(value: object) -> None:
 MAX_VERSION: Final = 64
 
 
-def _check_version(_instance: object, _attribute: object, value: object) -> None:
+def _check_version(_instance: object, _attribute: object, value: str | None) -> None:
     check_version(value)
 
 
