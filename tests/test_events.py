@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -290,6 +291,42 @@ def test_a_label_retried_after_a_give_up_and_a_second_give_up_have_their_own_key
     assert set(host.sink.deliveries().values()) == {1}
 
 
+def test_needs_attention_counts_every_give_up_so_stored_keys_keep_their_meaning(
+    host: Host,
+) -> None:
+    """An event given up emits nothing but is counted: ``n`` skips it, and never repeats.
+
+    Counting only the give-ups that emit would hand a later give-up the ``n`` an event
+    already stored under the old count holds, and the outbox keeps one entry per key.
+    """
+    world = host.world
+    refusing = inject_faults(host.sink, lambda *_: Fault.BEFORE, error=PortRejected)
+    request = host.submit(world.new_request())
+    host.drain(sink=refusing)  # the submitted event is given up: give-up 1, no event
+    host.desk.resolve_attention(SHOP, request.id, actor=STAFF, retry=True)
+    host.drain()
+    labels = inject_faults(
+        FakeLabels(),
+        lambda _n, name: Fault.BEFORE if name == "create_label" else None,
+        error=PortRejected,
+    )
+    host.desk.approve(SHOP, request.id, with_label=True, actor=STAFF)
+    world.make_dispatcher(labels=labels, events=host.sink).run_until_idle()  # give-up 2
+    host.desk.resolve_attention(SHOP, request.id, actor=STAFF, retry=True)
+    world.make_dispatcher(labels=labels, events=host.sink).run_until_idle()  # give-up 3
+    attention = [e for e in host.sink.events(request.id) if e.type is EventType.NEEDS_ATTENTION]
+    assert [e.key for e in attention] == [
+        key(request.id, EventType.NEEDS_ATTENTION, 2),
+        key(request.id, EventType.NEEDS_ATTENTION, 3),
+    ]
+    assert {e.effect for e in attention} == {
+        Effect.create_label(SHOP, request.id, 1).key,
+        Effect.create_label(SHOP, request.id, 2).key,
+    }
+    given_up = [h.effect for h in host.desk.get(SHOP, request.id).history if h.effect]
+    assert given_up.count(key(request.id, EventType.SUBMITTED)) == 1  # the one counted as 1
+
+
 # -- a shop without a sink ----------------------------------------------------------------------
 
 
@@ -302,6 +339,47 @@ def test_a_desk_without_events_queues_none(world: World) -> None:
     kinds = {e.effect.kind for e in world.storage.outbox(SHOP, request.id)}
     assert EffectKind.EVENT not in kinds
     assert {EffectKind.MAIL, EffectKind.REFUND, EffectKind.CREATE_LABEL} <= kinds
+
+
+def test_a_sink_beside_a_desk_without_events_tells_the_host_nothing_and_warns_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a label or a refund of a request the host never heard was submitted."""
+    sink = EventRecorder()
+    dispatcher = world.make_dispatcher(events=sink)
+    ids = []
+    for _ in range(2):
+        request = world.desk.submit(world.new_request())
+        world.desk.approve(SHOP, request.id, with_label=True, refund_return_fee=True, actor=STAFF)
+        ids.append(request.id)
+    with caplog.at_level(logging.WARNING, logger="retouraanvraag"):
+        report = dispatcher.run_until_idle()
+    assert report.dead == 0
+    assert sink.delivered == []
+    for request_id in ids:
+        stored = world.desk.get(SHOP, request_id)
+        assert stored.label is not None
+        assert stored.refunds
+        kinds = {e.effect.kind for e in world.storage.outbox(SHOP, request_id)}
+        assert EffectKind.EVENT not in kinds
+    warnings = [r for r in caplog.records if "events=True" in r.getMessage()]
+    assert len(warnings) == 1
+    assert getattr(warnings[0], "request_id", None) in ids
+
+
+def test_a_sink_keeps_telling_a_request_whose_desk_queued_events(host: Host) -> None:
+    """Whether a request's effects are told follows its own outbox, not the desk of today."""
+    request = host.submit(host.world.new_request())
+    host.world.desk.approve(SHOP, request.id, with_label=True, refund_return_fee=True, actor=STAFF)
+    quiet = Desk(host.world.storage, clock=host.world.clock)  # events turned off since
+    quiet.mark_received(SHOP, request.id, actor=STAFF)
+    host.drain()
+    assert types_of(host.sink.events(request.id)) == [
+        EventType.SUBMITTED,
+        EventType.APPROVED,
+        EventType.REFUNDED,
+        EventType.LABEL_CREATED,
+    ]
 
 
 def test_events_queued_for_a_dispatcher_without_a_sink_are_given_up_not_dropped(

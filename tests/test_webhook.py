@@ -1,8 +1,8 @@
 """The webhook event sink against a real HTTP receiver on loopback that checks signatures.
 
 The receiver (``http.server`` in a thread, started here) verifies every request with
-``verify_signature``, keeps each event id once, and answers as a test tells it: any status,
-a hang, a connection closed before or after it took the event.
+``verify_signature``, keeps each event once by the key in its verified body, and answers as a
+test tells it: any status, a hang, a connection closed before or after it took the event.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Behaviour:
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1 that verifies signatures and deduplicates by event id."""
+    """A receiver on 127.0.0.1 that verifies signatures and dedupes by the body's event key."""
 
     def __init__(self, secret: bytes | Sequence[bytes] = SECRET) -> None:
         self.secret = secret
@@ -148,11 +148,13 @@ class Receiver:
             return f"refused: {exc.reason}"
         if behaviour.hang or behaviour.close_before or behaviour.status not in range(200, 300):
             return f"answered {behaviour.status}"
+        # By the key in the verified body: the id header is not signed, so a replay could
+        # carry any id there.
         event = parse_event(body)
         with self.lock:
-            if headers[EVENT_ID_HEADER] in self.accepted:
+            if event.key in self.accepted:
                 return "duplicate"
-            self.accepted[headers[EVENT_ID_HEADER]] = event
+            self.accepted[event.key] = event
         return "accepted"
 
     def verdicts(self) -> list[str]:
@@ -376,7 +378,7 @@ def test_a_replayed_signature_is_refused_once_it_is_old(receiver: Receiver) -> N
     later = signed + dt.timedelta(minutes=5, seconds=1)
     with pytest.raises(InvalidSignature, match="expired"):
         verify_signature(SECRET, header, arrival.body, now=later)
-    # Within the tolerance a replay verifies, and the receiver knows its id already.
+    # Within the tolerance a replay verifies: the receiver knows the key in its body already.
     assert verify_signature(SECRET, header, arrival.body, now=signed + dt.timedelta(minutes=4))
 
 
@@ -684,7 +686,7 @@ class TestWebhookSink(EventSinkContract):
 
 
 class TestWebhookSinkWithADeduplicatingReceiver(TestWebhookSink):
-    """What a receiver that keeps each event id once ends up with: exactly once."""
+    """What a receiver that keeps each event key once ends up with: exactly once."""
 
     exactly_once = True
 

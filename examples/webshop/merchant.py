@@ -179,13 +179,19 @@ def requests_tab() -> str:
     )
 
 
+def _listing(fetch: Callable[..., Page]) -> Page:
+    """A page of a listing from the URL's cursor; a cursor it did not make is a 400."""
+    try:
+        return fetch(g.shop_id, limit=50, cursor=request.args.get("cursor") or None)
+    except InvalidInput:
+        abort(400, description="That page of the listing does not exist (a stale cursor).")
+
+
 @merchant.get("/incoming")
 @security.staff_required
 def incoming() -> str:
     """Inkomende retourzendingen: approved returns, parcels expected or received."""
-    page = services().desk.incoming_returns(
-        g.shop_id, limit=50, cursor=request.args.get("cursor") or None
-    )
+    page = _listing(services().desk.incoming_returns)
     return _render("listing.html", title="Incoming returns", page=page, tab="incoming")
 
 
@@ -193,9 +199,7 @@ def incoming() -> str:
 @security.staff_required
 def history() -> str:
     """Finished returns, each with its audit trail and rules trace on its page."""
-    page = services().desk.history_tab(
-        g.shop_id, limit=50, cursor=request.args.get("cursor") or None
-    )
+    page = _listing(services().desk.history_tab)
     return _render("listing.html", title="History", page=page, tab="history")
 
 
@@ -203,9 +207,7 @@ def history() -> str:
 @security.staff_required
 def attention() -> str:
     """Requests with an effect that failed for good."""
-    page = services().desk.needing_attention(
-        g.shop_id, limit=50, cursor=request.args.get("cursor") or None
-    )
+    page = _listing(services().desk.needing_attention)
     return _render("listing.html", title="Needs attention", page=page, tab="attention")
 
 
@@ -567,8 +569,10 @@ def rules_editor() -> str | tuple[str, int]:
     message = None
     status = 200
     chosen = request.form.get("request_id", "") or request.args.get("explain", "")
-    if request.method == "GET" and chosen and ruleset is not None:
-        explanation = ruleset.explain(_get(chosen))
+    # Another shop's (or an unknown) request is a 404 before any action runs: nothing saved.
+    target = _get(chosen) if chosen else None
+    if request.method == "GET" and target is not None and ruleset is not None:
+        explanation = ruleset.explain(target)
     if action in {"format", "nl", "en"} and ruleset is not None:
         text = rules.format(ruleset, language=None if action == "format" else action)
         ruleset, found = _check(text)
@@ -576,14 +580,14 @@ def rules_editor() -> str | tuple[str, int]:
     elif action == "save" and ruleset is not None:
         version = db.save_rules(g.shop_id, text, g.staff, services().clock.now())
         message = f"Saved as version {version}; new requests are decided by it."
-    elif action == "explain" and ruleset is not None and chosen:
-        explanation = ruleset.explain(_get(chosen))
+    elif action == "explain" and ruleset is not None and target is not None:
+        explanation = ruleset.explain(target)
     elif action and ruleset is None:
         message = "The rules have errors; nothing was done."
         status = 422
     recent = _recent()
-    if chosen and chosen not in {r.id for r in recent}:
-        recent.insert(0, _get(chosen))
+    if target is not None and target.id not in {r.id for r in recent}:
+        recent.insert(0, target)
     page = _render(
         "rules.html",
         text=text,

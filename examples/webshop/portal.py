@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -82,6 +85,11 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "whole_order": "Deze bestelling kan niet worden geretourneerd",
         "photos": "foto('s)",
         "resubmitted": "Dit formulier is al met andere keuzes ingediend; begin opnieuw.",
+        "stale_form": "Dit formulier is verlopen of al ingediend; begin opnieuw.",
+        "throttled": (
+            "Te veel mislukte pogingen om een bestelling te vinden. "
+            "Probeer het over {minutes} minuten opnieuw."
+        ),
     },
     "en": {
         "title": "Return an order",
@@ -117,10 +125,21 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "whole_order": "This order cannot be returned",
         "photos": "photo(s)",
         "resubmitted": "This form was already submitted with other choices; start again.",
+        "stale_form": "This form is out of date or was submitted already; start again.",
+        "throttled": "Too many failed attempts to find an order. Try again in {minutes} minutes.",
     },
 }
 
 _LINE_FIELD: Final = re.compile(r"^items\[(\d+)\]")
+#: What a submission key looks like (``secrets.token_urlsafe(16)``).
+_SUBMISSION_KEY: Final = re.compile(r"[A-Za-z0-9_-]{22}")
+#: Failed order lookups are counted over this window ...
+LOOKUP_WINDOW: Final = dt.timedelta(hours=1)
+#: ... and refused (429) past this many for one order number, whoever tries: an order number
+#: and a 4-digit postal code (Belgium, Switzerland) are otherwise found in 10,000 guesses ...
+MAX_FAILED_PER_ORDER: Final = 10
+#: ... or past this many from one client address, whichever order it tries.
+MAX_FAILED_PER_ADDRESS: Final = 20
 
 
 @attrs.frozen
@@ -165,13 +184,60 @@ def find(shop_id: str) -> str | Response:
     text = _text(shop.language)
     error = None
     if request.method == "POST":
-        order = shop.order(request.form.get("order_number", ""))
+        number = request.form.get("order_number", "")
+        buckets = _lookup_buckets(shop, number)
+        wait = _throttled(buckets)
+        if wait is not None:  # even the right answer: the guessing stops here
+            page = render_template(
+                "portal_find.html",
+                shop=shop,
+                t=text,
+                lang=shop.language,
+                error=text["throttled"].format(minutes=math.ceil(wait / 60)),
+            )
+            return Response(page, status=429, headers={"Retry-After": str(wait)})
+        order = shop.order(number)
         contact = _folded(request.form.get("contact", ""))
         if order is not None and contact in {_folded(order.email), _folded(order.postal_code)}:
-            session["portal"] = {"shop": shop.id, "order": order.number}
+            # The submission key is the server's: it keys the fee's payment and the request.
+            session["portal"] = {
+                "shop": shop.id,
+                "order": order.number,
+                "submission": secrets.token_urlsafe(16),
+            }
             return redirect(url_for("portal.items", shop_id=shop.id))  # type: ignore[return-value]
+        services().db.record_failed_lookup(buckets, services().clock.now())
         error = text["not_found"]
     return render_template("portal_find.html", shop=shop, t=text, lang=shop.language, error=error)
+
+
+def _lookup_buckets(shop: ShopConfig, number: str) -> tuple[str, str]:
+    """Where a failed lookup counts: the order number tried, and the client's address."""
+    tried = "".join(number.split()).upper()[:64]
+    return f"order:{shop.id}:{tried}", f"ip:{request.remote_addr or '-'}"
+
+
+def _throttled(buckets: tuple[str, str]) -> int | None:
+    """Seconds until a lookup is allowed again, or ``None`` when it is allowed now."""
+    db = services().db
+    now = services().clock.now()
+    since = now - LOOKUP_WINDOW
+    waits = []
+    for bucket, limit in zip(buckets, (MAX_FAILED_PER_ORDER, MAX_FAILED_PER_ADDRESS), strict=True):
+        if db.failed_lookups(bucket, since) >= limit:
+            oldest = db.oldest_failed_lookup(bucket, since) or now
+            waits.append(max(1, math.ceil((oldest + LOOKUP_WINDOW - now).total_seconds())))
+    return max(waits) if waits else None
+
+
+def _submission_key() -> str:
+    """The one-time key of the order in the session (issued when the order was found)."""
+    found = session["portal"]
+    key = found.get("submission")
+    if not isinstance(key, str) or not _SUBMISSION_KEY.fullmatch(key):
+        key = secrets.token_urlsafe(16)
+        session["portal"] = {**found, "submission": key}
+    return key
 
 
 @portal.get("/artikelen")
@@ -189,7 +255,7 @@ def items(shop_id: str) -> str:
         lang=order.language,
         preview=preview,
         reasons=shop.reasons.reasons,
-        submission=secrets.token_urlsafe(16),
+        submission=_submission_key(),
         refund_methods=list(RefundMethod),
         choices={c.line: c for c in choices},
         errors={},
@@ -219,6 +285,10 @@ def submit(shop_id: str) -> str | Response | tuple[str, int]:
     shop = shop_or_404(shop_id)
     order = _order_in_session(shop)
     text = _text(order.language)
+    key = _submission_key()
+    sent = request.form.get("submission", "")
+    if not hmac.compare_digest(sent.encode(), key.encode()):  # a form of another visit
+        abort(400, description=text["stale_form"])
     choices = [c for c in _choices(shop, order) if c.quantity > 0]
     errors: dict[int | None, str] = {}
     if not choices:
@@ -226,7 +296,7 @@ def submit(shop_id: str) -> str | Response | tuple[str, int]:
     uploads = {c.line: _read_photo(request.files.get(f"photo_{c.line}")) for c in choices}
     errors.update({line: u for line, u in uploads.items() if isinstance(u, str)})
     if not errors:
-        saved = _submit(shop, order, choices, uploads, errors)
+        saved = _submit(shop, order, choices, uploads, errors, key)
         if saved is not None:
             session.pop("portal", None)
             token = security.status_token(current_app, shop.id, saved)
@@ -239,7 +309,7 @@ def submit(shop_id: str) -> str | Response | tuple[str, int]:
         lang=order.language,
         preview=_preview(shop, order, _choices(shop, order)),
         reasons=shop.reasons.reasons,
-        submission=request.form.get("submission") or secrets.token_urlsafe(16),
+        submission=key,
         refund_methods=list(RefundMethod),
         choices={c.line: c for c in _choices(shop, order)},
         errors=errors,
@@ -298,27 +368,29 @@ def _submit(
     choices: list[Choice],
     uploads: Mapping[int, bytes | str | None],
     errors: dict[int | None, str],
+    key: str,
 ) -> str | None:
     """Pay the fee the rules ask and submit; the new request's id, or ``None`` with ``errors``.
 
-    The form's one-time ``submission`` value keys the payment and the submission, so a form
-    sent twice pays once and stores one request.
+    ``key`` is the one-time key the server issued when the order was found, kept in the
+    session (the form must echo it). It keys the payment, with the order number, and the
+    submission, so a form sent twice pays once and stores one request, and no two returns
+    share a payment.
     """
     new = _new_request(shop, order, choices, request.form.get("refund_method", ""))
     with_photos = tuple(
         attrs.evolve(item, photos=_photos_of(uploads.get(c.line)))
         for item, c in zip(new.items, choices, strict=True)
     )
-    key = request.form.get("submission", "")
     language = order.language
     try:
         fee = services().desk.preview(new).return_fee
         new = attrs.evolve(new, items=with_photos)
         if fee is not None and fee.amount > 0:
-            reference = f"pay-{shop.id}-{key}"
+            reference = f"pay-{shop.id}-{order.number}-{key}"
             services().payments.charge_once(reference, fee)
             new = attrs.evolve(new, return_fee=PaidFee(fee, reference))
-        return services().desk.submit(new, idempotency_key=f"portal:{key}" if key else None).id
+        return services().desk.submit(new, idempotency_key=f"portal:{order.number}:{key}").id
     except ReturnRefused as exc:
         for index, message in exc.refused:
             errors[choices[index].line if index is not None else None] = message

@@ -18,13 +18,12 @@ from pathlib import Path
 
 from retouraanvraag import (
     Clock,
-    Decision,
     Desk,
     Dispatcher,
     Mail,
     MailRenderer,
-    Outcome,
     Policy,
+    PortRejected,
     ReturnRequest,
     rules,
 )

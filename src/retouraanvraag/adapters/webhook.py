@@ -10,8 +10,13 @@ these headers:
 - ``Retouraanvraag-Event-Id`` (and ``Idempotency-Key``): the event's key, the same on every
   try. **Delivery is at least once**: when the receiver took an event but its answer was lost
   (a dropped connection, a timeout after the body was sent), the retry delivers it again, so a
-  receiver keeps the ids it has handled and answers a repeat with ``2xx`` doing nothing.
+  receiver keeps the keys it has handled and answers a repeat with ``2xx`` doing nothing.
 - ``Retouraanvraag-Event-Type``: the event's type, for routing without parsing the body.
+
+**Only ``t`` and the body are signed.** The id and type headers are unsigned hints (for logs
+and routing): whoever saw one request can replay its body and signature, within the
+tolerance, under any id header. A receiver dedupes by the ``key`` in the verified body
+(:func:`parse_event`), never by a header.
 
 **The answer.** ``2xx`` is delivered. A redirect is not followed (it would take a signed body
 to a URL nobody configured) and is permanent, as is any other ``4xx`` except ``408`` and
@@ -26,6 +31,7 @@ it parses anything, and refuses (``400``) what does not verify.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import hashlib
@@ -33,7 +39,9 @@ import hmac
 import http.client
 import math
 import re
+import socket
 import ssl
+import threading
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit
@@ -58,9 +66,10 @@ __all__ = [
 
 #: The header carrying ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
 SIGNATURE_HEADER: Final = "Retouraanvraag-Signature"
-#: The header carrying the event's key, the same on every try.
+#: The header carrying the event's key, the same on every try; not signed: a hint for logs,
+#: a receiver dedupes by the key in the verified body.
 EVENT_ID_HEADER: Final = "Retouraanvraag-Event-Id"
-#: The header carrying the event's type.
+#: The header carrying the event's type; not signed: a hint for routing.
 EVENT_TYPE_HEADER: Final = "Retouraanvraag-Event-Type"
 #: How old (or how far ahead of the receiver's clock) a signature may be.
 DEFAULT_TOLERANCE: Final = dt.timedelta(minutes=5)
@@ -143,7 +152,10 @@ def verify_signature(
     constant time, with the signature under every secret given (the new and the old one while
     a secret is replaced); one match is enough. The signature must be at most ``tolerance``
     old and at most ``tolerance`` ahead of ``now``: a header captured and replayed later is
-    refused. (Within the tolerance, a replay carries an event id the receiver has seen.)
+    refused. Within the tolerance a replay verifies; its body carries an event key the
+    receiver has seen, so dedupe by that key (:func:`parse_event`), never by the unsigned
+    id header. A ``v1`` that is not 64 lowercase hex digits cannot match and is skipped, as
+    other schemes are; one must match.
 
     Args:
         secret: the shared secret, or several.
@@ -202,16 +214,15 @@ def _parse_header(header: object) -> tuple[int, list[str]]:
             if not _TIMESTAMP.fullmatch(value):
                 raise InvalidSignature("the timestamp is not whole Unix seconds")
             timestamps.append(int(value))
-        elif name == "v1":
-            if not _HEX_SIGNATURE.fullmatch(value):
-                raise InvalidSignature("a v1 signature is 64 lowercase hex digits")
+        elif name == "v1" and _HEX_SIGNATURE.fullmatch(value):
+            # Any other v1 cannot match: skipped, as Stripe's verifiers skip it.
             signatures.append(value)
     if len(timestamps) != 1:
         raise InvalidSignature(
             "the header names two timestamps" if timestamps else "the header has no timestamp"
         )
     if not signatures:
-        raise InvalidSignature("the header has no v1 signature")
+        raise InvalidSignature("the header has no v1 signature of 64 lowercase hex digits")
     return timestamps[0], signatures
 
 
@@ -245,7 +256,10 @@ def _retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        seconds = min(int(value[:12]), int(_MAX_RETRY_AFTER.total_seconds()))
+        # Read whole (leading zeros included), but never a number long enough to be costly.
+        digits = value.lstrip("0") or "0"
+        longest = int(_MAX_RETRY_AFTER.total_seconds())
+        seconds = longest if len(digits) > len(str(longest)) else min(int(digits), longest)
         return dt.timedelta(seconds=seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -256,22 +270,38 @@ def _retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
     return min(max(when - now, dt.timedelta(0)), _MAX_RETRY_AFTER)
 
 
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The watchdog: the delivery's time ran out, end the connection wherever it is."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        # Wakes a blocked read or write; the delivering thread closes the socket.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class WebhookSink:
     """Delivers each event as a signed ``POST`` over a fresh connection.
 
     Args:
-        url: where to post: ``https://…`` (or ``http://…`` for a receiver on this machine or
-            a private network); no user or password in it, no fragment.
+        url: where to post: ``https://…``, or ``http://…`` for any host, which sends the
+            body readable (meant for a receiver on this machine or a network you trust; the
+            signature proves who sent it, it hides nothing); no user or password in it, no
+            fragment, a host DNS can carry (IDNA), a port from 1, and an ASCII path and query
+            (percent-encode other characters).
         secret: the shared secret (at least 16 bytes), or several while one is replaced: the
             body is signed under each.
-        timeout: seconds to wait at each step (connecting, sending, waiting for the answer).
+        timeout: seconds a whole delivery may take (connecting, sending, the answer's status
+            line and headers); beyond it the connection is cut and the try is transient.
+            Keep it well under the dispatcher's lease, or another worker delivers again.
         ssl_context: the TLS settings for ``https`` (default: verify the receiver's
             certificate against the system's trusted authorities).
         clock: the time the signatures carry (the system clock by default).
 
     Raises:
-        InvalidInput: a URL that is not ``http`` or ``https``, has no host, carries
-            credentials or a fragment; an unusable secret; a timeout that is not positive.
+        InvalidInput: a URL that is not ``http`` or ``https``, has no host or one no request
+            can reach, port 0, credentials, a fragment, a path or query that is not ASCII; an
+            unusable secret; a timeout that is not positive.
     """
 
     def __init__(
@@ -286,17 +316,37 @@ class WebhookSink:
         """Check and keep the settings; nothing connects before the first delivery."""
         if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
             raise InvalidInput("must be a URL without spaces or control characters", field="url")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # a bracketed host that is not an IPv6 address
+            raise InvalidInput(
+                "the URL's host in brackets is not an IPv6 address", field="url"
+            ) from exc
         if parts.scheme not in {"http", "https"}:
             raise InvalidInput("only http and https URLs are posted to", field="url")
         try:
             port = parts.port
         except ValueError as exc:
             raise InvalidInput(
-                "the URL's port is not a number from 0 to 65535", field="url"
+                "the URL's port is not a number from 1 to 65535", field="url"
             ) from exc
-        if not parts.hostname:
+        if port == 0:
+            raise InvalidInput("the URL's port is not a number from 1 to 65535", field="url")
+        host = parts.hostname
+        if not host:
             raise InvalidInput("the URL names no host", field="url")
+        try:
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise InvalidInput(
+                "the URL's host is not a name DNS can carry (IDNA)", field="url"
+            ) from exc
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if not target.isascii():
+            raise InvalidInput(
+                "the URL's path and query must be ASCII: percent-encode other characters",
+                field="url",
+            )
         if parts.username is not None or parts.password is not None:
             raise InvalidInput(
                 "no credentials in the URL: the signature proves who sends", field="url"
@@ -312,9 +362,9 @@ class WebhookSink:
             raise InvalidInput("must be a positive number of seconds", field="timeout")
         self._secrets = _secrets(secret)
         self._https = parts.scheme == "https"
-        self.host = parts.hostname
+        self.host = host
         self.port = port or (http.client.HTTPS_PORT if self._https else http.client.HTTP_PORT)
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._target = target
         self.timeout = float(timeout)
         self._ssl_context = ssl_context
         self._clock = clock or SystemClock()
@@ -322,16 +372,21 @@ class WebhookSink:
     def __repr__(self) -> str:
         """Show the receiver's host, never the secret or the URL's path and query."""
         scheme = "https" if self._https else "http"
-        return f"WebhookSink({scheme}://{self.host}:{self.port}/…)"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"WebhookSink({scheme}://{host}:{self.port}/…)"
 
     def deliver(self, event: Event) -> None:
         """Post ``event``; return once the receiver answered ``2xx``.
+
+        The whole delivery takes at most ``timeout`` seconds: a watchdog cuts the connection
+        then, however the receiver paces its answer.
 
         Raises:
             PortUnavailable: ``408``, ``429`` or ``5xx`` (with the receiver's ``Retry-After``
                 as ``retry_after``), no connection, a dropped connection or a timeout.
             PortRejected: a redirect, any other ``4xx``, another answer the library does not
-                know, or a certificate that does not verify.
+                know, a certificate that does not verify, or an event no HTTP request can
+                carry (a key that is not printable ASCII): no retry would send it.
         """
         body = event_body(event)
         now = self._clock.now()
@@ -344,17 +399,34 @@ class WebhookSink:
             "Idempotency-Key": event.key,
         }
         connection = self._connection()
+        expired = threading.Event()
+        # The socket's timeout bounds each read; a receiver sending a byte at a time never
+        # trips it. The watchdog bounds the whole.
+        watchdog = threading.Timer(self.timeout, _cut, (connection, expired))
+        watchdog.daemon = True
+        watchdog.start()
         try:
+            connection.connect()
+            if expired.is_set():  # cut before the socket existed
+                raise TimeoutError
             connection.request("POST", self._target, body=body, headers=headers)
             response = connection.getresponse()
             status, wait = response.status, response.getheader("Retry-After")
         except ssl.SSLCertVerificationError as exc:
             problem = f"the receiver's certificate does not verify ({exc.verify_message})"
             raise PortRejected(f"{event.key}: {problem}") from exc
+        except ValueError as exc:  # UnicodeError and "Invalid header value" among them
+            problem = f"the event cannot be sent as an HTTP request ({type(exc).__name__})"
+            raise PortRejected(f"{event.key!r}: {problem}") from exc
         except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                problem = f"no answer within {self.timeout:g} s from {self.host}"
+                cause = exc if isinstance(exc, TimeoutError) else TimeoutError(problem)
+                raise PortUnavailable(f"{event.key}: {problem}") from cause
             problem = f"no answer from {self.host} ({type(exc).__name__})"
             raise PortUnavailable(f"{event.key}: {problem}") from exc
         finally:
+            watchdog.cancel()
             # The status line is the answer; the rest of the response is not read.
             connection.close()
         self._judge(event.key, status, _retry_after(wait, self._clock.now()))

@@ -22,7 +22,7 @@ from typing import Any, Final
 import attrs
 
 from retouraanvraag.model import Money, ReasonCatalogue, ReturnRequest, fold_text
-from retouraanvraag.rules.fields import DEFAULT_FIELDS, Field, FieldType, Scope
+from retouraanvraag.rules.fields import DEFAULT_FIELDS, FastPath, Field, FieldType, Scope
 from retouraanvraag.rules.tree import And, Compare, Condition, Not, Operator, Or, Rule, fields_of
 
 __all__ = [
@@ -126,16 +126,16 @@ def reason_normaliser(reasons: ReasonCatalogue) -> Callable[[str], str | None]:
 #: (integer amounts, one pass over the items) when a field still has the library's accessor.
 _BUILTIN_ACCESSORS: Final = {field.key: field.accessor for field in DEFAULT_FIELDS}
 #: Request fields summed or tested over the items, computed together in one pass.
-_ITEM_AGGREGATES: Final = frozenset({"number_of_items", "return_value", "has_photos"})
-#: "Days since …" fields: the request attribute holding the earlier moment.
-_DAYS_SINCE: Final = {"days_since_delivery": "delivered_at", "days_since_order": "ordered_at"}
+_ITEM_AGGREGATES: Final = (FastPath.ANY_PHOTO, FastPath.ITEM_COUNT, FastPath.ITEM_TOTAL)
+#: "Days since …" fields (``FastPath.since`` names the earlier moment).
+_DAYS_SINCE: Final = (FastPath.DAYS_SINCE_DELIVERY, FastPath.DAYS_SINCE_ORDER)
 
 
 def _builtin(field: Field) -> str | None:
     """The field's key when it is one of the library's own fields, unchanged."""
     if _BUILTIN_ACCESSORS.get(field.key) is field.accessor and not field.optional:
         return field.key
-    if field.key in _DAYS_SINCE and _BUILTIN_ACCESSORS[field.key] is field.accessor:
+    if field.fast in _DAYS_SINCE and _BUILTIN_ACCESSORS.get(field.key) is field.accessor:
         return field.key
     return None
 
@@ -205,16 +205,18 @@ class _Generator:
         """Statements that read the request-scope ``fields`` into locals (once per request)."""
         body: list[ast.stmt] = []
         builtin = {f.key: f for f in fields if _builtin(f) is not None}
-        aggregates = [builtin[k] for k in sorted(_ITEM_AGGREGATES & builtin.keys())]
+        fast = {f.fast: f for f in builtin.values() if f.fast is not None}
+        aggregates = [fast[path] for path in _ITEM_AGGREGATES if path in fast]
         if aggregates:
             body += self._aggregates(aggregates)
-        days = [builtin[k] for k in _DAYS_SINCE if k in builtin]
+        days = [fast[path] for path in _DAYS_SINCE if path in fast]
         if days:
             created = self.temp()
             body.append(_assign_expr(created, _date_in_tz(_attr(_name("request"), "created_at"))))
             for field in days:
                 earlier = self.temp()
-                body.append(_assign_expr(earlier, _attr(_name("request"), _DAYS_SINCE[field.key])))
+                since = field.fast.since if field.fast is not None else None
+                body.append(_assign_expr(earlier, _attr(_name("request"), str(since))))
                 days_between = _attr(
                     ast.BinOp(_name(created), ast.Sub(), _date_in_tz(_name(earlier))), "days"
                 )
@@ -227,7 +229,7 @@ class _Generator:
         for field in fields:
             if field.key in self.locals:
                 continue
-            if field.key == "tags" and field.key in builtin:
+            if field.fast is FastPath.TAGS and field.key in builtin:
                 raw = _attr(_name("request"), "tags")
                 value: ast.expr = _call(_name("_ntags_cached"), raw)
                 body.append(_assign_expr(self._local(field), value))
@@ -237,18 +239,18 @@ class _Generator:
 
     def _aggregates(self, fields: list[Field]) -> list[ast.stmt]:
         """One pass over the items for the number of items, the return value and photos."""
-        keys = {f.key for f in fields}
+        paths = {f.fast for f in fields}
         init: list[ast.stmt] = []
         loop: list[ast.stmt] = []
         quantity = self.temp()
-        if keys & {"number_of_items", "return_value"}:
+        if paths & {FastPath.ITEM_COUNT, FastPath.ITEM_TOTAL}:
             loop.append(_assign_expr(quantity, _attr(_name("item"), "quantity")))
         for field in fields:
             local = self._local(field)
-            if field.key == "number_of_items":
+            if field.fast is FastPath.ITEM_COUNT:
                 init.append(_assign(local, 0))
                 loop.append(ast.AugAssign(_store(local), ast.Add(), _name(quantity)))
-            elif field.key == "return_value":
+            elif field.fast is FastPath.ITEM_TOTAL:
                 # Every item's price is in the order's currency (the aggregate checks it).
                 currency = self.temp()
                 init += [
@@ -261,7 +263,7 @@ class _Generator:
                 line = ast.BinOp(amount, ast.Mult(), _name(quantity))
                 loop.append(ast.AugAssign(_store(local), ast.Add(), line))
                 self.money[field.key] = (local, currency)
-            else:  # has_photos
+            else:  # FastPath.ANY_PHOTO
                 init.append(_assign(local, value=False))
                 loop.append(
                     ast.If(_attr(_name("item"), "photos"), [_assign(local, value=True)], [])
@@ -271,15 +273,15 @@ class _Generator:
     def load_item(self, fields: Sequence[Field]) -> list[ast.stmt]:
         """Statements that read the item-scope ``fields`` into locals (once per item)."""
         body: list[ast.stmt] = []
-        builtin = {f.key for f in fields if _builtin(f) is not None}
+        fast = {f.fast for f in fields if _builtin(f) is not None}
         quantity: str | None = None
-        if "item_value" in builtin:
+        if FastPath.LINE_VALUE in fast:
             quantity = self.temp()
             body.append(_assign_expr(quantity, _attr(_name("item"), "quantity")))
         for field in fields:
-            if quantity is not None and field.key == "quantity" and field.key in builtin:
+            if quantity is not None and field.fast is FastPath.QUANTITY and _builtin(field):
                 self.locals[field.key] = quantity
-            elif quantity is not None and field.key == "item_value":
+            elif quantity is not None and field.fast is FastPath.LINE_VALUE and _builtin(field):
                 price, currency = self.temp(), self.temp()
                 local = self._local(field)
                 amount = ast.BinOp(_attr(_name(price), "amount"), ast.Mult(), _name(quantity))

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_FIELDS",
     "ActionKind",
     "Choice",
+    "FastPath",
     "Field",
     "FieldRegistry",
     "FieldType",
@@ -47,6 +48,42 @@ class Scope(enum.Enum):
 
     REQUEST = "request"
     ITEM = "item"
+
+
+class FastPath(enum.Enum):
+    """How the compiler reads one of the library's fields without calling its accessor.
+
+    Declared on the :class:`Field`; the compiler takes it only while the field keeps the
+    library's own accessor (a host that replaces it gets the accessor called).
+    """
+
+    #: The sum of the items' quantities, in the one pass over the items.
+    ITEM_COUNT = "item_count"
+    #: The items' values added up in integer minor units, in the same pass.
+    ITEM_TOTAL = "item_total"
+    #: Whether any item has a photo, in the same pass.
+    ANY_PHOTO = "any_photo"
+    #: Calendar days from ``delivered_at`` to the request, in the rules' zone.
+    DAYS_SINCE_DELIVERY = "days_since_delivery"
+    #: Calendar days from ``ordered_at`` to the request, in the rules' zone.
+    DAYS_SINCE_ORDER = "days_since_order"
+    #: The request's tags, normalised once per distinct set.
+    TAGS = "tags"
+    #: The item's quantity, read once for the item's value too.
+    QUANTITY = "quantity"
+    #: The item's value: unit price times quantity, in integer minor units.
+    LINE_VALUE = "line_value"
+
+    @property
+    def since(self) -> str | None:
+        """For a "days since" path, the request attribute holding the earlier moment."""
+        return _SINCE.get(self)
+
+
+_SINCE: Final = {
+    FastPath.DAYS_SINCE_DELIVERY: "delivered_at",
+    FastPath.DAYS_SINCE_ORDER: "ordered_at",
+}
 
 
 @attrs.frozen
@@ -80,6 +117,7 @@ class Field:
         attribute: for the library's own fields, the attribute the accessor reads, dotted
             when nested (``customer.email``; lets the compiler read it directly).
         timezone_aware: the accessor takes ``(request, tzinfo)`` (days since …).
+        fast: for the library's own fields, how the compiler reads it without the accessor.
     """
 
     key: str
@@ -93,6 +131,7 @@ class Field:
     optional: bool = attrs.field(default=True, eq=False)
     attribute: str | None = attrs.field(default=None, eq=False, repr=False)
     timezone_aware: bool = attrs.field(default=False, eq=False, repr=False)
+    fast: FastPath | None = attrs.field(default=None, eq=False, repr=False)
 
     def name(self, language: str) -> str:
         """The field's name in ``language``."""
@@ -184,19 +223,19 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
     ),
     _request_field(
         "return_value", "Retourwaarde", "Return value", FieldType.MONEY,
-        lambda r: r.return_value, optional=False,
+        lambda r: r.return_value, optional=False, fast=FastPath.ITEM_TOTAL,
     ),
     _request_field(
         "number_of_items", "Aantal artikelen", "Number of items", FieldType.NUMBER,
-        _number_of_items, optional=False,
+        _number_of_items, optional=False, fast=FastPath.ITEM_COUNT,
     ),
     _request_field(
         "days_since_delivery", "Dagen sinds levering", "Days since delivery", FieldType.NUMBER,
-        _days_since_delivery, timezone_aware=True,
+        _days_since_delivery, timezone_aware=True, fast=FastPath.DAYS_SINCE_DELIVERY,
     ),
     _request_field(
         "days_since_order", "Dagen sinds bestelling", "Days since order", FieldType.NUMBER,
-        _days_since_order, timezone_aware=True,
+        _days_since_order, timezone_aware=True, fast=FastPath.DAYS_SINCE_ORDER,
     ),
     _request_field(
         "refund_method", "Terugbetaalwijze", "Refund method", FieldType.CHOICE,
@@ -221,7 +260,7 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
     ),
     _request_field(
         "has_photos", "Heeft foto's", "Has photos", FieldType.YES_NO, _has_photos,
-        aliases=("Heeft fotos", "Foto's", "Photos"), optional=False,
+        aliases=("Heeft fotos", "Foto's", "Photos"), optional=False, fast=FastPath.ANY_PHOTO,
     ),
     _request_field(
         "customer_email", "Klant e-mail", "Customer e-mail", FieldType.TEXT,
@@ -234,7 +273,7 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
     ),
     _request_field(
         "tags", "Tags", "Tags", FieldType.TAGS, lambda r: r.tags, aliases=("Tag", "Labels"),
-        optional=False, attribute="tags",
+        optional=False, attribute="tags", fast=FastPath.TAGS,
     ),
     _request_field(
         "discount_code", "Kortingscode", "Discount code", FieldType.TEXT,
@@ -272,11 +311,11 @@ DEFAULT_FIELDS: Final[tuple[Field, ...]] = (
     ),
     _item_field(
         "item_value", "Artikelwaarde", "Item value", FieldType.MONEY, lambda i: i.value,
-        aliases=("Productwaarde", "Product value"), optional=False,
+        aliases=("Productwaarde", "Product value"), optional=False, fast=FastPath.LINE_VALUE,
     ),
     _item_field(
         "quantity", "Aantal", "Quantity", FieldType.NUMBER, lambda i: i.quantity,
-        optional=False, attribute="quantity",
+        optional=False, attribute="quantity", fast=FastPath.QUANTITY,
     ),
     _item_field(
         "product_type", "Producttype", "Product type", FieldType.TEXT, lambda i: i.product_type,
