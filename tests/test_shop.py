@@ -29,8 +29,9 @@ from retouraanvraag import (
 )
 from retouraanvraag.adapters import MemoryStorage
 from retouraanvraag.mail import MailNotRenderable, MailRenderer
-from retouraanvraag.model import Status
+from retouraanvraag.model import Money, Status
 from retouraanvraag.testing import FixedClock
+from retouraanvraag.workflow import NewItem
 
 from .conftest import SHOP, build_world
 
@@ -300,3 +301,15 @@ def test_a_rendered_mail_says_whose_it_is() -> None:
     request = world.desk.submit(world.new_request())
     mail = MailRenderer(shops=AMSTERDAM).render(request, MailKind.REQUEST_RECEIVED, key="k")
     assert (mail.shop_id, mail.request_id) == (SHOP, request.id)
+
+
+def test_a_tab_filter_reads_a_plain_amount_in_the_shops_currency() -> None:
+    dollars = ShopSettings(currency="USD", timezone="America/New_York")
+    world = build_world(MemoryStorage(), Policy(shop=dollars))
+    item = NewItem("TS-1", "T-shirt", 1, Money(1995, "USD"), "too_small")
+    request = world.desk.submit(
+        world.new_request(order_value=Money(5995, "USD"), items=(item,), return_fee=None)
+    )
+    listed = world.desk.requests_tab(SHOP, rule="Bestelwaarde > 50")
+    assert [r.id for r in listed.items] == [request.id]  # $59.95 > $50, not €50
+    assert world.desk.requests_tab(SHOP, rule="Bestelwaarde > 60").items == ()

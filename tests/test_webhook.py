@@ -294,7 +294,7 @@ def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout() ->
         thread.start()
         sink = WebhookSink(f"http://127.0.0.1:{server.getsockname()[1]}/", SECRET, timeout=0.5)
         try:
-            with pytest.raises(PortUnavailable, match="no answer within 0.5 s"):
+            with pytest.raises(PortUnavailable, match=r"no answer within 0\.5 s"):
                 sink.deliver(sample_event())
         finally:
             stop.set()

@@ -910,9 +910,7 @@ def test_two_returns_of_one_order_each_pay_their_own_fee_and_both_refund(
         assert done.refunded == done.return_fee.amount
 
 
-def test_a_form_sent_twice_pays_once_and_stores_one_request(
-    app: Flask, services: Services
-) -> None:
+def test_a_form_sent_twice_pays_once_and_stores_one_request(app: Flask, services: Services) -> None:
     client = app.test_client()
     assert find_order(client, "F1002", "2000").status_code == 302
     form = {
@@ -925,7 +923,7 @@ def test_a_form_sent_twice_pays_once_and_stores_one_request(
     assert cookie is not None
     before = {r.id for r in waiting(services)}
     first = client.post(f"/{FIETS}/retour/indienen", data=form)
-    assert first.status_code == 302, re.findall(r"class=\"error\"[^>]*>([^<]+)", first.get_data(as_text=True))
+    assert first.status_code == 302
     client.set_cookie("session", cookie.value)  # the second click left with the first's cookie
     second = client.post(f"/{FIETS}/retour/indienen", data=form)
     assert second.status_code == 302
@@ -976,7 +974,8 @@ def test_a_session_cookie_from_before_logout_no_longer_works(app: Flask) -> None
     assert cookie is not None
     other = app.test_client()  # the same staff member on another machine
     log_in(other, "daan", "bel-2026")
-    assert client.post("/merchant/logout", data={"csrf_token": csrf(client, "/merchant/")}).status_code == 302
+    token = csrf(client, "/merchant/")
+    assert client.post("/merchant/logout", data={"csrf_token": token}).status_code == 302
     thief = app.test_client()
     thief.set_cookie("session", cookie.value)
     refused = thief.get("/merchant/")

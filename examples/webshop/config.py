@@ -58,14 +58,22 @@ class Order:
         return total
 
     def ordered_at(self, now: dt.datetime) -> dt.datetime:
-        """When the order was placed, counted back from ``now``."""
-        return now - dt.timedelta(days=self.ordered_days_ago)
+        """When the order was placed: whole days before the start of ``now``'s (UTC) day.
+
+        A day, not ``now`` itself: the same order then has the same dates all day, so that a
+        return form sent twice is the same submission (its idempotency key replays it).
+        """
+        return _day(now) - dt.timedelta(days=self.ordered_days_ago)
 
     def delivered_at(self, now: dt.datetime) -> dt.datetime | None:
-        """When the parcel was delivered, counted back from ``now``."""
+        """When the parcel was delivered, counted back like :meth:`ordered_at`."""
         if self.delivered_days_ago is None:
             return None
-        return now - dt.timedelta(days=self.delivered_days_ago)
+        return _day(now) - dt.timedelta(days=self.delivered_days_ago)
+
+
+def _day(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @attrs.frozen

@@ -296,7 +296,7 @@ def submit(shop_id: str) -> str | Response | tuple[str, int]:
     uploads = {c.line: _read_photo(request.files.get(f"photo_{c.line}")) for c in choices}
     errors.update({line: u for line, u in uploads.items() if isinstance(u, str)})
     if not errors:
-        saved = _submit(shop, order, choices, uploads, errors, key)
+        saved = _submit(shop, order, choices, uploads, errors, key=key)
         if saved is not None:
             session.pop("portal", None)
             token = security.status_token(current_app, shop.id, saved)
@@ -368,6 +368,7 @@ def _submit(
     choices: list[Choice],
     uploads: Mapping[int, bytes | str | None],
     errors: dict[int | None, str],
+    *,
     key: str,
 ) -> str | None:
     """Pay the fee the rules ask and submit; the new request's id, or ``None`` with ``errors``.

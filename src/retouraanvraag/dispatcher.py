@@ -111,8 +111,10 @@ class Dispatcher:
         renderer: renders mails (``retouraanvraag.mail.MailRenderer``).
         events: the host's event sink (``docs/events.md``). With one, the dispatcher delivers
             the events the desk queued and queues those of the effects it records (label
-            created, refunded, needs attention) in the same commit; without one, it queues
-            none, and an event entry it finds is given up ("no event sink"), never dropped.
+            created, refunded, needs attention) in the same commit, for a request the desk
+            queued events of (``Desk(events=True)``; otherwise none, and a warning once);
+            without one, it queues none, and an event entry it finds is given up ("no event
+            sink"), never dropped.
         clock: the time source.
         owner: this worker's name in leases (random by default).
         lease: how long a claimed entry stays this worker's.
@@ -156,6 +158,7 @@ class Dispatcher:
         self._mail = mail
         self._renderer = renderer
         self._events = events
+        self._warned_events_off = False
         self._clock = clock or SystemClock()
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self._lease = lease
@@ -367,10 +370,29 @@ class Dispatcher:
         return DispatchReport()
 
     def _with_events(self, before: ReturnRequest, change: Change | None) -> Change | None:
-        """``change`` with the events it owes the host, when there is a sink to hear them."""
+        """``change`` with the events it owes the host, when there is a sink to hear them.
+
+        Only for a request the desk told the host of (its outbox holds an event): beside a
+        desk with events off, a sink would hear of labels and refunds of requests it never
+        heard were submitted. The desk's setting is the one switch; this says so, once.
+        """
         if change is None or self._events is None:
             return change
-        return change.with_events(before)
+        told = change.with_events(before)
+        if told is change or any(
+            e.effect.kind is EffectKind.EVENT
+            for e in self._storage.outbox(before.shop_id, before.id)
+        ):
+            return told
+        if not self._warned_events_off:
+            self._warned_events_off = True
+            log.warning(
+                "the dispatcher has an event sink but the desk queued no events for this "
+                "request: none are queued for its effects either (turn events on in both "
+                "places, Desk(events=True))",
+                extra={"shop_id": before.shop_id, "request_id": before.id},
+            )
+        return change
 
     def _void_unwanted(self, entry: OutboxEntry, apply: _Apply) -> None:
         """After a lost lease: void the label we made if the request no longer wants it."""

@@ -1110,9 +1110,11 @@ _EVENT_PREFIX: Final = "event:"
 def event_key(shop_id: str, request_id: str, kind: EventType, n: int) -> str:
     """The key of a request's ``n``-th event of ``kind``: ``event:<shop>:<request>:<kind>:<n>``.
 
-    ``n`` counts the request's history entries of the kind that emits it (the second
-    ``needs_attention`` of a request is ``…:needs_attention:2``), so a repeat of a kind never
-    shares the key of the first, and applying the same change twice gives the same key.
+    ``n`` is the emitting history entry's place among the request's entries of its kind,
+    whether or not those emit: every effect given up counts, an event's too (which emits no
+    ``needs_attention``), so ``n`` may skip but never repeats; applying the same change twice
+    gives the same key. Counting only the entries that emit would hand a later entry an ``n``
+    an event already stored holds: keys written keep their meaning.
     """
     return f"{_EVENT_PREFIX}{_key_part(shop_id)}:{_key_part(request_id)}:{kind.value}:{n}"
 

@@ -51,7 +51,6 @@ from retouraanvraag.model import (
     PaidFee,
     PhotoRef,
     Reason,
-    ReasonCatalogue,
     RefundMethod,
     ReturnItem,
     ReturnRequest,
@@ -76,6 +75,7 @@ from retouraanvraag.ports import (
     SystemClock,
     Tab,
 )
+from retouraanvraag.shop import ShopSettings
 from retouraanvraag.submission import NewItem, NewRequest
 
 if TYPE_CHECKING:
@@ -265,11 +265,15 @@ def _with_fee_asked(request: ReturnRequest, asked: Money | None) -> ReturnReques
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_condition(text: str, reasons: ReasonCatalogue, timezone: str) -> ConditionFilter:
-    """A tab filter, compiled once per text and policy rather than for every page."""
+def _compiled_condition(text: str, shop: ShopSettings) -> ConditionFilter:
+    """A tab filter, compiled once per text and shop rather than for every page.
+
+    The shop's reasons, zone and currency, as its rules read them: a plain amount in the
+    filter is in the shop's currency.
+    """
     from retouraanvraag.rules import compile_condition  # noqa: PLC0415 - imports the grammar
 
-    return compile_condition(text, reasons=reasons, timezone=timezone)
+    return compile_condition(text, shop=shop)
 
 
 class Desk:
@@ -1001,7 +1005,7 @@ class Desk:
         if rule is None:
             return None
         policy = self.policy(shop_id)
-        return _compiled_condition(rule, policy.reasons, policy.timezone)
+        return _compiled_condition(rule, policy.shop)
 
     def requests_tab(
         self,

@@ -32,7 +32,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import attrs
 
@@ -70,6 +70,16 @@ from retouraanvraag.adapters._common import (
     settle_entry,
     timestamp,
 )
+from retouraanvraag.adapters._facts import (
+    FACT_COLUMNS,
+    FIRST_WINDOW,
+    Dialect,
+    add_facts,
+    fact_placeholders,
+    fact_values,
+    next_window,
+    scan_budget,
+)
 from retouraanvraag.errors import (
     ConcurrentModification,
     InvalidInput,
@@ -101,6 +111,9 @@ except ImportError as exc:  # pragma: no cover - the extra is installed for the 
     ) from exc
 
 __all__ = ["SCHEMA_VERSION", "PostgresStorage", "describe", "migrate"]
+
+if TYPE_CHECKING:
+    from retouraanvraag.adapters._sql_filter import SqlFilter
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
@@ -167,6 +180,8 @@ _MIGRATIONS: Final = (
             CREATE INDEX requests_needing_attention ON requests (shop_id, created_at, id)
             WHERE needs_attention
             """,
+            # The rule filter's facts (adapters._facts), written by every commit.
+            *add_facts(Dialect.POSTGRES),
             # Leases change only unindexed columns: room on the page keeps those updates HOT.
             """
             CREATE TABLE outbox (
@@ -374,7 +389,7 @@ class PostgresStorage:
                 log_damage(_log, damage, "left out of the outbox listing")
         return tuple(entries)
 
-    def query(self, shop_id: str, query: Query) -> Page:
+    def query(self, shop_id: str, query: Query) -> Page:  # noqa: C901 - one listing loop
         """List requests of one shop, oldest first, by ``(created_at, id)``.
 
         Pages are found by keyset (the cursor is the last position shown), never by offset,
@@ -396,6 +411,14 @@ class PostgresStorage:
         listing = _Listing.of(shop_id, query)
         if listing.empty or _holds_nul(shop_id, *(after or ())):
             return Page((), None)
+        if query.condition is not None:
+            # Imported here: it reads the rule language, which a store without filters never
+            # needs to load. Matches are confirmed in Python (``_predicate``) as on SQLite.
+            from retouraanvraag.adapters._sql_filter import compile_filter  # noqa: PLC0415
+
+            compiled = compile_filter(query.condition, Dialect.POSTGRES)
+            if compiled is not None:
+                return self._filtered(listing, compiled, query, after)
         predicate = _predicate(query)
         batch = query.limit + 1 if predicate is None else max(query.limit + 1, _BATCH)
         found: list[tuple[Position, ReturnRequest]] = []
@@ -431,6 +454,77 @@ class PostgresStorage:
             for skipped in damaged:
                 log_damage(_log, skipped, "left out of the listing")
 
+    def _filtered(  # noqa: C901 - the window loop, as on SQLite
+        self, listing: _Listing, compiled: SqlFilter, query: Query, after: Position | None
+    ) -> Page:
+        """A page whose rule condition runs as SQL, over bounded windows (as on SQLite).
+
+        Each round finds the end of the next window of the listing on the index alone, then
+        fetches the matches inside it; a filter that matches little reads larger windows, up
+        to a budget of rows a page, and then returns a short page with a cursor.
+        """
+        shop_id = listing.shop_id
+        predicate = _predicate(query)  # every match is confirmed on the decoded request
+        matching = listing.where(sql.SQL(compiled.sql), *compiled.params)
+        limit = query.limit
+        budget = scan_budget(reads_items=compiled.reads_items)
+        window = min(FIRST_WINDOW * (limit + 1), budget)
+        found: list[tuple[Position, ReturnRequest]] = []
+        damaged: list[DamagedRow] = []
+        examined = decoded = 0
+        try:
+            while True:
+                need = limit + 1 - len(found)
+                until = self._window_end(listing, after, window)
+                bounded = matching
+                if until is not None:
+                    bounded = matching.where(
+                        sql.SQL("(created_at, id) <= (%s, %s)"), from_timestamp(until[0]), until[1]
+                    )
+                fetched = self._read(*_matches(bounded, after, need))
+                decoded += len(fetched)
+                for row in fetched:
+                    request_id, created_at = row[0], row[1]
+                    try:
+                        request = _request(shop_id, request_id, row[2:])
+                    except DamagedRow as damage:
+                        damaged.append(damage)
+                        continue
+                    if predicate is None or predicate(request):
+                        found.append(
+                            ((timestamp(created_at, field="created_at"), request_id), request)
+                        )
+                if len(found) > limit:
+                    return page_of(found, limit)
+                if len(fetched) == need:
+                    last = fetched[-1]
+                    after = (timestamp(last[1], field="created_at"), last[0])
+                elif until is None:
+                    return page_of(found, limit)
+                else:
+                    after, examined = until, examined + window
+                    grown = next_window(window, examined, len(found), limit)
+                    window = max(1, min(grown, budget - examined))
+                if examined >= budget or decoded >= _SCAN_BUDGET:
+                    return Page(tuple(request for _, request in found), encode_cursor(after))
+        finally:
+            for skipped in damaged:
+                log_damage(_log, skipped, "left out of the listing")
+
+    def _window_end(self, listing: _Listing, after: Position | None, size: int) -> Position | None:
+        """The earliest of each status's ``size``-th position after ``after`` (``None``: none)."""
+        ends: list[Position] = []
+        for status in (None,) if listing.statuses is None else listing.statuses:
+            where, params = _scan_parts(listing, after, status)
+            statement = sql.SQL(
+                "SELECT id, created_at FROM requests WHERE {where} "
+                "ORDER BY created_at, id OFFSET %s LIMIT 1"
+            ).format(where=where)
+            rows = self._read(statement, (*params, size - 1))
+            if rows:
+                ends.append((timestamp(rows[0][1], field="created_at"), rows[0][0]))
+        return min(ends) if ends else None
+
     # -- writes -----------------------------------------------------------------------------
 
     def commit(self, commit: Commit) -> ReturnRequest:
@@ -465,6 +559,7 @@ class PostgresStorage:
             paid,
             refunded,
             body,
+            *fact_values(saved, Dialect.POSTGRES),
             saved.shop_id,
             saved.id,
         )
@@ -487,20 +582,9 @@ class PostgresStorage:
                     raise key_taken(commit)
             try:
                 if plan.stored:
-                    connection.execute(
-                        "UPDATE requests SET version = %s, status = %s, created_at = %s, "
-                        "needs_attention = %s, fee_paid_minor = %s, refunded_minor = %s, "
-                        "body = %s::jsonb WHERE shop_id = %s AND id = %s",
-                        row,
-                    )
+                    connection.execute(_UPDATE_REQUEST, row)
                 else:
-                    inserted = connection.execute(
-                        "INSERT INTO requests (version, status, created_at, needs_attention, "
-                        "fee_paid_minor, refunded_minor, body, shop_id, id) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) "
-                        "ON CONFLICT DO NOTHING",
-                        row,
-                    )
+                    inserted = connection.execute(_INSERT_REQUEST, row)
                     if inserted.rowcount != 1:  # a concurrent commit inserted the id first
                         raise ConcurrentModification(
                             request_id=request_id,
@@ -724,12 +808,12 @@ def _translated(exc: psycopg.Error, where: str) -> Exception:
     """The port error for a driver error that is not retried."""
     if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
         return InvalidInput("contains a NUL character, which PostgreSQL text cannot hold")
-    if isinstance(
-        exc, psycopg.OperationalError | psycopg.InterfaceError | pg_errors.ReadOnlySqlTransaction
-    ):
-        # Timeouts, cancelled statements, a lock not available, too many connections; and a
-        # server that is a read-only standby now (a failover under way): all pass.
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Timeouts, cancelled statements, a lock not available, too many connections.
         return PortUnavailable(f"{where}: {_reason(exc)}")
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        # A standby after a failover, whatever statement met it first: the primary may be back.
+        return PortUnavailable(f"{where} is read-only: {_reason(exc)}")
     if isinstance(exc, psycopg.IntegrityError):
         return PortRejected(f"{where} refused a change: {_reason(exc)}")
     return PortRejected(f"{where}: {_reason(exc)}")
@@ -890,6 +974,69 @@ _CLAIMABLE: Final = (
     "AND (lease_until IS NULL OR lease_until <= %s) "
     "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED"
 )
+
+
+_FACT_NAMES: Final = tuple(name for name, _, _ in FACT_COLUMNS)
+# Column names and placeholders only.
+_UPDATE_REQUEST: Final = (
+    "UPDATE requests SET version = %s, status = %s, created_at = %s, needs_attention = %s, "  # noqa: S608
+    "fee_paid_minor = %s, refunded_minor = %s, body = %s::jsonb, "
+    + ", ".join(
+        f"{name} = %s::jsonb" if name == "f_lines" else f"{name} = %s" for name in _FACT_NAMES
+    )
+    + " WHERE shop_id = %s AND id = %s"
+)
+_INSERT_REQUEST: Final = (
+    "INSERT INTO requests (version, status, created_at, needs_attention, fee_paid_minor, "  # noqa: S608
+    f"refunded_minor, body, {', '.join(_FACT_NAMES)}, shop_id, id) VALUES "
+    f"(%s, %s, %s, %s, %s, %s, %s::jsonb, {fact_placeholders(Dialect.POSTGRES)}, %s, %s) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _scan_parts(
+    listing: _Listing, after: Position | None, status: str | None
+) -> tuple[sql.Composable, list[object]]:
+    """The ``WHERE`` of one status's range of ``listing`` after ``after``, with its values."""
+    parts: list[sql.Composable] = [sql.SQL("shop_id = %s")]
+    params: list[object] = [listing.shop_id]
+    for condition, bound in listing.conditions:
+        parts.append(condition)
+        params.extend(bound)
+    if status is not None:
+        parts.append(sql.SQL("status = %s"))
+        params.append(status)
+    if after is not None:
+        parts.append(sql.SQL("(created_at, id) > (%s, %s)"))
+        params.extend((from_timestamp(after[0]), after[1]))
+    return sql.SQL(" AND ").join(parts), params
+
+
+def _matches(
+    listing: _Listing, after: Position | None, limit: int
+) -> tuple[sql.Composed, tuple[object, ...]]:
+    """The first ``limit`` rows of ``listing``: positions found first, bodies fetched after.
+
+    The positions come from the index with the facts beside them (an index-only scan where
+    the condition reads small facts), so only the matches' bodies are read from the table.
+    """
+    arms: list[sql.Composable] = []
+    params: list[object] = []
+    for status in (None,) if listing.statuses is None else listing.statuses:
+        where, values = _scan_parts(listing, after, status)
+        arms.append(
+            sql.SQL(
+                "(SELECT id AS rid, created_at AS at FROM requests WHERE {where} "
+                "ORDER BY created_at, id LIMIT %s)"
+            ).format(where=where)
+        )
+        params += [*values, limit]
+    statement = sql.SQL(
+        "SELECT m.rid, m.at, {columns} FROM "
+        "(SELECT * FROM ({arms}) AS u ORDER BY at, rid LIMIT %s) AS m "
+        "JOIN requests ON requests.shop_id = %s AND requests.id = m.rid ORDER BY m.at, m.rid"
+    ).format(columns=sql.SQL(_REQUEST_COLUMNS), arms=sql.SQL(" UNION ALL ").join(arms))
+    return statement, (*params, limit, listing.shop_id)
 
 
 def _column_values(request: ReturnRequest) -> tuple[int, str, dt.datetime, bool, int, int]:

@@ -31,20 +31,20 @@ it parses anything, and refuses (``400``) what does not verify.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import email.utils
 import hashlib
 import hmac
 import http.client
+import io
 import math
 import re
 import socket
 import ssl
-import threading
+import time
 from collections.abc import Sequence
-from typing import Final
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import SplitResult, urlsplit
 
 from retouraanvraag import __version__
 from retouraanvraag._codec import event_from_json, event_to_json
@@ -270,14 +270,83 @@ def _retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
     return min(max(when - now, dt.timedelta(0)), _MAX_RETRY_AFTER)
 
 
-def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
-    """The watchdog: the delivery's time ran out, end the connection wherever it is."""
-    expired.set()
-    sock = connection.sock
-    if sock is not None:
-        # Wakes a blocked read or write; the delivering thread closes the socket.
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+def _split_url(url: object) -> tuple[bool, str, int, str]:
+    """Whether ``url`` is https, its host, port and request target; refused if unusable."""
+    if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
+        raise InvalidInput("must be a URL without spaces or control characters", field="url")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a bracketed host that is not an IPv6 address
+        raise InvalidInput(
+            "the URL's host in brackets is not an IPv6 address", field="url"
+        ) from exc
+    if parts.scheme not in {"http", "https"}:
+        raise InvalidInput("only http and https URLs are posted to", field="url")
+    https = parts.scheme == "https"
+    port = _port(parts, https=https)
+    host = parts.hostname
+    if not host:
+        raise InvalidInput("the URL names no host", field="url")
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise InvalidInput(
+            "the URL's host is not a name DNS can carry (IDNA)", field="url"
+        ) from exc
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not target.isascii():
+        raise InvalidInput(
+            "the URL's path and query must be ASCII: percent-encode other characters",
+            field="url",
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("no credentials in the URL: the signature proves who sends", field="url")
+    if parts.fragment:
+        raise InvalidInput("a URL with a fragment (#…) is not posted to", field="url")
+    return https, host, port, target
+
+
+def _port(parts: SplitResult, *, https: bool) -> int:
+    """The URL's port, or the scheme's; port 0 is refused (no receiver listens there)."""
+    problem = "the URL's port is not a number from 1 to 65535"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(problem, field="url") from exc
+    if port == 0:
+        raise InvalidInput(problem, field="url")
+    return port or (http.client.HTTPS_PORT if https else http.client.HTTP_PORT)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket with whatever is left of the delivery's time as each read's timeout."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the delivery's time ran out")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+def _answer_by(deadline: float) -> type[http.client.HTTPResponse]:
+    """A response class that reads its status line and headers by ``deadline``."""
+
+    class Answer(http.client.HTTPResponse):
+        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+            super().__init__(sock, *args, **kwargs)
+            self.fp.close()  # the plain reader it made: its socket stays open
+            self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
+
+    return Answer
 
 
 class WebhookSink:
@@ -314,45 +383,7 @@ class WebhookSink:
         clock: Clock | None = None,
     ) -> None:
         """Check and keep the settings; nothing connects before the first delivery."""
-        if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
-            raise InvalidInput("must be a URL without spaces or control characters", field="url")
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:  # a bracketed host that is not an IPv6 address
-            raise InvalidInput(
-                "the URL's host in brackets is not an IPv6 address", field="url"
-            ) from exc
-        if parts.scheme not in {"http", "https"}:
-            raise InvalidInput("only http and https URLs are posted to", field="url")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise InvalidInput(
-                "the URL's port is not a number from 1 to 65535", field="url"
-            ) from exc
-        if port == 0:
-            raise InvalidInput("the URL's port is not a number from 1 to 65535", field="url")
-        host = parts.hostname
-        if not host:
-            raise InvalidInput("the URL names no host", field="url")
-        try:
-            host.encode("idna")
-        except UnicodeError as exc:
-            raise InvalidInput(
-                "the URL's host is not a name DNS can carry (IDNA)", field="url"
-            ) from exc
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not target.isascii():
-            raise InvalidInput(
-                "the URL's path and query must be ASCII: percent-encode other characters",
-                field="url",
-            )
-        if parts.username is not None or parts.password is not None:
-            raise InvalidInput(
-                "no credentials in the URL: the signature proves who sends", field="url"
-            )
-        if parts.fragment:
-            raise InvalidInput("a URL with a fragment (#…) is not posted to", field="url")
+        https, host, port, target = _split_url(url)
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
@@ -361,9 +392,9 @@ class WebhookSink:
         ):
             raise InvalidInput("must be a positive number of seconds", field="timeout")
         self._secrets = _secrets(secret)
-        self._https = parts.scheme == "https"
+        self._https = https
         self.host = host
-        self.port = port or (http.client.HTTPS_PORT if self._https else http.client.HTTP_PORT)
+        self.port = port
         self._target = target
         self.timeout = float(timeout)
         self._ssl_context = ssl_context
@@ -378,8 +409,8 @@ class WebhookSink:
     def deliver(self, event: Event) -> None:
         """Post ``event``; return once the receiver answered ``2xx``.
 
-        The whole delivery takes at most ``timeout`` seconds: a watchdog cuts the connection
-        then, however the receiver paces its answer.
+        The whole delivery takes at most ``timeout`` seconds (the TLS handshake aside, each
+        of its reads bounded by ``timeout``), however the receiver paces its answer.
 
         Raises:
             PortUnavailable: ``408``, ``429`` or ``5xx`` (with the receiver's ``Retry-After``
@@ -399,16 +430,16 @@ class WebhookSink:
             "Idempotency-Key": event.key,
         }
         connection = self._connection()
-        expired = threading.Event()
-        # The socket's timeout bounds each read; a receiver sending a byte at a time never
-        # trips it. The watchdog bounds the whole.
-        watchdog = threading.Timer(self.timeout, _cut, (connection, expired))
-        watchdog.daemon = True
-        watchdog.start()
+        # A socket's timeout bounds each read, and a receiver sending a byte at a time never
+        # trips it: every step after connecting gets only what is left of the whole.
+        deadline = time.monotonic() + self.timeout
+        connection.response_class = _answer_by(deadline)
         try:
             connection.connect()
-            if expired.is_set():  # cut before the socket existed
-                raise TimeoutError
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the delivery's time ran out")  # noqa: TRY301 - as a read's
+            connection.sock.settimeout(left)  # sending: one sendall, bounded as a whole
             connection.request("POST", self._target, body=body, headers=headers)
             response = connection.getresponse()
             status, wait = response.status, response.getheader("Retry-After")
@@ -418,15 +449,13 @@ class WebhookSink:
         except ValueError as exc:  # UnicodeError and "Invalid header value" among them
             problem = f"the event cannot be sent as an HTTP request ({type(exc).__name__})"
             raise PortRejected(f"{event.key!r}: {problem}") from exc
+        except TimeoutError as exc:
+            problem = f"no answer within {self.timeout:g} s from {self.host}"
+            raise PortUnavailable(f"{event.key}: {problem}") from exc
         except (OSError, http.client.HTTPException) as exc:
-            if expired.is_set() or isinstance(exc, TimeoutError):
-                problem = f"no answer within {self.timeout:g} s from {self.host}"
-                cause = exc if isinstance(exc, TimeoutError) else TimeoutError(problem)
-                raise PortUnavailable(f"{event.key}: {problem}") from cause
             problem = f"no answer from {self.host} ({type(exc).__name__})"
             raise PortUnavailable(f"{event.key}: {problem}") from exc
         finally:
-            watchdog.cancel()
             # The status line is the answer; the rest of the response is not read.
             connection.close()
         self._judge(event.key, status, _retry_after(wait, self._clock.now()))
