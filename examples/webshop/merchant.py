@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any, Final
 
@@ -48,8 +48,6 @@ from .services import rule_version_of
 
 merchant = Blueprint("merchant", __name__, url_prefix="/merchant")
 
-#: The largest count the tab shows exactly (beyond it: "10000+").
-_COUNT_LIMIT: Final = 10_000
 _VIEWS: Final = {"all": None, "waiting": False, "rejected": True}
 #: Events per page of the events listing.
 _EVENTS_PAGE: Final = 50
@@ -121,25 +119,6 @@ def logout() -> Response:
 # -- tabs -----------------------------------------------------------------------------------
 
 
-def _pages(fetch: Callable[[str | None], Page]) -> Iterator[ReturnRequest]:
-    cursor = None
-    while True:
-        page = fetch(cursor)
-        yield from page.items
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
-def _count(fetch: Callable[[str | None], Page]) -> str:
-    count = 0
-    for _ in _pages(fetch):
-        count += 1
-        if count > _COUNT_LIMIT:
-            return f"{_COUNT_LIMIT}+"
-    return str(count)
-
-
 @merchant.get("/")
 @security.staff_required
 def requests_tab() -> str:
@@ -156,11 +135,7 @@ def requests_tab() -> str:
         page = desk.requests_tab(
             g.shop_id, rejected=rejected, rule=rule or None, limit=25, cursor=cursor
         )
-        count = _count(
-            lambda c: desk.requests_tab(
-                g.shop_id, rejected=rejected, rule=rule or None, limit=500, cursor=c
-            )
-        )
+        count = str(desk.requests_count(g.shop_id, rejected=rejected, rule=rule or None))
     except RuleError as exc:
         diagnostics = tuple(exc.diagnostics)
     except InvalidInput:

@@ -258,6 +258,21 @@ class Storage(Protocol):
         """
         ...
 
+    def count(self, shop_id: str, query: Query) -> int:
+        """How many requests every page of ``query`` lists together (a tab's title count).
+
+        ``limit`` and ``cursor`` play no part. The count runs where the listing's filters run
+        (an index range per status in the SQL stores, the rule condition as SQL); a row that
+        cannot be read back may be counted, though listings leave it out.
+
+        Raises:
+            InvalidInput: the query has a ``where`` predicate (Python, which a database cannot
+                count by), or a rule condition naming a field the store cannot read in its
+                database (a host field): count such a listing by paging through it.
+            PortUnavailable: the store cannot be reached now.
+        """
+        ...
+
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
     ) -> Sequence[OutboxEntry]:

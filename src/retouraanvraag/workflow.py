@@ -1027,15 +1027,29 @@ class Desk:
             limit: page size.
             cursor: the previous page's ``next_cursor``.
         """
+        query = self._requests_query(shop_id, rejected, rule)
+        return self._storage.query(shop_id, attrs.evolve(query, limit=limit, cursor=cursor))
+
+    def requests_count(
+        self, shop_id: str, *, rejected: bool | None = None, rule: str | None = None
+    ) -> int:
+        """How many requests the requests tab lists with these filters (its title's count).
+
+        Counted by the store in one statement (``Storage.count``), never by paging.
+
+        Raises:
+            RuleError: ``rule`` has errors.
+            InvalidInput: ``rule`` names a host field the store cannot read in its database.
+        """
+        return self._storage.count(shop_id, self._requests_query(shop_id, rejected, rule))
+
+    def _requests_query(self, shop_id: str, rejected: bool | None, rule: str | None) -> Query:
         statuses = {
             None: Tab.REQUESTS.statuses,
             True: frozenset({Status.REJECTED}),
             False: frozenset({Status.REQUESTED}),
         }[rejected]
-        query = Query(
-            statuses=statuses, condition=self._where(shop_id, rule), limit=limit, cursor=cursor
-        )
-        return self._storage.query(shop_id, query)
+        return Query(statuses=statuses, condition=self._where(shop_id, rule))
 
     def incoming_returns(
         self, shop_id: str, *, rule: str | None = None, limit: int = 50, cursor: str | None = None

@@ -36,6 +36,7 @@ from retouraanvraag.ports import (
     IdempotencyRecord,
     OutboxEntry,
     Page,
+    Query,
     Settlement,
 )
 
@@ -601,3 +602,23 @@ def log_damage(logger: logging.Logger, damage: DamagedRow, outcome: str) -> None
         outcome,
         extra={"shop_id": damage.shop_id, "request_id": damage.request_id, "key": damage.key},
     )
+
+
+def uncountable(query: Query, *, exact: bool | None) -> None:
+    """Refuse to count a query whose filters a database cannot run (see ``Storage.count``).
+
+    ``exact``: whether the store runs the query's rule condition whole (``None``: it has none).
+
+    Raises:
+        InvalidInput: a ``where`` predicate, or a condition the store runs only in part.
+    """
+    if query.where is not None:
+        raise InvalidInput(
+            "a where predicate runs in Python: count the listing by paging through it",
+            field="where",
+        )
+    if exact is False:
+        raise InvalidInput(
+            "the condition names a field the database cannot read: count it by paging",
+            field="condition",
+        )

@@ -42,6 +42,7 @@ from retouraanvraag.adapters._common import (
     set_aside_error,
     settle_entry,
     timestamp,
+    uncountable,
 )
 from retouraanvraag.errors import LeaseLost, NotFound
 from retouraanvraag.model import ReturnRequest, Status
@@ -196,6 +197,22 @@ class MemoryStorage:
             if len(found) > query.limit or len(candidates) < batch:
                 return page_of(found, query.limit)
             after = candidates[-1][0]
+
+    def count(self, shop_id: str, query: Query) -> int:
+        """How many requests every page of ``query`` lists together (see ``Storage.count``).
+
+        Raises:
+            InvalidInput: the query has a ``where`` predicate (refused by every store alike),
+                or a naive bound.
+        """
+        uncountable(query, exact=None)
+        total, cursor = 0, None
+        while True:
+            page = self.query(shop_id, attrs.evolve(query, limit=500, cursor=cursor))
+            total += len(page.items)
+            if page.next_cursor is None:
+                return total
+            cursor = page.next_cursor
 
     def _listing(
         self,

@@ -69,6 +69,7 @@ from retouraanvraag.adapters._common import (
     set_aside_error,
     settle_entry,
     timestamp,
+    uncountable,
 )
 from retouraanvraag.adapters._facts import (
     FACT_COLUMNS,
@@ -453,6 +454,42 @@ class PostgresStorage:
         finally:
             for skipped in damaged:
                 log_damage(_log, skipped, "left out of the listing")
+
+    def count(self, shop_id: str, query: Query) -> int:
+        """How many requests every page of ``query`` lists together (see ``Storage.count``).
+
+        One ``count(*)`` over the listing's index ranges, the rule condition as SQL on the facts.
+
+        Raises:
+            InvalidInput: a ``where`` predicate, a condition naming a host field, or a naive
+                bound.
+            PortUnavailable: the server cannot be reached.
+        """
+        listing = _Listing.of(shop_id, query)
+        compiled = None
+        if query.condition is not None:
+            from retouraanvraag.adapters._sql_filter import compile_filter  # noqa: PLC0415
+
+            compiled = compile_filter(query.condition, Dialect.POSTGRES)
+        exact = None if query.condition is None else bool(compiled and compiled.exact)
+        uncountable(query, exact=exact)
+        if listing.empty or _holds_nul(shop_id):
+            return 0
+        if compiled is not None:
+            listing = listing.where(sql.SQL(compiled.sql), *compiled.params)
+        parts: list[sql.Composable] = [sql.SQL("shop_id = %s")]
+        params: list[object] = [shop_id]
+        for condition, bound in listing.conditions:
+            parts.append(condition)
+            params.extend(bound)
+        if listing.statuses is not None:
+            parts.append(sql.SQL("status = ANY(%s)"))
+            params.append(list(listing.statuses))
+        statement = sql.SQL("SELECT count(*) FROM requests WHERE {where}").format(
+            where=sql.SQL(" AND ").join(parts)
+        )
+        rows = self._read(statement, tuple(params))
+        return int(rows[0][0])
 
     def _filtered(  # noqa: C901 - the window loop, as on SQLite
         self, listing: _Listing, compiled: SqlFilter, query: Query, after: Position | None

@@ -62,6 +62,7 @@ from retouraanvraag.adapters._common import (
     set_aside_error,
     settle_entry,
     timestamp,
+    uncountable,
 )
 from retouraanvraag.adapters._facts import (
     FACT_COLUMNS,
@@ -343,6 +344,41 @@ class SqliteStorage:
         return self._scanned(
             listing, attrs.evolve(query, where=_both(query.condition, query.where)), after
         )
+
+    def count(self, shop_id: str, query: Query) -> int:
+        """How many requests every page of ``query`` lists together (see ``Storage.count``).
+
+        One ``COUNT`` over the listing's index ranges, the rule condition as SQL on the facts.
+
+        Raises:
+            InvalidInput: a ``where`` predicate, a condition naming a host field, or a naive
+                bound.
+            PortUnavailable: the database is busy or cannot be reached.
+        """
+        listing = _Listing.of(shop_id, query)
+        uncountable(
+            query,
+            exact=None
+            if query.condition is None
+            else bool(listing.condition and listing.condition.exact),
+        )
+        if listing.statuses == ():
+            return 0
+        where = f"shop_id = ?{listing.filters}"
+        params: list[object] = [shop_id, *listing.bounds]
+        if listing.statuses is not None:
+            where += f" AND status IN ({', '.join('?' * len(listing.statuses))})"
+            params.extend(listing.statuses)
+        if listing.condition is not None:
+            where += f" AND {listing.condition.sql}"
+            params.extend(listing.condition.params)
+        row = self._read(
+            lambda connection: connection.execute(
+                f"SELECT count(*) FROM requests WHERE {where}",  # noqa: S608 - placeholders
+                params,
+            ).fetchone()
+        )
+        return int(row[0])
 
     def _scanned(self, listing: _Listing, query: Query, after: _RowPosition | None) -> Page:
         """A page whose only filter (if any) is the Python predicate ``query.where``."""

@@ -43,7 +43,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import SplitResult, urlsplit
 
 from retouraanvraag import __version__
@@ -51,6 +51,9 @@ from retouraanvraag._codec import event_from_json, event_to_json
 from retouraanvraag.errors import InvalidInput, InvalidSignature, PortRejected, PortUnavailable
 from retouraanvraag.model import Event
 from retouraanvraag.ports import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -341,8 +344,14 @@ def _answer_by(deadline: float) -> type[http.client.HTTPResponse]:
     """A response class that reads its status line and headers by ``deadline``."""
 
     class Answer(http.client.HTTPResponse):
-        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-            super().__init__(sock, *args, **kwargs)
+        def __init__(
+            self,
+            sock: socket.socket,
+            debuglevel: int = 0,
+            method: str | None = None,
+            url: str | None = None,
+        ) -> None:
+            super().__init__(sock, debuglevel, method, url)
             self.fp.close()  # the plain reader it made: its socket stays open
             self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
 
@@ -361,7 +370,8 @@ class WebhookSink:
         secret: the shared secret (at least 16 bytes), or several while one is replaced: the
             body is signed under each.
         timeout: seconds a whole delivery may take (connecting, sending, the answer's status
-            line and headers); beyond it the connection is cut and the try is transient.
+            line and headers); beyond it the try ends as transient (the TLS handshake aside,
+            each of its reads bounded by ``timeout``).
             Keep it well under the dispatcher's lease, or another worker delivers again.
         ssl_context: the TLS settings for ``https`` (default: verify the receiver's
             certificate against the system's trusted authorities).

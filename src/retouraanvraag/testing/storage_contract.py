@@ -1111,6 +1111,56 @@ class ListingsContract(StorageSuite):
         query = Query(where=lambda r: "vip" in r.tags, limit=1)
         assert [r.id for r in self.listed(storage, query)] == ["r0", "r3", "r6"]
 
+    def test_count_is_what_every_page_lists_together(self, storage: Storage) -> None:
+        """``count`` agrees with paging through each kind of filter, and is per shop."""
+        for n in range(9):
+            request = sample_request(f"r{n}", created_at=T0 + dt.timedelta(minutes=n))
+            saved = self.submit(
+                storage, attrs.evolve(request, from_country="BE" if n % 3 else "NL")
+            )
+            if n % 4 == 1:
+                saved = storage.commit(
+                    Commit(attrs.evolve(saved, status=Status.APPROVED), saved.version)
+                )
+            if n == 5:
+                storage.commit(Commit(saved.with_attention("label: refused"), saved.version))
+        self.submit(storage, sample_request("r0", shop_id=OTHER_SHOP))
+        queries = [
+            Query(),
+            Query(statuses={Status.REQUESTED}),
+            Query(statuses={Status.APPROVED, Status.REJECTED}),
+            Query(statuses=frozenset()),
+            Query(
+                created_from=T0 + dt.timedelta(minutes=2),
+                created_before=T0 + dt.timedelta(minutes=6),
+            ),
+            Query(needs_attention=True),
+            Query(statuses={Status.REQUESTED}, needs_attention=False),
+        ]
+        for query in queries:
+            assert storage.count(SHOP, query) == len(self.listed(storage, query)), query
+        assert storage.count(OTHER_SHOP, Query()) == 1
+        assert storage.count("no such shop", Query()) == 0
+        assert storage.count(SHOP, Query(limit=1, cursor=None)) == 9  # the page size plays no part
+
+    def test_count_of_a_rule_condition_agrees_with_the_listing(self, storage: Storage) -> None:
+        """A built-in rule condition is counted as the listing filters it."""
+        from retouraanvraag.rules import compile_condition  # noqa: PLC0415 - loads the grammar
+
+        for n in range(6):
+            request = sample_request(f"r{n}", created_at=T0 + dt.timedelta(minutes=n))
+            self.submit(storage, attrs.evolve(request, from_country="BE" if n % 2 else "NL"))
+        for text in ("Van land IS België", "Van land IS NIET België", "Bestelwaarde > €1000"):
+            query = Query(condition=compile_condition(text))
+            assert storage.count(SHOP, query) == len(self.listed(storage, query)), text
+
+    def test_count_refuses_a_python_predicate(self, storage: Storage) -> None:
+        """A ``where`` predicate runs in Python: no store counts by it (page instead)."""
+        self.submit(storage, sample_request("r0"))
+        with pytest.raises(InvalidInput) as caught:
+            storage.count(SHOP, Query(where=lambda _request: True))
+        assert caught.value.field == "where"
+
     @pytest.mark.parametrize(
         "cursor", ["", "not a cursor", "!!!", "eyJmb28iOiAxfQ", "W10", "WyJyMSIsIngiLCJ5Il0"]
     )
