@@ -772,3 +772,18 @@ def test_an_address_a_mail_header_would_decode_is_refused(address: str) -> None:
         Customer(address, "Jan")
     assert caught.value.field == "email"
     assert address not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "a\x00b", "line\nbreak", "\ud800", "tab\there", 7])
+def test_an_idempotency_key_no_store_can_hold_is_refused_before_anything_is_stored(
+    key: object,
+) -> None:
+    world = build_world(MemoryStorage())
+    with pytest.raises(errors.InvalidInput) as caught:
+        world.desk.submit(world.new_request(), idempotency_key=key)  # type: ignore[arg-type]
+    assert caught.value.field == "idempotency_key"
+    assert "k" * 50 not in str(caught.value)  # the key is never echoed
+    assert world.desk.requests_tab(SHOP).items == ()
+    request = world.desk.submit(world.new_request(), idempotency_key="k" * 255)  # the limit
+    with pytest.raises(errors.InvalidInput):
+        world.desk.approve(SHOP, request.id, with_label=True, actor="anna", idempotency_key=key)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 import attrs
 
+from retouraanvraag.errors import InvalidInput
 from retouraanvraag.model import (
     Decision,
     Effect,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMAND_RETRIES",
+    "MAX_IDEMPOTENCY_KEY",
     "Attachment",
     "Clock",
     "Commit",
@@ -57,6 +59,7 @@ __all__ = [
     "Storage",
     "SystemClock",
     "Tab",
+    "check_idempotency_key",
 ]
 
 #: How often the desk and the dispatcher redo a change that lost a compare-and-set race
@@ -65,6 +68,31 @@ COMMAND_RETRIES: Final = 8
 
 
 # -- value objects crossing the storage port -------------------------------------------------
+
+
+#: The longest idempotency key a store takes (as payment providers bound theirs).
+MAX_IDEMPOTENCY_KEY: Final = 255
+
+
+def check_idempotency_key(key: object) -> str:
+    """``key`` if it can be an idempotency key: 1 to 255 printable characters.
+
+    Keys come from outside (a portal's header, a job id); one that no store can index, or
+    that holds NUL, a line break or a lone surrogate, is refused before anything is stored.
+
+    Raises:
+        InvalidInput: naming the field ``idempotency_key``, never echoing the key.
+    """
+    if (
+        not isinstance(key, str)
+        or not key
+        or len(key) > MAX_IDEMPOTENCY_KEY
+        or not key.isprintable()
+    ):
+        raise InvalidInput(
+            f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters", field="idempotency_key"
+        )
+    return key
 
 
 @attrs.frozen

@@ -74,6 +74,7 @@ from retouraanvraag.ports import (
     Storage,
     SystemClock,
     Tab,
+    check_idempotency_key,
 )
 from retouraanvraag.shop import ShopSettings
 from retouraanvraag.submission import NewItem, NewRequest
@@ -625,6 +626,7 @@ class Desk:
         """The first result under ``key``, if there is one (and the arguments match)."""
         if key is None:
             return None
+        check_idempotency_key(key)
         record = self._storage.idempotency_record(shop_id, key)
         if record is None:
             return None

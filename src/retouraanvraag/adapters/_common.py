@@ -38,6 +38,7 @@ from retouraanvraag.ports import (
     Page,
     Query,
     Settlement,
+    check_idempotency_key,
 )
 
 #: A request's place in a listing: its normalised ``created_at`` and its id.
@@ -102,6 +103,10 @@ def decode_cursor(cursor: str) -> Position:
         or not _TIMESTAMP_RE.fullmatch(data[1])
     ):
         raise InvalidInput("is not a cursor this store handed out", field="cursor")
+    try:
+        from_timestamp(data[1])  # the shape is right; so must the date be (no 13th month)
+    except ValueError:
+        raise InvalidInput("is not a cursor this store handed out", field="cursor") from None
     return data[1], data[2]
 
 
@@ -140,6 +145,8 @@ def check_commit(commit: Commit) -> None:
                 field="effects",
             )
     record = commit.idempotency
+    if record is not None:
+        check_idempotency_key(record.key)
     if record is not None and (record.shop_id, record.request_id) != (request.shop_id, request.id):
         raise InvalidInput(
             f"idempotency key {record.key!r} is recorded for request {record.request_id} of "

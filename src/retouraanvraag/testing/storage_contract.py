@@ -1111,6 +1111,20 @@ class ListingsContract(StorageSuite):
         query = Query(where=lambda r: "vip" in r.tags, limit=1)
         assert [r.id for r in self.listed(storage, query)] == ["r0", "r3", "r6"]
 
+    def test_a_cursor_of_the_right_shape_with_an_impossible_date_is_refused(
+        self, storage: Storage
+    ) -> None:
+        """A tampered cursor is ``InvalidInput`` (a 400 for a web host), never a crash."""
+        from retouraanvraag.adapters._common import encode_cursor  # noqa: PLC0415
+
+        self.submit(storage, sample_request("r-1"))
+        for moment in ("2026-13-45T99:99:99.000000Z", "2026-02-30T10:00:00.000000Z"):
+            cursor = encode_cursor((moment, "r-1"))
+            for query in (Query(cursor=cursor), Query(cursor=cursor, statuses={Status.REQUESTED})):
+                with pytest.raises(InvalidInput) as caught:
+                    storage.query(SHOP, query)
+                assert caught.value.field == "cursor"
+
     def test_count_is_what_every_page_lists_together(self, storage: Storage) -> None:
         """``count`` agrees with paging through each kind of filter, and is per shop."""
         for n in range(9):
