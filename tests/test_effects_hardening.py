@@ -673,3 +673,13 @@ def test_a_given_up_label_is_not_asked_for_once_the_parcel_arrived(world: World)
     assert world.desk.resolve_attention(SHOP, request.id, actor="anna", retry=True) == (
         world.desk.get(SHOP, request.id)
     )
+
+
+def test_a_providers_error_with_text_no_store_keeps_is_kept_readable() -> None:
+    # A provider's message with NUL or a lone surrogate: the store must not refuse the record
+    # of the failure (which would lose the provider's words); the dispatcher keeps them whole
+    # as far as every store can hold them.
+    from retouraanvraag.dispatcher import _problem  # noqa: PLC0415 - the one rule for it
+
+    assert _problem("relay said \x00 no\ud800pe") == "relay said \ufffd no\ufffdpe"
+    assert _problem("to jan@example.nl:\r\n 550") == "to <address>: 550"

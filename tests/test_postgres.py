@@ -6,13 +6,20 @@ of its own. Without PostgreSQL these tests skip (with ``CI=true`` they fail).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import io
+import itertools
+import json
 import multiprocessing
+import os
+import random
 import select
 import socket
+import string
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +36,7 @@ from retouraanvraag.errors import (
     ConcurrentModification,
     IdempotencyKeyTaken,
     InvalidInput,
+    LeaseLost,
     NotFound,
     PortRejected,
     PortUnavailable,
@@ -831,3 +839,214 @@ def test_a_damaged_entry_is_set_aside_also_when_its_request_is_gone_or_damaged(
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "no request of that id to mark as needing attention" in messages
     assert "its request cannot be read either" in messages
+
+
+# -- what the review found: sessions, encodings, schemas, odd text, and what errors keep ------
+
+
+def _schema_of(url: str) -> str:
+    return url.rsplit("search_path%3D", 1)[1]
+
+
+def _session(url: str, *settings: str) -> str:
+    """``url`` with further ``-c`` settings for the session, as a role or database sets them."""
+    extra = "".join(f"-c{setting}%20" for setting in settings)
+    return url.replace("options=", f"options={extra}")
+
+
+def test_times_read_back_alike_whatever_the_sessions_date_style(url: str) -> None:
+    odd = _session(url, "datestyle%3DSQL%5C,%5C%20DMY", "intervalstyle%3Dsql_standard")
+    with psycopg.connect(odd) as raw:  # the session really is set so, before the store's SET
+        assert raw.execute("SHOW datestyle").fetchone() == ("SQL, DMY",)
+    with PostgresStorage(odd) as storage:
+        saved = submit(storage, sample_request("r-1"))
+        assert storage.get(SHOP, "r-1") == saved
+        assert storage.query(SHOP, Query()).items == (saved,)
+        (entry,) = storage.claim(owner="w", now=T0, lease=LEASE, limit=1)
+        assert entry.lease_until == T0 + LEASE
+        assert storage.outbox(SHOP, "r-1") == (entry,)
+
+
+def test_text_reads_back_alike_whatever_the_sessions_client_encoding(url: str) -> None:
+    with PostgresStorage(_session(url, "client_encoding%3DLATIN1")) as storage:
+        request = attrs.evolve(sample_request("zażółć-日本-😀"), carrier="Łódź 日本")
+        saved = submit(storage, request)
+        assert storage.get(SHOP, request.id) == saved
+
+
+_ENCODED_DATABASES = itertools.count(1)
+
+
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII"])
+def test_a_database_not_encoded_in_utf8_is_refused_on_open_naming_it(encoding: str) -> None:
+    server = _postgres.server()
+    name = f"enc_{encoding.lower()}_{os.getpid()}_{next(_ENCODED_DATABASES)}"
+    with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+        admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING '{encoding}' "
+            "LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    try:
+        secret = server.url(name).replace("postgres@", "postgres:s3cret-pw@")
+        with pytest.raises(
+            PortRejected, match=f"/{name} is encoded in {encoding}, not UTF8"
+        ) as on_open:
+            PostgresStorage(secret)
+        with pytest.raises(PortRejected, match="not UTF8") as on_migrate:
+            migrate(secret)
+        for caught in (on_open, on_migrate):
+            assert "s3cret-pw" not in str(caught.value)
+        # Nothing was created there.
+        assert execute(server.url(name), "SELECT to_regclass('retouraanvraag_schema')") == [(None,)]
+    finally:
+        with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name}")
+
+
+def test_no_existing_schema_on_the_search_path_is_refused_on_open() -> None:
+    nowhere = _postgres.server().url(schema="no_such_schema_here")
+    with pytest.raises(PortRejected, match="no schema of the connection's search_path exists"):
+        PostgresStorage(nowhere)
+    with pytest.raises(PortRejected, match="search_path"):
+        migrate(nowhere)
+
+
+def test_the_tables_go_into_the_current_schema_never_taken_from_a_later_one(url: str) -> None:
+    with PostgresStorage(url) as later:
+        submit(later, sample_request("r-1"))
+    first = _postgres.server().fresh_url()
+    path = first.replace(_schema_of(first), f"{_schema_of(first)},{_schema_of(url)}")
+    # The later schema's tables are no store of the first schema's: not up to date, not there.
+    with pytest.raises(PortRejected, match="schema version 0"):
+        PostgresStorage(path, migrate=False)
+    with PostgresStorage(path) as storage:
+        with pytest.raises(NotFound):
+            storage.get(SHOP, "r-1")
+        submit(storage, sample_request("r-2"))
+    assert execute(first, "SELECT id FROM requests") == [("r-2",)]
+    assert execute(first, "SELECT version FROM retouraanvraag_schema") == [(SCHEMA_VERSION,)]
+    assert execute(url, "SELECT id FROM requests") == [("r-1",)]
+
+
+def test_a_nul_inside_the_body_is_invalid_input(storage: PostgresStorage) -> None:
+    submitted = sample_request("r-1").submitted()
+    saved = storage.commit(Commit(submitted.request, None, submitted.effects))
+    after = saved.given_up(submitted.effects[0], "550 relay said: bad\x00byte", at=T0).request
+    with pytest.raises(InvalidInput, match="22P05"):
+        storage.commit(Commit(after, saved.version))
+    assert storage.get(SHOP, "r-1") == saved
+
+
+def _incompressible(size: int) -> str:
+    chosen = random.Random(size)
+    return "".join(chosen.choice(string.ascii_letters + string.digits) for _ in range(size))
+
+
+def test_a_key_too_long_for_the_index_is_invalid_input_not_unavailable(
+    storage: PostgresStorage, url: str
+) -> None:
+    long_key = _incompressible(8000)
+    # The database's own refusal (program limit exceeded, class 54) is the input's fault.
+    with pytest.raises(pg_errors.ProgramLimitExceeded) as refused:
+        execute(
+            url,
+            "INSERT INTO idempotency VALUES ('shop', %s, 'fp', 'r-0', '{}')",
+            (long_key,),
+        )
+    assert isinstance(postgres_adapter._translated(refused.value, storage.where), InvalidInput)
+    request = sample_request("r-1").submitted().request
+    record = IdempotencyRecord(SHOP, long_key, "fp", "r-1", request)
+    with pytest.raises(InvalidInput):
+        storage.commit(Commit(request, None, idempotency=record))
+    with pytest.raises(NotFound):
+        storage.get(SHOP, "r-1")
+    assert submit(storage, sample_request("r-2")).version == 1
+
+
+def _cursor_of(*position: str) -> str:
+    raw = json.dumps(["r1", *position]).encode()  # \ud800 escaped, as a tampered cursor may be
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_a_lone_surrogate_names_nothing_and_cannot_be_stored(storage: PostgresStorage) -> None:
+    saved = submit(storage, sample_request("r-1"))
+    lone = "x\udc80"
+    with pytest.raises(NotFound):
+        storage.get(SHOP, lone)
+    assert storage.idempotency_record(SHOP, lone) is None
+    assert storage.outbox(SHOP, lone) == ()
+    assert storage.query(lone, Query()).items == ()
+    assert storage.count(lone, Query()) == 0
+    page = storage.query(SHOP, Query(cursor=_cursor_of("2026-01-01T00:00:00.000000Z", "\ud800")))
+    assert page.items == ()
+    with pytest.raises(InvalidInput) as owner:
+        storage.claim(owner="w\ud800", now=T0, lease=LEASE, limit=1)
+    assert owner.value.field == "owner"
+    (entry,) = storage.claim(owner="w", now=T0, lease=LEASE, limit=1)
+    with pytest.raises(LeaseLost):
+        storage.settle(SHOP, Settlement(lone, "w", EffectState.DONE))
+    for bad in ("550 \udcff", "550 bad\x00byte"):
+        with pytest.raises(InvalidInput) as error:
+            storage.settle(SHOP, Settlement(entry.key, "w", EffectState.PENDING, error=bad))
+        assert error.value.field == "error"
+    # A text the shared checks let through to the database (a revived key): refused, not raw.
+    moved = attrs.evolve(saved, carrier="DHL")
+    with pytest.raises(InvalidInput, match="lone surrogate"):
+        storage.commit(Commit(moved, saved.version, revive=(lone,)))
+    assert storage.outbox(SHOP, "r-1") == (entry,)
+    assert storage.get(SHOP, "r-1") == saved
+
+
+def test_a_lease_ending_past_the_latest_time_python_holds_is_invalid_input(
+    storage: PostgresStorage,
+) -> None:
+    late = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+    with pytest.raises(InvalidInput) as caught:
+        storage.claim(owner="w", now=late, lease=dt.timedelta(days=2), limit=1)
+    assert caught.value.field == "lease"
+
+
+def test_only_a_lost_commit_is_told_to_retry_with_its_idempotency_key(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost(*_args: object) -> object:
+        raise postgres_adapter._OutcomeUnknown("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(postgres_adapter, "_transaction", lost)
+    with pytest.raises(PortUnavailable, match="may or may not be saved") as committing:
+        submit(storage, sample_request("r-1"))
+    assert "same idempotency key" in str(committing.value)
+    calls: list[Callable[[], object]] = [
+        lambda: storage.claim(owner="w", now=T0, lease=LEASE, limit=1),
+        lambda: storage.settle(SHOP, Settlement("mail:x", "w", EffectState.DONE)),
+    ]
+    for call in calls:
+        with pytest.raises(PortUnavailable, match="may or may not be saved") as other:
+            call()
+        assert "idempotency key" not in str(other.value)
+
+
+def _chain(error: BaseException) -> str:
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    return "".join(traceback.format_exception(error))
+
+
+def test_a_refused_change_keeps_no_trace_of_the_row_the_database_quoted(
+    storage: PostgresStorage, url: str
+) -> None:
+    saved = submit(storage, sample_request("r-1"))
+    # Constraints the library does not know, added by someone else: their DETAIL quotes the row.
+    execute(url, "ALTER TABLE requests ADD CONSTRAINT no_dhl CHECK (body->>'carrier' <> 'DHL')")
+    execute(url, "ALTER TABLE idempotency ADD CONSTRAINT no_fp CHECK (fingerprint <> 'fp')")
+    with pytest.raises(PortRejected, match="no_dhl") as on_request:
+        storage.commit(Commit(attrs.evolve(saved, carrier="DHL"), saved.version))
+    approved = attrs.evolve(saved, status=Status.APPROVED)
+    record = IdempotencyRecord(SHOP, "k-1", "fp", "r-1", approved)
+    with pytest.raises(PortRejected, match="no_fp") as on_record:
+        storage.commit(Commit(approved, saved.version, idempotency=record))
+    for caught in (on_request, on_record):
+        text = _chain(caught.value)
+        assert "klant@example.nl" not in text
+        assert "Failing row" not in text
+    assert storage.get(SHOP, "r-1") == saved

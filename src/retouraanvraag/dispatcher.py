@@ -54,9 +54,18 @@ _ADDRESS: Final = re.compile(r"\S+@\S+")
 _PROBLEM_LIMIT: Final = 500
 
 
+#: What no store can keep as text: NUL (PostgreSQL) and lone surrogates (no encoding has them).
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+
+
 def _problem(text: str) -> str:
-    """A port's error text, fit to store and show staff: one line, short, no addresses."""
-    return _ADDRESS.sub("<address>", " ".join(text.split()))[:_PROBLEM_LIMIT]
+    """A port's error text, fit to store and show staff: one line, short, no addresses.
+
+    A provider's words are kept as far as every store can hold them: NUL and lone surrogates
+    become U+FFFD, so that the error, not the store's refusal of it, is what staff read.
+    """
+    kept = _UNSTORABLE.sub("\ufffd", text)
+    return _ADDRESS.sub("<address>", " ".join(kept.split()))[:_PROBLEM_LIMIT]
 
 
 @attrs.define

@@ -249,9 +249,15 @@ def check_claim(*, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
     """
     if not owner:
         raise InvalidInput("a claim needs an owner", field="owner")
+    if unstorable(owner):
+        raise InvalidInput(
+            "holds a character no store can keep (NUL, a lone surrogate)", field="owner"
+        )
     timestamp(now, field="now")
     if lease <= dt.timedelta(0):
         raise InvalidInput("must be positive", field="lease")
+    if now > dt.datetime.max.replace(tzinfo=dt.UTC) - lease:
+        raise InvalidInput("ends past the last moment a store can hold", field="lease")
     if limit < 0:
         raise InvalidInput("must not be negative", field="limit")
 
@@ -266,13 +272,28 @@ def is_due(entry: OutboxEntry, now: dt.datetime) -> bool:
 
 
 def check_settlement(settlement: Settlement) -> None:
-    """Refuse a settlement with a naive ``retry_at``.
+    """Refuse a settlement with a naive ``retry_at``, or text no store can keep.
 
     Raises:
         InvalidInput: it has one.
     """
     if settlement.retry_at is not None:
         timestamp(settlement.retry_at, field="retry_at")
+    if unstorable(settlement.owner, settlement.error):
+        raise InvalidInput(
+            "holds a character no store can keep (NUL, a lone surrogate)", field="error"
+        )
+
+
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(*texts: object) -> bool:
+    """Whether a text holds what no store can keep: NUL, or a lone surrogate.
+
+    Such an id or key names nothing stored: look-ups by it find nothing.
+    """
+    return any(isinstance(text, str) and _UNSTORABLE.search(text) for text in texts)
 
 
 def holds_lease(entry: OutboxEntry, settlement: Settlement) -> bool:

@@ -617,20 +617,7 @@ class PostgresStorage:
                 )
                 if inserted.rowcount != 1:  # a concurrent commit recorded it first
                     raise key_taken(commit)
-            try:
-                if plan.stored:
-                    connection.execute(_UPDATE_REQUEST, row)
-                else:
-                    inserted = connection.execute(_INSERT_REQUEST, row)
-                    if inserted.rowcount != 1:  # a concurrent commit inserted the id first
-                        raise ConcurrentModification(
-                            request_id=request_id,
-                            expected=None,
-                            actual=_version(connection, shop, request_id),
-                        )
-            except pg_errors.CheckViolation as exc:
-                # The schema's own constraints, a second line behind the plan's checks.
-                raise _refused(exc, request_id, paid, refunded) from exc
+            _save_request(connection, row, stored=plan.stored, totals=(paid, refunded))
             if effects:
                 with connection.cursor() as cursor:
                     cursor.executemany(
@@ -649,7 +636,7 @@ class PostgresStorage:
                     (shop, list(commit.revive)),
                 )
 
-        self._run(write)
+        self._run(write, keyed=True)
         return saved
 
     def settle(self, shop_id: str, settlement: Settlement) -> None:
@@ -658,12 +645,17 @@ class PostgresStorage:
         Raises:
             LeaseLost: the entry is not pending and leased to ``settlement.owner``.
             PortRejected: the entry's row cannot be read back (a damaged row).
-            InvalidInput: a naive ``retry_at``.
-            PortUnavailable: the server cannot be reached; nothing was changed (but see
-                :meth:`commit` on a connection lost while committing).
+            InvalidInput: a naive ``retry_at``, or an error text PostgreSQL cannot hold (a NUL
+                character or a lone surrogate).
+            PortUnavailable: the server cannot be reached; nothing was changed, except when
+                the message says the connection was lost while committing.
         """
         check_settlement(settlement)
-        if _holds_nul(shop_id, settlement.key):
+        if _holds_nul(settlement.error):
+            raise InvalidInput(
+                "must not contain a NUL character or a lone surrogate", field="error"
+            )
+        if _holds_nul(shop_id, settlement.key, settlement.owner):
             raise LeaseLost(request_id="?", key=settlement.key, owner=settlement.owner)
 
         def write(connection: _Connection) -> None:
@@ -690,14 +682,24 @@ class PostgresStorage:
         next due entry takes its place. One bad row never blocks the queue.
 
         Raises:
-            InvalidInput: ``now`` is naive, ``lease`` is not positive, ``limit`` negative, or
-                the owner empty (or holding a NUL character).
+            InvalidInput: ``now`` is naive, ``lease`` is not positive or ends past the latest
+                time Python holds, ``limit`` negative, or the owner empty (or holding a NUL
+                character or a lone surrogate).
             PortUnavailable: the server cannot be reached.
         """
         check_claim(owner=owner, now=now, lease=lease, limit=limit)
-        if "\x00" in owner:
-            raise InvalidInput("must not contain a NUL character", field="owner")
-        until = from_timestamp(timestamp(now + lease, field="lease"))
+        if _holds_nul(owner):
+            raise InvalidInput(
+                "must not contain a NUL character or a lone surrogate", field="owner"
+            )
+        try:
+            ends = now + lease
+        except OverflowError:
+            raise InvalidInput(
+                "now + lease ends after 9999-12-31, the latest time Python holds",
+                field="lease",
+            ) from None
+        until = from_timestamp(timestamp(ends, field="lease"))
         if limit == 0:
             return ()
 
@@ -750,16 +752,24 @@ class PostgresStorage:
         """The rows of one statement run on its own; retried if the connection is dead."""
         return self._attempt(lambda connection: connection.execute(statement, params).fetchall())
 
-    def _run(self, work: Callable[[_Connection], _T]) -> _T:
-        """``work`` in one transaction at READ COMMITTED, retried on conflicts and dead links."""
-        return self._attempt(lambda connection: _transaction(connection, work))
+    def _run(self, work: Callable[[_Connection], _T], *, keyed: bool = False) -> _T:
+        """``work`` in one transaction at READ COMMITTED, retried on conflicts and dead links.
 
-    def _attempt(self, call: Callable[[_Connection], _T]) -> _T:
-        """Run ``call`` on a pooled connection; retry what is safe to; translate the rest."""
+        ``keyed``: ``work`` is a commit, which a retry with its idempotency key settles.
+        """
+        return self._attempt(lambda connection: _transaction(connection, work), keyed=keyed)
+
+    def _attempt(self, call: Callable[[_Connection], _T], *, keyed: bool = False) -> _T:
+        """Run ``call`` on a pooled connection; retry what is safe to; translate the rest.
+
+        A translated driver error is raised outside its ``except``, so that the port error
+        holds no trace of it: the driver's ``DETAIL`` may quote a row, customer data and all.
+        """
         deadline = time.monotonic() + self._timeout
         backoff = 0.001
         for attempt in range(1, _ATTEMPTS + 1):
             pool = self._connections()
+            refusal: Exception | None = None
             try:
                 with pool.connection(timeout=max(deadline - time.monotonic(), 0.001)) as link:
                     try:
@@ -779,31 +789,32 @@ class PostgresStorage:
                 raise PortUnavailable(
                     f"{self._where}: no free connection within {self._timeout} s"
                 ) from exc
-            except _OutcomeUnknown as exc:
-                raise PortUnavailable(
-                    f"{self._where}: the connection was lost while committing ({_reason(exc)}); "
-                    "the change may or may not be saved: retry the command with the same "
-                    "idempotency key to find out"
-                ) from exc
-            except psycopg.Error as exc:
-                raise _translated(exc, self._where) from exc
+            except (psycopg.Error, UnicodeEncodeError) as exc:
+                refusal = _port_error(exc, self._where, keyed=keyed)
+            if refusal is not None:
+                raise refusal
             if attempt == _ATTEMPTS or time.monotonic() >= deadline:
                 break
             # Jitter keeps several workers from retrying in lockstep.
             time.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - not a secret
             backoff = min(backoff * 2, _MAX_BACKOFF)
         raise PortUnavailable(
-            f"{self._where}: gave up after {attempt} tries ({_reason(failure)})"
-        ) from failure
+            f"{self._where}: gave up after {attempt} tries (SQLSTATE {failure.sqlstate or '-'}: "
+            f"{_reason(failure)})"
+        ) from None
 
 
 def _configure(connection: _Connection) -> None:
-    """A new pooled connection reads times in UTC, whatever the server's or role's zone.
+    """A new connection talks as the store reads, whatever the server, database or role sets.
 
-    In another zone an instant near the end of year 9999 would read as year 10000, which
-    Python cannot hold.
+    Times in UTC (in another zone an instant near the end of year 9999 would read as year
+    10000, which Python cannot hold), written in ISO style (the driver reads no other), and
+    text in UTF-8.
     """
     connection.execute("SET TIME ZONE 'UTC'")
+    connection.execute("SET DateStyle TO ISO")
+    connection.execute("SET IntervalStyle TO postgres")
+    connection.execute("SET client_encoding TO 'UTF8'")
 
 
 class _LinkLost(Exception):
@@ -841,10 +852,35 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _port_error(exc: psycopg.Error | UnicodeEncodeError, where: str, *, keyed: bool) -> Exception:
+    """The port error for what a call met that is not retried (``keyed``: in a commit)."""
+    if isinstance(exc, UnicodeEncodeError):  # the driver met a lone surrogate in a parameter
+        return InvalidInput(
+            "holds a lone surrogate, which is not Unicode text: PostgreSQL cannot store it"
+        )
+    if isinstance(exc, _OutcomeUnknown):
+        advice = ": retry the command with the same idempotency key to find out" if keyed else ""
+        return PortUnavailable(
+            f"{where}: the connection was lost while committing ({_reason(exc)}); "
+            f"the change may or may not be saved{advice}"
+        )
+    return _translated(exc, where)
+
+
 def _translated(exc: psycopg.Error, where: str) -> Exception:
-    """The port error for a driver error that is not retried."""
+    """The port error for a driver error that is not retried.
+
+    Only the error's first line and its SQLSTATE are kept: the driver's further lines
+    (``DETAIL``) may quote a row, customer data and all.
+    """
+    state = exc.sqlstate or ""
     if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
         return InvalidInput("contains a NUL character, which PostgreSQL text cannot hold")
+    # 22P05: a character the database cannot hold; class 54, program limit exceeded: a key
+    # too long for its index, say. Both are the input's doing: no retry changes them.
+    if isinstance(exc, pg_errors.UntranslatableCharacter) or state.startswith("54"):
+        what = "is too large" if state.startswith("54") else "holds a character"
+        return InvalidInput(f"{what} PostgreSQL cannot store (SQLSTATE {state}: {_reason(exc)})")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         # Timeouts, cancelled statements, a lock not available, too many connections.
         return PortUnavailable(f"{where}: {_reason(exc)}")
@@ -857,13 +893,19 @@ def _translated(exc: psycopg.Error, where: str) -> Exception:
 
 
 def _refused(exc: pg_errors.CheckViolation, request_id: str, paid: int, refunded: int) -> Exception:
-    """The port error for a constraint the database enforced, or ``exc`` itself."""
+    """The port error for a constraint the database enforced, never the driver's own error.
+
+    The driver's error stays out of it: its ``DETAIL`` quotes the failing row, body and all.
+    """
     constraint = exc.diag.constraint_name
     if constraint == "money_cap":
         return money_cap_error(request_id, paid, refunded)
     if constraint == "fee_fixed":
         return fee_fixed_error(request_id)
-    return exc
+    return PortRejected(
+        f"request {request_id}: the database refused the change (constraint "
+        f"{constraint or '?'}, SQLSTATE {exc.sqlstate or '?'})"
+    )
 
 
 def describe(conninfo: str) -> str:
@@ -898,7 +940,18 @@ def _predicate(query: Query) -> Callable[[ReturnRequest], bool] | None:
 
 
 def _holds_nul(*texts: object) -> bool:
-    return any(isinstance(text, str) and "\x00" in text for text in texts)
+    """Whether any of ``texts`` is text PostgreSQL cannot hold: a NUL or a lone surrogate."""
+    return any(isinstance(text, str) and not _storable(text) for text in texts)
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not Unicode text at all
+        return False
+    return True
 
 
 # -- the schema's versions ---------------------------------------------------------------------
@@ -907,10 +960,28 @@ def _holds_nul(*texts: object) -> bool:
 def _schema(connection: _Connection, where: str, *, apply: bool) -> tuple[int, int]:
     """Bring the schema up to date (``apply``) or check it; ``(version before, after)``.
 
+    The tables are ``current_schema()``'s: the first schema of the ``search_path`` that
+    exists. A table of the same name in a later schema of the path is never taken for them.
+
     Raises:
-        PortRejected: the schema is newer than this code, or older and ``apply`` is false.
+        PortRejected: the database is not encoded in UTF8, no schema of the ``search_path``
+            exists, or the schema is newer than this code, or older and ``apply`` is false.
     """
-    before = _applied(connection)
+    found = connection.execute(
+        "SELECT current_setting('server_encoding'), current_schema()"
+    ).fetchone()
+    encoding, schema = found if found is not None else (None, None)
+    if encoding != "UTF8":
+        raise PortRejected(
+            f"{where} is encoded in {encoding}, not UTF8: it cannot hold every text a request "
+            "may hold; use a database created with ENCODING 'UTF8'"
+        )
+    if schema is None:
+        raise PortRejected(
+            f"{where}: no schema of the connection's search_path exists, so there is nowhere "
+            "to put the tables; create the schema first"
+        )
+    before = _applied(connection, schema)
     if before == SCHEMA_VERSION:
         return before, before
     if before > SCHEMA_VERSION:
@@ -926,7 +997,7 @@ def _schema(connection: _Connection, where: str, *, apply: bool) -> tuple[int, i
         "'retouraanvraag schema ' || coalesce(current_schema(), ''), 0))"
     )
     connection.execute(_VERSIONS_TABLE)
-    current = _applied(connection)
+    current = _applied(connection, schema)
     if current > SCHEMA_VERSION:
         raise _newer(where, current)
     for migration in _MIGRATIONS:
@@ -940,14 +1011,17 @@ def _schema(connection: _Connection, where: str, *, apply: bool) -> tuple[int, i
     return before, SCHEMA_VERSION
 
 
-def _applied(connection: _Connection) -> int:
-    """The newest migration recorded (0 when the table is missing)."""
+def _applied(connection: _Connection, schema: str) -> int:
+    """The newest migration recorded in ``schema`` (0 when its table is missing there)."""
+    table = sql.Identifier(schema, "retouraanvraag_schema")
     exists = connection.execute(
-        "SELECT to_regclass('retouraanvraag_schema') IS NOT NULL"
+        "SELECT to_regclass(%s) IS NOT NULL", (table.as_string(connection),)
     ).fetchone()
     if not exists or not exists[0]:
         return 0
-    row = connection.execute("SELECT max(version) FROM retouraanvraag_schema").fetchone()
+    row = connection.execute(
+        sql.SQL("SELECT max(version) FROM {table}").format(table=table)
+    ).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
@@ -983,7 +1057,8 @@ def migrate(conninfo: str, *, timeout: float = 5.0) -> tuple[int, int]:
     except (PortRejected, PortUnavailable):
         raise
     except psycopg.Error as exc:
-        raise _translated(exc, where) from exc
+        refusal = _translated(exc, where)
+    raise refusal  # outside the except: no trace of the driver's error (and its DETAIL)
 
 
 # -- rows ----------------------------------------------------------------------------------
@@ -1180,6 +1255,31 @@ def _record(shop_id: str, key: str, row: Sequence[Any]) -> IdempotencyRecord:
         if problem is None:
             return record
     raise damaged_record(shop_id, key, request_id, problem)
+
+
+def _save_request(
+    connection: _Connection, row: Sequence[object], *, stored: bool, totals: tuple[int, int]
+) -> None:
+    """Update (``stored``) or insert a request's row of ``_UPDATE_REQUEST`` parameters.
+
+    Raises:
+        ConcurrentModification: a concurrent commit inserted the id first.
+        PortRejected: the schema's own constraints refused it (the money cap, the fixed fee),
+            a second line behind the commit plan's checks.
+    """
+    shop, request_id = str(row[-2]), str(row[-1])
+    refusal: Exception | None = None
+    try:
+        if stored:
+            connection.execute(_UPDATE_REQUEST, row)
+        elif connection.execute(_INSERT_REQUEST, row).rowcount != 1:
+            raise ConcurrentModification(
+                request_id=request_id, expected=None, actual=_version(connection, shop, request_id)
+            )
+    except pg_errors.CheckViolation as exc:
+        refusal = _refused(exc, request_id, *totals)
+    if refusal is not None:  # raised here, so that it holds no trace of the driver's error
+        raise refusal
 
 
 def _version(connection: _Connection, shop_id: str, request_id: str) -> int | None:

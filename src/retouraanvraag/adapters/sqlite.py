@@ -63,6 +63,7 @@ from retouraanvraag.adapters._common import (
     settle_entry,
     timestamp,
     uncountable,
+    unstorable,
 )
 from retouraanvraag.adapters._facts import (
     FACT_COLUMNS,
@@ -254,6 +255,8 @@ class SqliteStorage:
                 is not this request); the message names the shop and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
+        if unstorable(shop_id, request_id):  # no such text reaches a row
+            raise NotFound(shop_id=shop_id, request_id=request_id)
         row: Sequence[object] | None = self._read(
             lambda connection: connection.execute(
                 f"SELECT {_REQUEST_COLUMNS} FROM requests "  # noqa: S608 - a constant
@@ -273,6 +276,8 @@ class SqliteStorage:
                 names the shop, the key and the request.
             PortUnavailable: the database is busy or cannot be reached.
         """
+        if unstorable(shop_id, key):
+            return None
         row: Sequence[object] | None = self._read(
             lambda connection: connection.execute(
                 "SELECT fingerprint, request_id, result FROM idempotency "
@@ -291,6 +296,8 @@ class SqliteStorage:
         Raises:
             PortUnavailable: the database is busy or cannot be reached.
         """
+        if unstorable(shop_id, request_id):
+            return ()
         rows = self._read(
             lambda connection: connection.execute(
                 f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - a constant
@@ -329,6 +336,8 @@ class SqliteStorage:
         after: _RowPosition | None = (
             decode_cursor(query.cursor) if query.cursor is not None else None
         )
+        if unstorable(shop_id, *(after or ())):  # names nothing stored
+            return Page((), None)
         listing = _Listing.of(shop_id, query)
         if listing.condition is not None:
             try:
@@ -362,7 +371,7 @@ class SqliteStorage:
             if query.condition is None
             else bool(listing.condition and listing.condition.exact),
         )
-        if listing.statuses == ():
+        if listing.statuses == () or unstorable(shop_id):
             return 0
         where = f"shop_id = ?{listing.filters}"
         params: list[object] = [shop_id, *listing.bounds]

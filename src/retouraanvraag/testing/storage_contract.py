@@ -1125,6 +1125,31 @@ class ListingsContract(StorageSuite):
                     storage.query(SHOP, query)
                 assert caught.value.field == "cursor"
 
+    def test_text_no_store_can_keep_names_nothing_and_is_refused_in_writes(
+        self, storage: Storage
+    ) -> None:
+        """A lone surrogate or NUL in an id finds nothing; in a claim's owner it is refused."""
+        self.submit(storage, sample_request("r-1"))
+        for odd in ("r-\ud800", "r-\x00"):
+            with pytest.raises(NotFound):
+                storage.get(SHOP, odd)
+            assert storage.idempotency_record(SHOP, odd) is None
+            assert tuple(storage.outbox(SHOP, odd)) == ()
+            assert storage.query(odd, Query()).items == ()
+            assert storage.count(odd, Query()) == 0
+            with pytest.raises(InvalidInput) as caught:
+                storage.claim(owner=f"w{odd}", now=T0, lease=_LEASE, limit=1)
+            assert caught.value.field == "owner"
+
+    def test_a_claim_whose_lease_ends_past_the_last_moment_is_refused(
+        self, storage: Storage
+    ) -> None:
+        """``now + lease`` past what a datetime holds is ``InvalidInput``, not an overflow."""
+        late = dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(days=1)
+        with pytest.raises(InvalidInput) as caught:
+            storage.claim(owner="w", now=late, lease=dt.timedelta(days=2), limit=1)
+        assert caught.value.field == "lease"
+
     def test_count_is_what_every_page_lists_together(self, storage: Storage) -> None:
         """``count`` agrees with paging through each kind of filter, and is per shop."""
         for n in range(9):
