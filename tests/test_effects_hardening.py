@@ -682,4 +682,4 @@ def test_a_providers_error_with_text_no_store_keeps_is_kept_readable() -> None:
     from retouraanvraag.dispatcher import _problem  # noqa: PLC0415 - the one rule for it
 
     assert _problem("relay said \x00 no\ud800pe") == "relay said \ufffd no\ufffdpe"
-    assert _problem("to jan@example.nl:\r\n 550") == "to <address>: 550"
+    assert _problem("to jan@example.nl:\r\n 550") == "to <address> 550"
