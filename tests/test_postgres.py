@@ -355,10 +355,15 @@ def test_text_postgresql_cannot_hold_names_nothing(storage: PostgresStorage) -> 
     assert caught.value.field == "owner"
     request = sample_request("r-2").submitted().request
     record = IdempotencyRecord(SHOP, "key\x00", "fp", "r-2", request)
-    with pytest.raises(InvalidInput, match="NUL"):
+    with pytest.raises(InvalidInput):  # the shared checks refuse such a key first
         storage.commit(Commit(request, None, idempotency=record))
     with pytest.raises(NotFound):
         storage.get(SHOP, "r-2")
+    # A text that reaches the database (a revived key): the store's own refusal.
+    saved = storage.get(SHOP, "r-1")
+    with pytest.raises(InvalidInput, match="NUL"):
+        storage.commit(Commit(attrs.evolve(saved, carrier="DHL"), saved.version, revive=("k\x00",)))
+    assert storage.get(SHOP, "r-1") == saved
 
 
 def test_a_closed_storage_refuses_every_call(url: str) -> None:
@@ -997,13 +1002,16 @@ def test_a_lone_surrogate_names_nothing_and_cannot_be_stored(storage: PostgresSt
     assert storage.get(SHOP, "r-1") == saved
 
 
-def test_a_lease_ending_past_the_latest_time_python_holds_is_invalid_input(
+def test_a_lease_past_the_latest_time_is_invalid_and_a_huge_limit_claims_all(
     storage: PostgresStorage,
 ) -> None:
     late = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
     with pytest.raises(InvalidInput) as caught:
         storage.claim(owner="w", now=late, lease=dt.timedelta(days=2), limit=1)
     assert caught.value.field == "lease"
+    submit(storage, sample_request("r-1"))
+    # A limit past what the database counts in a bigint is "all of them", not a refusal.
+    assert len(storage.claim(owner="w", now=T0, lease=LEASE, limit=2**63)) == 1
 
 
 def test_only_a_lost_commit_is_told_to_retry_with_its_idempotency_key(

@@ -236,6 +236,7 @@ _BATCH: Final = 200
 # Serialization failures, deadlocks and connections found dead before COMMIT: tries in all.
 _ATTEMPTS: Final = 6
 _MAX_BACKOFF: Final = 0.05
+_MOST_ROWS: Final = 2**63 - 1
 _RETRIED: Final = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
@@ -247,8 +248,9 @@ class PostgresStorage:
         with PostgresStorage("postgresql://returns@db.internal/returns") as storage:
             saved = storage.commit(Commit(request, expected_version=None))
 
-    The tables live in the first schema of the connection's ``search_path`` (``public`` by
-    default; ``options=-csearch_path=shop_returns`` in the URL picks another).
+    The tables live in ``current_schema()``: the first schema of the connection's
+    ``search_path`` that exists (``public`` by default; ``options=-csearch_path=shop_returns``
+    in the URL picks another). The database must be encoded in UTF8.
 
     Args:
         conninfo: a libpq connection string or ``postgresql://`` URL. Its password is never
@@ -264,7 +266,8 @@ class PostgresStorage:
     Raises:
         InvalidInput: ``conninfo`` is not a connection string, or the pool sizes mean nothing.
         PortRejected: the schema is newer than this code (or older, with ``migrate=False``),
-            or the database refuses the migration.
+            the database refuses the migration, is not encoded in UTF8, or no schema of the
+            ``search_path`` exists.
         PortUnavailable: the server cannot be reached within ``timeout``.
     """
 
@@ -650,11 +653,7 @@ class PostgresStorage:
             PortUnavailable: the server cannot be reached; nothing was changed, except when
                 the message says the connection was lost while committing.
         """
-        check_settlement(settlement)
-        if _holds_nul(settlement.error):
-            raise InvalidInput(
-                "must not contain a NUL character or a lone surrogate", field="error"
-            )
+        check_settlement(settlement)  # refuses an error text no store can hold, too
         if _holds_nul(shop_id, settlement.key, settlement.owner):
             raise LeaseLost(request_id="?", key=settlement.key, owner=settlement.owner)
 
@@ -687,19 +686,9 @@ class PostgresStorage:
                 character or a lone surrogate).
             PortUnavailable: the server cannot be reached.
         """
-        check_claim(owner=owner, now=now, lease=lease, limit=limit)
-        if _holds_nul(owner):
-            raise InvalidInput(
-                "must not contain a NUL character or a lone surrogate", field="owner"
-            )
-        try:
-            ends = now + lease
-        except OverflowError:
-            raise InvalidInput(
-                "now + lease ends after 9999-12-31, the latest time Python holds",
-                field="lease",
-            ) from None
-        until = from_timestamp(timestamp(ends, field="lease"))
+        check_claim(owner=owner, now=now, lease=lease, limit=limit)  # the owner's text too
+        limit = min(limit, _MOST_ROWS)  # no more rows than a bigint counts: all of them
+        until = from_timestamp(timestamp(now + lease, field="lease"))  # bounded by check_claim
         if limit == 0:
             return ()
 
@@ -1037,7 +1026,7 @@ def migrate(conninfo: str, *, timeout: float = 5.0) -> tuple[int, int]:
 
     Args:
         conninfo: a libpq connection string or ``postgresql://`` URL; the tables go into the
-            first schema of its ``search_path``.
+            first schema of its ``search_path`` that exists (``current_schema()``).
         timeout: seconds to wait for the connection.
 
     Returns:
@@ -1045,7 +1034,8 @@ def migrate(conninfo: str, *, timeout: float = 5.0) -> tuple[int, int]:
 
     Raises:
         InvalidInput: ``conninfo`` is not a connection string.
-        PortRejected: the schema is newer than this code, or the database refuses a change.
+        PortRejected: the schema is newer than this code, the database refuses a change, is
+            not encoded in UTF8, or no schema of the ``search_path`` exists.
         PortUnavailable: the server cannot be reached.
     """
     where = describe(conninfo)
