@@ -44,21 +44,16 @@ if TYPE_CHECKING:
 
 __all__ = ["SqlFilter", "compile_filter"]
 
-# Where each item fact sits in an item's JSON array.
-_REASON, _REASON_FOLDED, _NAME, _SKU, _VALUE, _QUANTITY, _TYPE, _PTAGS, _VENDOR = (
-    LINE_FIELDS.index(name)
-    for name in (
-        "reason",
-        "reason_folded",
-        "item_name",
-        "sku",
-        "item_value",
-        "quantity",
-        "product_type",
-        "product_tags",
-        "vendor",
-    )
+# Where each item fact sits in an item's JSON array (the order LINE_FIELDS gives).
+_AT: Final = {name: index for index, name in enumerate(LINE_FIELDS)}
+_REASON, _REASON_FOLDED, _NAME, _SKU = (
+    _AT["reason"],
+    _AT["reason_folded"],
+    _AT["item_name"],
+    _AT["sku"],
 )
+_VALUE, _QUANTITY, _TYPE = _AT["item_value"], _AT["quantity"], _AT["product_type"]
+_PTAGS, _VENDOR = _AT["product_tags"], _AT["vendor"]
 
 # Integers beyond these never occur in a column (amounts stop at 10**15, days and counts far
 # sooner); a bound beyond them is moved to just past them, which keeps every comparison's
