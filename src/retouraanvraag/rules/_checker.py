@@ -297,12 +297,16 @@ class Checker:
         parts = [self.condition(p) for p in syntax.parts]
         if any(p is None for p in parts):
             return None
-        kind = And if isinstance(syntax, SynAnd) else Or
-        flat: list[Condition] = []
-        for part in parts:
-            assert part is not None  # noqa: S101 - checked above
-            flat.extend(part.parts if isinstance(part, kind) else (part,))
-        return kind(tuple(flat))
+        present = tuple(part for part in parts if part is not None)
+        if isinstance(syntax, SynAnd):
+            # (A EN B) EN C is A EN B EN C; the conjunction's checks read one flat list.
+            flat: list[Condition] = []
+            for part in present:
+                flat.extend(part.parts if isinstance(part, And) else (part,))
+            return And(tuple(flat))
+        # An OF the merchant put in parentheses inside another OF stays a group of its own, so
+        # that the formatter writes it back as it was written: (A OF B) OF C.
+        return Or(present)
 
     def compare(self, syntax: SynCompare) -> Compare | None:
         """Resolve ``field operator values``, checking that operator and values fit the field."""
