@@ -22,8 +22,9 @@ from pathlib import Path
 import attrs
 
 from retouraanvraag.adapters import MemoryStorage, SqliteStorage
-from retouraanvraag.model import Actor, Customer, Money, PaidFee, ReturnItem, ReturnRequest, Status
+from retouraanvraag.model import Actor, ReturnRequest, Status
 from retouraanvraag.ports import Commit, Query, Storage, Tab
+from retouraanvraag.testing.storage_contract import sample_request
 
 SHOP = "shop-bench"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -34,17 +35,8 @@ PAGE_REPEATS = 200
 
 
 def new_request(request_id: str, created_at: dt.datetime) -> ReturnRequest:
-    return ReturnRequest(
-        shop_id=SHOP,
-        id=request_id,
-        order_number="100234",
-        customer=Customer("klant@example.nl", "Klant"),
-        from_country="NL",
-        order_value=Money(5995),
-        items=(ReturnItem("TS-1", "T-shirt", 1, Money(1995), "too_small"),),  # type: ignore[arg-type, unused-ignore]
-        created_at=created_at,
-        return_fee=PaidFee(Money(495), "pay_1"),
-    )
+    """The contract suites' sample request (one item, a paid fee), in the bench's shop."""
+    return sample_request(request_id, shop_id=SHOP, created_at=created_at)
 
 
 STAFF = Actor.staff("staff-1")
