@@ -10,7 +10,8 @@ THEN Skip review
 Load with :func:`parse` (every problem of the file is reported at once, as
 :class:`~retouraanvraag.errors.RuleError`), decide with :meth:`RuleSet.evaluate`, show why with
 :meth:`RuleSet.explain`, write canonical text or translate with :func:`format`, and filter
-requests with :func:`compile_condition`. The grammar is ``grammar.lark`` in this package.
+requests with :func:`compile_condition`. The grammar is ``grammar.lark`` in this package (the
+parser implements it by hand).
 """
 
 from __future__ import annotations

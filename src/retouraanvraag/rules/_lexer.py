@@ -24,7 +24,6 @@ from typing import Final
 
 import attrs
 from babel.numbers import list_currencies
-from lark import Token
 
 from retouraanvraag.errors import InvalidMoney
 from retouraanvraag.model import Money, _read_number, fold_text
@@ -36,6 +35,7 @@ __all__ = [
     "BadValue",
     "Chunk",
     "Lexed",
+    "Token",
     "detect_language",
     "lex",
     "read_money",
@@ -138,11 +138,12 @@ _NUMBER: Final = r"\d+(?:[.,]\d+)*"
 _WHOLE: Final = r"(?:[.,][-\u2013])?"  # 5,- (or an en dash): whole euros
 _GAP: Final = r"[ \t\xa0\u202f]?"  # inside one amount: € 5, 5 EUR (a locale's no-break space)
 _NOT_AFTER_NUMBER: Final = r"(?![\w'\u2019\-/@+&])"
-_SPACE: Final = r"[\s\ufeff\u200b\u2060]*"
+_SPACE: Final = r"[^\S\n]*(?:[\ufeff\u200b\u2060][^\S\n]*)*"  # a line end is a token of its own
 _TOKEN_RE: Final = re.compile(
     rf"""
     (?P<ws>{_SPACE})
-    (?:(?P<comment>\#[^\n]*)
+    (?:(?P<newline>\n)
+    |(?P<comment>\#[^\n]*)
     |(?P<string>"(?:[^"“”\\\n]|\\.)*["“”]|[“”„][^"“”\n]*["“”])
     |(?P<unterminated>["“”„\u2018\u201a][^\n]*)
     |(?P<prefixmoney>(?:US\$|[€$£]){_GAP}{_NUMBER}{_WHOLE}(?!\w))
@@ -165,6 +166,31 @@ _CLOSING: Final = {"“": "”", "„": "”", "\u2018": "\u2019", "\u201a": "\u
 #: not followed by a letter, so that an apostrophe stays inside (foto's).
 _SINGLE_OPENERS: Final = "'\u2018\u2019\u201a"
 _SINGLE_CLOSER_RE: Final = re.compile(r"['\u2019](?!\w)|\n")
+
+
+class Token:
+    """One token: its type (``WORD``, ``IF``, ``GT``, …), the text as typed, and its place.
+
+    ``line``/``column`` is where it starts and ``end_line``/``end_column`` just after it ends,
+    counted from 1 as the diagnostics are.
+    """
+
+    __slots__ = ("column", "end_column", "end_line", "line", "type", "value")
+
+    def __init__(  # noqa: PLR0917 - a record of six, made in hot loops
+        self, type_: str, value: str, line: int, column: int, end_line: int, end_column: int
+    ) -> None:
+        """Make a token (positional arguments only: the lexer makes thousands)."""
+        self.type = type_
+        self.value = value
+        self.line = line
+        self.column = column
+        self.end_line = end_line
+        self.end_column = end_column
+
+    def __repr__(self) -> str:
+        """``Token('WORD', 'Van land', 1:5)``."""
+        return f"Token({self.type!r}, {self.value!r}, {self.line}:{self.column})"
 
 
 @cache
@@ -218,12 +244,6 @@ _TYPES: Final = {
 }
 
 
-def _token(type_: str, value: str, line: int, column: int) -> Token:
-    return Token(
-        type_, value, line=line, column=column, end_line=line, end_column=column + len(value)
-    )
-
-
 def _amount_end(text: str, kind: str, value: str, end: int) -> int | None:
     """Where an amount ends when the number or currency code at ``end`` is part of one."""
     if kind == "number":
@@ -274,54 +294,61 @@ def _single_quoted(quotes: _SingleQuotes, text: str, start: int) -> tuple[str, i
     return None
 
 
-def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901, PLR0912
+def _raw_tokens(text: str) -> Iterator[Token | Problem]:  # noqa: C901, PLR0912, PLR0915
     """Split the text into words, strings, numbers, money, symbols and comments."""
     line, line_start, pos = 1, 0, 0
     bad: Problem | None = None  # stray characters next to each other are one problem
     quotes = _SingleQuotes(text)
-    while pos < len(text):
-        match = _TOKEN_RE.match(text, pos)
+    match_at = _TOKEN_RE.match
+    size = len(text)
+    while pos < size:
+        match = match_at(text, pos)
         if match is None:  # pragma: no cover - `bad` or `$` always matches
             break
-        newlines = match.group("ws").count("\n")
-        if newlines:
-            line += newlines
-            line_start = text.rindex("\n", pos, match.end("ws")) + 1
         kind = match.lastgroup
+        end = match.end()
+        if kind == "newline":
+            line += 1
+            line_start = pos = end
+            continue
         if kind == "ws":  # only trailing space was left
             break
-        start, end = match.end("ws"), match.end()
-        single = _single_quoted(quotes, text, start)
-        if single is not None:
+        start = match.end(1)  # after the space (group 1)
+        if text[start] in _SINGLE_OPENERS and (single := _single_quoted(quotes, text, start)):
             kind, end = single
-        value = text[start:end] if single is not None else match.group(kind)  # type: ignore[arg-type]
+            value = text[start:end]
+        else:
+            value = match.group(kind)  # type: ignore[arg-type]
         column = start - line_start + 1
         if bad is not None and (kind != "bad" or start != pos):
             yield _merged(bad)
             bad = None
-        if kind == "bad":
+        if kind == "word":
+            if value.isupper() and (amount_end := _amount_end(text, kind, value, end)):
+                end, kind, value = amount_end, "money", text[start:amount_end]
+        elif kind == "number":
+            if amount_end := _amount_end(text, kind, value, end):
+                end, kind, value = amount_end, "money", text[start:amount_end]
+            elif value[-1] in "-\u2013":
+                kind = "money"  # 5,- is an amount in the shop's currency
+        elif kind == "bad":
             if bad is None:
                 bad = Problem(Position(line, column), "bad-character", value)
             else:
                 bad = attrs.evolve(bad, text=bad.text + value)
             pos = end
             continue
-        if kind == "badoperator":
+        elif kind == "badoperator":
             yield Problem(Position(line, column), "unknown-operator", value, BAD_OPERATORS[value])
             pos = end
             continue
-        amount_end = _amount_end(text, kind, value, end)  # type: ignore[arg-type]
-        if amount_end is not None:
-            end, kind, value = amount_end, "money", text[start:amount_end]
-        elif kind == "number" and value[-1] in "-\u2013":
-            kind = "money"  # 5,- is an amount in the shop's currency
-        if kind == "unterminated":
+        elif kind == "unterminated":
             closing = _CLOSING.get(value[0], '"')
             yield Problem(Position(line, column), "unterminated-string", value, closing)
             value += closing
             kind = "string"
         type_ = _SYMBOLS[value] if kind == "symbol" else _TYPES[kind]  # type: ignore[index]
-        yield _token(type_, value, line, column)
+        yield Token(type_, value, line, column, line, column + len(value))
         pos = end
     if bad is not None:
         yield _merged(bad)
@@ -371,68 +398,97 @@ def _phrases(language: str) -> dict[str, tuple[tuple[tuple[str, ...], str], ...]
 
 def _join(tokens: Sequence[Token], type_: str, text: str) -> Token:
     first, last = tokens[0], tokens[-1]
-    return Token(
-        type_,
-        text,
-        line=first.line,
-        column=first.column,
-        end_line=last.end_line,
-        end_column=last.end_column,
-    )
+    return Token(type_, text, first.line, first.column, last.end_line, last.end_column)
 
 
 def _match_phrase(folded: list[str | None], i: int, language: str) -> tuple[str, int] | None:
     """The keyword starting at ``tokens[i]`` (longest match) and its length in words."""
-    for words, type_ in _phrases(language).get(folded[i] or "", ()):
+    candidates = _phrases(language).get(folded[i] or "", ())
+    after = folded[i + 1] if i + 1 < len(folded) else None
+    for words, type_ in candidates:
         n = len(words)
-        if tuple(folded[i : i + n]) == words:
+        if n == 1:
+            return type_, 1
+        if words[1] == after and tuple(folded[i : i + n]) == words:
             return type_, n
     return None
 
 
-def _classify(tokens: list[Token], language: str, *, start_mode: str) -> list[Token]:
-    """Turn words into keywords where the mode allows (condition, action, between rules)."""
-    folded = [t.value.casefold() if t.type == "WORD" else None for t in tokens]
+def _retyped(token: Token, type_: str) -> Token:
+    """The token read as another type (a word that is a keyword, a comma that is an ``EN``)."""
+    return Token(type_, token.value, token.line, token.column, token.end_line, token.end_column)
+
+
+@cache
+def _special_words(language: str) -> frozenset[str]:
+    """The words :func:`_classify` looks at; every other word passes through as it is.
+
+    A keyword phrase's first word, the switch-off word, the units and the date operators.
+    """
+    return frozenset(
+        {*_phrases(language), SWITCHED_OFF[language], *UNITS, *DATE_OPERATORS[language]}
+    )
+
+
+#: The mode :func:`_classify` is in after a keyword: a condition after ALS, actions after DAN.
+_MODE_AFTER: Final = {"IF": "condition", "RULE": "top", "THEN": "action", "OFF": "top"}
+
+
+def _classify(
+    tokens: list[Token], language: str, *, start_mode: str, folded: list[str | None] | None = None
+) -> list[Token]:
+    """Turn words into keywords where the mode allows (condition, action, between rules).
+
+    ``folded``: each token's casefolded text if it is a ``WORD`` (else ``None``), when the
+    caller has it already.
+    """
+    if folded is None:
+        folded = [t.value.casefold() if t.type == "WORD" else None for t in tokens]
+    special = _special_words(language)
     out: list[Token] = []
+    append = out.append
     mode = start_mode
-    i = 0
-    while i < len(tokens):
+    i, count = 0, len(tokens)
+    while i < count:
         token = tokens[i]
-        if _switches_off(tokens, folded, i, language):
-            out.append(_join([token], "OFF", token.value))
-            mode = "top"
+        word = folded[i]
+        read = None
+        if word is not None and word in special and token.type == "WORD":
+            read = _keyword_at(tokens, folded, i, language, mode)
+        if read is None:
+            append(token)
             i += 1
             continue
-        if mode == "action" and _is_unit(tokens, folded, i):
-            out.append(_join([token], "UNIT", token.value))
-            i += 1
-            continue
-        if mode == "condition" and _compares_dates(tokens, folded, i, language):
-            out.append(_join([token], DATE_OPERATORS[language][folded[i] or ""], token.value))
-            i += 1
-            continue
-        matched = _match_phrase(folded, i, language) if token.type == "WORD" else None
-        if matched is None:
-            out.append(token)
-            i += 1
-            continue
-        type_, n = matched
-        allowed = (
-            mode == "condition" or type_ in {"RULE", "IF"} or (mode == "action" and type_ == "AND")
-        )
-        if not allowed:
-            out.append(token)
-            i += 1
-            continue
-        out.append(_join(tokens[i : i + n], type_, " ".join(t.value for t in tokens[i : i + n])))
+        keyword, n = read
+        append(keyword)
         i += n
-        if type_ == "IF":
-            mode = "condition"
-        elif type_ == "RULE":
-            mode = "top"
-        elif type_ == "THEN":
-            mode = "action"
+        mode = _MODE_AFTER.get(keyword.type, mode)
     return out
+
+
+def _keyword_at(  # noqa: PLR0911 - one return per kind of keyword
+    tokens: list[Token], folded: list[str | None], i: int, language: str, mode: str
+) -> tuple[Token, int] | None:
+    """The keyword the words at ``tokens[i]`` make in ``mode``, and how many words it takes."""
+    word, token = folded[i], tokens[i]
+    if word == SWITCHED_OFF[language] and _switches_off(tokens, folded, i, language):
+        return _retyped(token, "OFF"), 1
+    if mode == "action" and word in UNITS and _is_unit(tokens, folded, i):
+        return _retyped(token, "UNIT"), 1
+    dates = DATE_OPERATORS[language]
+    if mode == "condition" and word in dates and _compares_dates(tokens, folded, i, language):
+        return _retyped(token, dates[word or ""]), 1
+    matched = _match_phrase(folded, i, language)
+    if matched is None:
+        return None
+    type_, n = matched
+    if not (
+        mode == "condition" or type_ in {"RULE", "IF"} or (mode == "action" and type_ == "AND")
+    ):
+        return None
+    if n == 1:
+        return _retyped(token, type_), 1
+    return _join(tokens[i : i + n], type_, _words(tokens[i : i + n])), n
 
 
 #: The units a number in an action may carry (``Retourtermijn 60 dagen``), either language.
@@ -480,7 +536,7 @@ def _switch_before(tokens: list[Token], i: int, language: str) -> bool:
     )
 
 
-def _foreign_rules(tokens: list[Token], language: str) -> list[Token]:
+def _foreign_rules(tokens: list[Token], language: str, folded: list[str | None]) -> list[Token]:
     """Mark the ``IF``/``RULE`` of a rule written in the other language as ``FOREIGN``.
 
     Such a word opens a line and a ``THEN`` of that language follows before our next rule; the
@@ -493,13 +549,15 @@ def _foreign_rules(tokens: list[Token], language: str) -> list[Token]:
     out = list(tokens)
     then_ahead = False  # scanning backwards: a THEN of the other language before our IF/RULE
     for i in range(len(tokens) - 1, 0, -1):
+        word = folded[i]
+        if word is None:
+            continue
         token = tokens[i]
-        word = token.value.casefold() if token.type == "WORD" else ""
         start = i
         if word in openers and _switch_before(tokens, i, other):
             start = i - 1  # OFF IF … in a Dutch file: the switch opens the foreign rule
         if word in openers and then_ahead and (start == 0 or tokens[start - 1].line != token.line):
-            out[start] = _join([tokens[start]], "FOREIGN", tokens[start].value)
+            out[start] = _retyped(tokens[start], "FOREIGN")
         if word == then:
             then_ahead = True
         elif word in own:
@@ -524,14 +582,20 @@ def _action_commas(tokens: list[Token]) -> list[Token]:
     out: list[Token] = []
     in_actions = False
     for token in tokens:
-        if token.type == "THEN":
+        type_ = token.type
+        if type_ == "THEN":
             in_actions = True
-        elif token.type in {"IF", "RULE", "FOREIGN", "OFF"}:
+        elif type_ in _RULE_OPENERS:
             in_actions = False
-        out.append(
-            _join([token], "AND", token.value) if in_actions and token.type == "COMMA" else token
-        )
+        elif in_actions and type_ == "COMMA":
+            token = _retyped(token, "AND")  # noqa: PLW2901 - the comma's new reading
+        out.append(token)
     return out
+
+
+_RULE_OPENERS: Final = frozenset({"IF", "RULE", "FOREIGN", "OFF"})
+#: Tokens after which a value list is over.
+_ENDS_VALUES: Final = frozenset({"LPAR", "RPAR", "NOT", "THEN", "IF", "RULE", "FOREIGN", "OFF"})
 
 
 def _disambiguate(tokens: list[Token]) -> list[Token]:  # noqa: C901
@@ -539,56 +603,64 @@ def _disambiguate(tokens: list[Token]) -> list[Token]:  # noqa: C901
     out: list[Token] = []
     in_values = False
     tokens = _action_commas(tokens)
+    count = len(tokens)
     for i, token in enumerate(tokens):
         type_ = token.type
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-        after_value = in_values and bool(out) and out[-1].type in _VALUE_TOKENS
         if type_ in OPERATORS:
             in_values = True
-        elif type_ == "COMMA" and after_value and nxt is not None:
-            if nxt.type in {"OR", "VALUE_OR"}:
-                continue  # "Duitsland, of Oostenrijk": the comma adds nothing to the OF
-            if nxt.type in _VALUE_TOKENS and not _starts_comparison(tokens, i + 1):
-                out.append(_join([token], "VALUE_OR", token.value))
-                continue
-        elif type_ in {"OR", "AND"} and after_value:
-            if not _starts_comparison(tokens, i + 1):
-                if type_ == "OR" and nxt is not None and nxt.type in _VALUE_TOKENS:
-                    out.append(_join([token], "VALUE_OR", token.value))
-                    continue
-                if (
-                    type_ == "AND"
-                    and out[-1].type == "WORD"
-                    and nxt is not None
-                    and nxt.type == "WORD"
-                    and nxt.line == token.line == out[-1].line
-                ):
-                    # A bare value with "en"/"and" inside: Bosnië en Herzegovina.
-                    out.append(_join([token], "WORD", token.value))
-                    continue
-            in_values = False
-        elif type_ in {"LPAR", "RPAR", "NOT", "THEN", "IF", "RULE", "FOREIGN", "OFF"}:
+        elif type_ in _JOINERS:
+            after_value = in_values and bool(out) and out[-1].type in _VALUE_TOKENS
+            nxt = tokens[i + 1] if i + 1 < count else None
+            if type_ == "COMMA":
+                if after_value and nxt is not None:
+                    if nxt.type in {"OR", "VALUE_OR"}:
+                        continue  # "Duitsland, of Oostenrijk": the comma adds nothing to the OF
+                    if nxt.type in _VALUE_TOKENS and not _starts_comparison(tokens, i + 1):
+                        out.append(_retyped(token, "VALUE_OR"))
+                        continue
+            elif after_value:
+                if not _starts_comparison(tokens, i + 1):
+                    if type_ == "OR" and nxt is not None and nxt.type in _VALUE_TOKENS:
+                        out.append(_retyped(token, "VALUE_OR"))
+                        continue
+                    if (
+                        type_ == "AND"
+                        and out[-1].type == "WORD"
+                        and nxt is not None
+                        and nxt.type == "WORD"
+                        and nxt.line == token.line == out[-1].line
+                    ):
+                        # A bare value with "en"/"and" inside: Bosnië en Herzegovina.
+                        out.append(_retyped(token, "WORD"))
+                        continue
+                in_values = False
+        elif type_ in _ENDS_VALUES:
             in_values = False
         out.append(token)
     return out
 
 
+_JOINERS: Final = frozenset({"COMMA", "OR", "AND"})
+
+
 def _merge_words(tokens: list[Token]) -> list[Token]:
     """Join the words of one line into one ``WORD``: a name or bare value ends at a line end."""
     out: list[Token] = []
+    append = out.append
     run: list[Token] = []
-    for token in [*tokens, None]:
-        if token is not None and token.type == "WORD" and (not run or token.line == run[0].line):
+    for token in tokens:
+        if token.type == "WORD":
+            if run and token.line != run[0].line:
+                append(run[0] if len(run) == 1 else _join(run, "WORD", _words(run)))
+                run = []
             run.append(token)
             continue
         if run:
-            out.append(run[0] if len(run) == 1 else _join(run, "WORD", _words(run)))
+            append(run[0] if len(run) == 1 else _join(run, "WORD", _words(run)))
             run = []
-        if token is not None:
-            if token.type == "WORD":
-                run.append(token)
-            else:
-                out.append(token)
+        append(token)
+    if run:
+        append(run[0] if len(run) == 1 else _join(run, "WORD", _words(run)))
     return out
 
 
@@ -618,23 +690,25 @@ def _chunks(tokens: list[Token]) -> list[list[Token]]:
 
 
 def _position(token: Token) -> Position:
-    return Position(token.line or 1, token.column or 1)
+    return Position(token.line, token.column)
 
 
 def _end(token: Token) -> tuple[int, int]:
-    return (token.end_line or token.line or 0, token.end_column or token.column or 0)
+    return (token.end_line, token.end_column)
 
 
 def _start(token: Token) -> tuple[int, int]:
-    return (token.line or 0, token.column or 0)
+    return (token.line, token.column)
 
 
 def tokenise(raw: Sequence[Token], language: str, *, start_mode: str = "top") -> list[list[Token]]:
     """The grammar's tokens for words from :func:`_raw_tokens`, one list per rule."""
     tokens = list(raw)
+    folded = [t.value.casefold() if t.type == "WORD" else None for t in tokens]
     if start_mode == "top":
-        tokens = _foreign_rules(tokens, language)
-    tokens = _merge_words(_disambiguate(_classify(tokens, language, start_mode=start_mode)))
+        tokens = _foreign_rules(tokens, language, folded)
+    classified = _classify(tokens, language, start_mode=start_mode, folded=folded)
+    tokens = _merge_words(_disambiguate(classified))
     if start_mode == "top":
         return _chunks(tokens)
     return [tokens] if tokens else []
@@ -651,11 +725,11 @@ def lex(text: str, language: str, *, start_mode: str = "top") -> Lexed:
     problems += tuple(Problem(_position(t), "wrong-language", t.value) for t in foreign)
     token_chunks = [c for c in token_chunks if c[0].type != "FOREIGN"]
     chunk_comments = _attach_comments(token_chunks, comments)
-    starts = [_start(t) for t in words]
     chunks = []
+    high = 0
     for tokens, notes in zip(token_chunks, chunk_comments[:-1], strict=True):
-        low = bisect.bisect_left(starts, _start(tokens[0]))
-        high = bisect.bisect_left(starts, _end(tokens[-1]))
+        low = bisect.bisect_left(words, _start(tokens[0]), lo=high, key=_start)
+        high = bisect.bisect_left(words, _end(tokens[-1]), lo=low, key=_start)
         chunks.append(Chunk(tuple(tokens), tuple(notes), tuple(words[low:high])))
     return Lexed(language, tuple(chunks), tuple(chunk_comments[-1]), problems)
 

@@ -1,9 +1,12 @@
 """Parse rule text into a syntax tree with source positions (no meaning attached yet).
 
-The grammar is ``grammar.lark`` (package data), run by lark's LALR parser over the tokens of
-:mod:`._lexer`, one rule at a time so that every rule's syntax error is reported. The lark tree
-becomes frozen :class:`SynRule` nodes by an explicit walk that stops at a depth limit, so no
-input can exhaust Python's recursion limit.
+The grammar is ``grammar.lark`` (package data, in the notation of the lark parser generator);
+:class:`_Parser` implements it by recursive descent over the tokens of :mod:`._lexer`, one rule
+at a time so that every rule's syntax error is reported, and builds frozen :class:`SynRule`
+nodes as it goes. Parentheses and ``NIET`` may nest :data:`MAX_DEPTH` deep, which also bounds
+the recursion. ``tests/test_rules_grammar.py`` holds the two to each other: lark builds an LALR
+parser from the grammar file and both must agree on every token sequence tried, down to what
+the error message says would have fitted.
 
 A rule that does not parse (or does not check) may hold a typo in a keyword (``DNA`` for
 ``DAN``) or lack one (a ``DAN`` left out): :func:`repair` tries each such fix and keeps one that
@@ -12,18 +15,15 @@ makes the rule whole, so the merchant is told about the typo instead of what it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from importlib import resources
 from typing import Final
 
 import attrs
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedInput, UnexpectedToken
-from lark.lexer import Lexer
 
 from retouraanvraag.model import fold_text
-from retouraanvraag.rules._lexer import KEYWORDS, TYPO_KEYWORDS, Chunk, tokenise
+from retouraanvraag.rules._lexer import KEYWORDS, OPERATORS, TYPO_KEYWORDS, Chunk, Token, tokenise
 from retouraanvraag.rules._messages import TOKEN_WORDS, word
 from retouraanvraag.rules.diagnostics import Position
 
@@ -133,35 +133,20 @@ class SyntaxProblem:
     context: str = ""
 
 
-class _TokenList(Lexer):
-    """Lark's lexer slot: the tokens are already made by :mod:`._lexer`."""
-
-    def __init__(self, conf: object) -> None:
-        self.conf = conf
-
-    def lex(self, data: object, *_args: object) -> object:  # type: ignore[override]
-        return iter(data)  # type: ignore[call-overload]
-
-
-@cache
-def _parser() -> Lark:
-    grammar = resources.files("retouraanvraag.rules").joinpath("grammar.lark").read_text("utf-8")
-    return Lark(
-        grammar,
-        parser="lalr",
-        lexer=_TokenList,
-        start=["rule", "condition_only"],
-        maybe_placeholders=True,
-    )
-
-
 class _TooDeep(Exception):
     def __init__(self, position: Position) -> None:
         self.position = position
 
 
+class _Stuck(Exception):
+    """Parsing stopped at token ``index``: nothing the grammar allows is there."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
 def _pos(token: Token) -> Position:
-    return Position(token.line or 1, token.column or 1)
+    return Position(token.line, token.column)
 
 
 #: Apostrophes as keyboards and word processors type them; a field's name is written with '.
@@ -181,6 +166,8 @@ def unquote(text: str) -> str:
     if not text.startswith('"'):
         return text[1:-1]
     body = text[1:-1]
+    if "\\" not in body:
+        return body
     out: list[str] = []
     escaped = False
     for char in body:
@@ -194,84 +181,183 @@ def unquote(text: str) -> str:
     return "".join(out)
 
 
-def _first_token(node: Tree[Token] | Token) -> Token:
-    while isinstance(node, Tree):
-        node = node.children[0]
-    return node
+_END: Final = "$END"
+#: What a comparison's value, and an action's argument, may be.
+_VALUE_TYPES: Final = frozenset({"STRING", "NUMBER", "MONEY", "WORD"})
+_ARGUMENT_TYPES: Final = frozenset({"STRING", "MONEY", "NUMBER"})
 
 
-def _value(node: Tree[Token]) -> SynValue:
-    tokens = [t for t in node.children if isinstance(t, Token)]
-    first = tokens[0]
-    kind = first.type.lower()
-    if kind == "string":
-        return SynValue("string", unquote(first.value), _pos(first))
-    if kind == "word":
-        # A value keeps its apostrophes as typed: countries are named with curly ones.
-        return SynValue("word", " ".join(t.value for t in tokens), _pos(first))
-    return SynValue(kind, first.value, _pos(first))
+class _Parser:
+    """A recursive-descent parser for ``grammar.lark``, building the syntax tree as it goes.
 
+    The grammar is LL(1) over the lexer's tokens, so each choice looks at one token. The
+    first run does nothing but parse; when it gets stuck, a second run over the same tokens
+    notes every token type it looks for at the place where it got stuck: those are what
+    would have fitted there (the message's "expected …"). Parentheses and ``NIET`` may nest
+    :data:`MAX_DEPTH` deep, which also bounds the recursion.
+    """
 
-def _condition(node: Tree[Token] | Token, depth: int) -> SynCondition:
-    if depth > MAX_DEPTH:
-        raise _TooDeep(_pos(_first_token(node)))
-    assert isinstance(node, Tree)  # noqa: S101 - the grammar puts trees here
-    data = node.data
-    children = node.children
-    if data == "comparison":
-        field_node, operator_node, values_node = children
-        assert isinstance(field_node, Tree)  # noqa: S101
-        assert isinstance(operator_node, Tree)  # noqa: S101
-        assert isinstance(values_node, Tree)  # noqa: S101
-        words = [t for t in field_node.children if isinstance(t, Token)]
-        operator = operator_node.children[0]
-        assert isinstance(operator, Token)  # noqa: S101
-        values = tuple(
-            _value(v) for v in values_node.children if isinstance(v, Tree) and v.data == "value"
-        )
+    __slots__ = ("depth", "expected", "index", "length", "stop", "tokens")
+
+    def __init__(self, tokens: Sequence[Token], stop: int = -1) -> None:
+        self.tokens = tokens
+        self.length = len(tokens)
+        self.index = 0
+        self.depth = 0
+        #: In the second run: the index where the first got stuck, and what was looked for.
+        self.stop = stop
+        self.expected: set[str] = set()
+
+    def _looked_for(self, types: Iterable[str]) -> None:
+        if self.index == self.stop:
+            self.expected.update(types)
+
+    def _type(self) -> str:
+        return self.tokens[self.index].type if self.index < self.length else _END
+
+    def _accept(self, type_: str) -> Token | None:
+        """The next token if it is a ``type_`` (then it is consumed)."""
+        if self.index < self.length:
+            token = self.tokens[self.index]
+            if token.type == type_:
+                self.index += 1
+                return token
+        if self.index == self.stop:
+            self.expected.add(type_)
+        return None
+
+    def _expect(self, type_: str) -> Token:
+        token = self._accept(type_)
+        if token is None:
+            raise _Stuck(self.index)
+        return token
+
+    def _expect_one_of(self, types: frozenset[str]) -> Token:
+        if self.index < self.length:
+            token = self.tokens[self.index]
+            if token.type in types:
+                self.index += 1
+                return token
+        self._looked_for(types)
+        raise _Stuck(self.index)
+
+    def _end(self) -> None:
+        if self.index < self.length:
+            self._looked_for((_END,))
+            raise _Stuck(self.index)
+
+    def rule(self, comments: tuple[str, ...]) -> SynRule:
+        """``[UIT] [REGEL "…":] ALS condition DAN action (EN action)*``, then the end."""
+        first = self.tokens[0] if self.tokens else None
+        enabled = self._accept("OFF") is None
+        name = None
+        if self._accept("RULE") is not None:
+            name = unquote(self._expect("STRING").value)
+            self._expect("COLON")
+        self._expect("IF")
+        condition = self.condition()
+        self._expect("THEN")
+        actions = [self.action()]
+        while self._accept("AND") is not None:
+            actions.append(self.action())
+        self._end()
+        assert first is not None  # noqa: S101 - `IF` was found
+        return SynRule(name, condition, tuple(actions), _pos(first), comments, enabled=enabled)
+
+    def lone_condition(self) -> SynCondition:
+        """A condition, then the end (the requests tab's filter)."""
+        condition = self.condition()
+        self._end()
+        return condition
+
+    def condition(self) -> SynCondition:
+        """Conjunctions joined by ``OF`` (a single one stands for itself)."""
+        start = self.index
+        first = self.conjunction()
+        if self._accept("OR") is None:
+            return first
+        parts = [first, self.conjunction()]
+        while self._accept("OR") is not None:
+            parts.append(self.conjunction())
+        return SynOr(tuple(parts), _pos(self.tokens[start]))
+
+    def conjunction(self) -> SynCondition:
+        """Negations joined by ``EN`` (a single one stands for itself)."""
+        start = self.index
+        first = self.negation()
+        if self._accept("AND") is None:
+            return first
+        parts = [first, self.negation()]
+        while self._accept("AND") is not None:
+            parts.append(self.negation())
+        return SynAnd(tuple(parts), _pos(self.tokens[start]))
+
+    def negation(self) -> SynCondition:
+        """``NIET`` negation, ``( condition )`` or a comparison."""
+        token = self._accept("NOT")
+        if token is None:
+            token = self._accept("LPAR")
+            if token is None:
+                return self.comparison()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _TooDeep(_pos(token))
+        inner: SynCondition
+        if token.type == "NOT":
+            inner = SynNot(self.negation(), _pos(token))
+        else:
+            inner = self.condition()
+            self._expect("RPAR")
+        self.depth -= 1
+        return inner
+
+    def comparison(self) -> SynCompare:
+        """``<field> <operator> <value> (OF <value>)*``."""
+        field = self._expect("WORD")
+        operator = self._expect_one_of(OPERATORS)
+        values = [self.value()]
+        while self._accept("VALUE_OR") is not None:
+            values.append(self.value())
         return SynCompare(
-            plain_word(" ".join(w.value for w in words)),
+            plain_word(field.value),
             operator.type,
-            values,
-            _pos(words[0]),
+            tuple(values),
+            _pos(field),
             _pos(operator),
-            str(operator.value),
+            operator.value,
         )
-    if data == "negation":
-        not_token, inner = children
-        assert isinstance(not_token, Token)  # noqa: S101
-        return SynNot(_condition(inner, depth + 1), _pos(not_token))
-    if data == "atom":  # ( condition )
-        return _condition(children[1], depth + 1)
-    parts = tuple(
-        _condition(c, depth + 1)
-        for c in children
-        if isinstance(c, Tree) or c.type not in {"AND", "OR"}
-    )
-    position = _pos(_first_token(node))
-    if data == "and_condition":
-        return SynAnd(parts, position)
-    return SynOr(parts, position)
 
-
-def _action(node: Tree[Token]) -> SynAction:
-    tokens = [t for t in node.children if isinstance(t, Token)]
-    words = tokens[:1]
-    argument = unit = None
-    if len(tokens) > 1:
-        token = tokens[1]
+    def value(self) -> SynValue:
+        """A text, number, amount or bare word."""
+        token = self._expect_one_of(_VALUE_TYPES)
         kind = token.type.lower()
         text = unquote(token.value) if kind == "string" else token.value
-        argument = SynValue(kind, text, _pos(token))
-    if len(tokens) > 2:  # noqa: PLR2004 - words, argument, unit
-        unit = SynValue("unit", tokens[2].value, _pos(tokens[2]))
-    return SynAction(plain_word(" ".join(w.value for w in words)), argument, _pos(tokens[0]), unit)
+        # A bare value keeps its apostrophes as typed: countries are named with curly ones.
+        return SynValue(kind, text, _pos(token))
+
+    def action(self) -> SynAction:
+        """An action's words, then its argument and the argument's unit, if any."""
+        words = self._expect("WORD")
+        argument = unit = None
+        if self.index < self.length and self.tokens[self.index].type in _ARGUMENT_TYPES:
+            token = self.tokens[self.index]
+            self.index += 1
+            kind = token.type.lower()
+            text = unquote(token.value) if kind == "string" else token.value
+            argument = SynValue(kind, text, _pos(token))
+            if kind == "number":
+                found = self._accept("UNIT")
+                if found is not None:
+                    unit = SynValue("unit", found.value, _pos(found))
+        else:
+            self._looked_for(_ARGUMENT_TYPES)
+        return SynAction(plain_word(words.value), argument, _pos(words), unit)
 
 
 _FIELD_BEFORE: Final = frozenset({"IF", "NOT", "LPAR", "OR"})
 
 
-def _context(before: list[Token]) -> str:
+def _context(before: Sequence[Token]) -> str:
     """Whether a field (after ALS, NIET, (, OF, EN) or an action (after DAN, EN) comes next."""
     if not before:
         return ""
@@ -284,46 +370,39 @@ def _context(before: list[Token]) -> str:
     return ""
 
 
-def _problem(error: UnexpectedInput, tokens: tuple[Token, ...]) -> SyntaxProblem:
-    expected = frozenset(getattr(error, "expected", ()) or ())
-    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
-        token = error.token
-        before = [t for t in tokens if (t.line, t.column) < (token.line, token.column)]
+def _run(parser: _Parser, start: str, comments: tuple[str, ...]) -> SynRule | SynCondition:
+    return parser.lone_condition() if start == "condition_only" else parser.rule(comments)
+
+
+def _problem(tokens: Sequence[Token], index: int, start: str) -> SyntaxProblem:
+    """Why the tokens do not parse: the token at ``index`` and what would have fitted there."""
+    probe = _Parser(tokens, stop=index)
+    with contextlib.suppress(_Stuck, _TooDeep):
+        _run(probe, start, ())
+    expected = frozenset(probe.expected)
+    before = tokens[:index]
+    if index < len(tokens):
+        token = tokens[index]
         return SyntaxProblem(
-            _pos(token), token.type, expected, text=str(token.value), context=_context(before)
+            _pos(token), token.type, expected, text=token.value, context=_context(before)
         )
     last = tokens[-1] if tokens else None
-    position = Position(last.end_line or 1, last.end_column or 1) if last else Position(1, 1)
-    return SyntaxProblem(position, "$END", expected, context=_context(list(tokens)))
+    position = Position(last.end_line, last.end_column) if last else Position(1, 1)
+    return SyntaxProblem(position, _END, expected, context=_context(before))
 
 
 def parse_chunk(chunk: Chunk, *, start: str = "rule") -> SynRule | SynCondition | SyntaxProblem:
-    """Parse one rule (or a lone condition) from its tokens.
+    """Parse one rule (or, with ``start="condition_only"``, a lone condition) from its tokens.
 
     Returns:
         The syntax tree, or the problem that stopped the parse.
     """
     try:
-        tree = _parser().parse(chunk.tokens, start=start)
-    except UnexpectedInput as error:
-        return _problem(error, chunk.tokens)
-    try:
-        if start == "condition_only":
-            return _condition(tree.children[0], 1)
-        return _rule(tree, chunk)
+        return _run(_Parser(chunk.tokens), start, chunk.comments)
+    except _Stuck as stuck:
+        return _problem(chunk.tokens, stuck.index, start)
     except _TooDeep as deep:
         return SyntaxProblem(deep.position, "", frozenset(), code="too-deep")
-
-
-def _rule(tree: Tree[Token], chunk: Chunk) -> SynRule:
-    off, *children = tree.children
-    name_token = children[1]
-    name = unquote(name_token.value) if isinstance(name_token, Token) else None
-    condition = _condition(children[4], 1)
-    actions = tuple(_action(c) for c in children[6:] if isinstance(c, Tree))
-    return SynRule(
-        name, condition, actions, _pos(chunk.tokens[0]), chunk.comments, enabled=off is None
-    )
 
 
 # -- repairs: a keyword typo put right, a missing keyword put in -----------------------------
@@ -413,14 +492,7 @@ def _typo_of(typed: str, language: str) -> tuple[str, bool] | None:
 
 def _as(token: Token, text: str) -> Token:
     """A word token at ``token``'s place reading ``text``."""
-    return Token(
-        "WORD",
-        text,
-        line=token.line,
-        column=token.column,
-        end_line=token.end_line,
-        end_column=token.end_column,
-    )
+    return Token("WORD", text, token.line, token.column, token.end_line, token.end_column)
 
 
 def _phrase_at(raw: Sequence[Token], j: int, language: str) -> str:
