@@ -16,6 +16,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -321,6 +322,161 @@ def test_no_receiver_listening_is_transient() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(PortUnavailable, match="no answer"):
         WebhookSink(f"http://127.0.0.1:{port}/", SECRET, timeout=2).deliver(sample_event())
+
+
+# -- the overall timeout: connecting and the TLS handshake too -------------------------------
+
+#: Far beyond any timeout these tests set: only there to end a test that would hang.
+HANG_GUARD = 5.0
+
+
+class silent_server:  # noqa: N801 - used as a context manager, reads as one
+    """A TCP server on loopback that takes one connection and never answers.
+
+    It reads what comes (a TLS client's hello) until the client goes, or with ``drip`` sends
+    a TLS record header and then one byte at a time, each well within any timeout here, so
+    that only a bound on the whole handshake ends it.
+    """
+
+    def __init__(self, *, drip: bool = False) -> None:
+        self.drip = drip
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        connection, _ = self.server.accept()
+        self.connected.set()
+        with connection, contextlib.suppress(OSError):
+            connection.recv(65536)
+            if self.drip:
+                connection.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record
+                while not self.stop.wait(0.05):
+                    connection.sendall(b"\x00")
+            while not self.stop.is_set() and connection.recv(65536):
+                pass
+
+    def __enter__(self) -> int:
+        self.thread.start()
+        port: int = self.server.getsockname()[1]
+        return port
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        with contextlib.suppress(OSError):  # a server that was never connected to
+            socket.create_connection(self.server.getsockname(), timeout=1).close()
+        self.thread.join(10)
+        self.server.close()
+
+
+@pytest.mark.parametrize("drip", [False, True], ids=["silent", "a byte at a time"])
+def test_a_receiver_that_never_completes_the_tls_handshake_times_out_as_transient(
+    certificate: tuple[Path, Path], *, drip: bool
+) -> None:
+    """It takes the connection and reads the hello, but the handshake never finishes."""
+    with silent_server(drip=drip) as port:
+        sink = WebhookSink(
+            f"https://127.0.0.1:{port}/hooks",
+            SECRET,
+            timeout=0.5,
+            ssl_context=trusting(certificate[0]),
+        )
+        started = time.monotonic()
+        with pytest.raises(PortUnavailable, match=r"no answer within 0\.5 s") as caught:
+            sink.deliver(sample_event())
+        assert time.monotonic() - started < 0.5 + HANG_GUARD
+    assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+def _held_back_address() -> tuple[socket.socket, list[socket.socket]]:
+    """A listening socket whose queue is full, so that a connect to it waits for good.
+
+    Linux drops the handshake of a connection to a listener whose queue is full (the client
+    keeps trying): that is a loopback address that never answers a connect.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    fillers: list[socket.socket] = []
+    for _ in range(8):
+        try:
+            fillers.append(socket.create_connection(listener.getsockname(), timeout=0.3))
+        except TimeoutError:
+            return listener, fillers
+    for sock in (listener, *fillers):
+        sock.close()
+    pytest.skip("this system refuses or takes connections to a full queue, never holds them")
+
+
+def _resolving_to(
+    monkeypatch: pytest.MonkeyPatch, *ports: int, delay: float = 0.0
+) -> list[tuple[str, int]]:
+    """Make every name resolve to these loopback ports, in order; returns the look-ups."""
+    lookups: list[tuple[str, int]] = []
+
+    def getaddrinfo(host: str, port: int, *_args: object, **_kwargs: object) -> list[object]:
+        lookups.append((host, port))
+        time.sleep(delay)  # a slow resolver, not a wait for a thread
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", p))
+            for p in ports
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def _connected_to(listener: socket.socket) -> bool:
+    """Whether anyone connected to ``listener`` (its queue keeps a connection until taken)."""
+    listener.setblocking(False)
+    try:
+        connection, _ = listener.accept()
+    except BlockingIOError:
+        return False
+    connection.close()
+    return True
+
+
+def test_a_connect_that_hangs_spends_the_whole_timeout_not_one_per_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two addresses, the first never answering: the second would be too late, so none is."""
+    held, fillers = _held_back_address()
+    with held, socket.create_server(("127.0.0.1", 0)) as second:
+        try:
+            _resolving_to(monkeypatch, held.getsockname()[1], second.getsockname()[1])
+            started = time.monotonic()
+            with pytest.raises(PortUnavailable, match=r"no answer within 0\.5 s") as caught:
+                WebhookSink("http://hooks.example/", SECRET, timeout=0.5).deliver(sample_event())
+            assert time.monotonic() - started < 0.5 + HANG_GUARD
+        finally:
+            for sock in fillers:
+                sock.close()
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        assert not _connected_to(second)
+
+
+def test_an_address_that_refuses_is_skipped_for_the_next(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    lookups = _resolving_to(monkeypatch, closed, receiver.server.server_address[1])
+    WebhookSink("http://hooks.example:8443/", SECRET, timeout=5).deliver(sample_event())
+    assert lookups == [("hooks.example", 8443)]
+    assert receiver.verdicts() == ["accepted"]
+
+
+def test_a_name_lookup_that_returns_too_late_ends_the_try_without_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookup itself cannot be cut short; once it returns, a spent timeout ends the try."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        _resolving_to(monkeypatch, listener.getsockname()[1], delay=0.4)
+        with pytest.raises(PortUnavailable, match=r"no answer within 0\.2 s") as caught:
+            WebhookSink("http://hooks.example/", SECRET, timeout=0.2).deliver(sample_event())
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        assert not _connected_to(listener)
 
 
 def test_a_retry_after_a_lost_ack_is_recognised_by_its_event_id(receiver: Receiver) -> None:

@@ -245,7 +245,8 @@ class Storage(Protocol):
         Saves the request with ``version = expected_version + 1`` (1 for a new request), adds
         each effect whose key is not queued yet for this shop, stores the idempotency record,
         and settles the named outbox entry. The total of the request's refunds must not exceed
-        its paid fee; the store enforces this itself.
+        its paid fee, and the paid fee (amount, currency, payment reference) is fixed once
+        stored; the store enforces both itself.
 
         Returns:
             The request as saved, with its new version.
@@ -256,7 +257,8 @@ class Storage(Protocol):
             ConcurrentModification: the stored version is not ``expected_version``, or a new
                 request's id exists.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
-            PortRejected: the change breaks a stored invariant (a refund above the paid fee).
+            PortRejected: the change breaks a stored invariant (a refund above the paid fee, a
+                paid fee changed, added or dropped).
             InvalidInput: the commit is malformed: an effect or record of another request, a
                 naive ``retry_at``, an ``expected_version`` below 1, a ``revive`` key that is
                 not a dead entry of this request.

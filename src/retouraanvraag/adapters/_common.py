@@ -21,6 +21,7 @@ from typing import Final, Protocol
 
 import attrs
 
+from retouraanvraag._codec import converter
 from retouraanvraag.errors import (
     ConcurrentModification,
     IdempotencyKeyTaken,
@@ -29,7 +30,7 @@ from retouraanvraag.errors import (
     NotFound,
     PortRejected,
 )
-from retouraanvraag.model import Effect, ReturnRequest
+from retouraanvraag.model import Effect, PaidFee, ReturnRequest
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -366,8 +367,46 @@ def money_cap_error(request_id: str, paid: int, refunded: int) -> PortRejected:
 
 
 def fee_fixed_error(request_id: str) -> PortRejected:
-    """The error for a commit that changes the fee a customer paid: it is fixed at submission."""
+    """The error for a commit that changes the fee a customer paid: it is fixed at submission.
+
+    Fixed whole: its amount (which the money cap reads), its currency, and the payment it was
+    paid by (which every refund goes to).
+    """
     return PortRejected(f"request {request_id}: the paid return fee cannot change after submission")
+
+
+def stored_fee(
+    shop_id: str, request_id: str, fee_json: str | bytes | None, paid: int
+) -> PaidFee | None:
+    """The paid fee a request row holds: its body's ``return_fee``, read back strictly.
+
+    For a store that keeps the body as JSON beside a ``fee_paid_minor`` column: only the fee
+    is decoded, not the whole body, and the column must agree with it.
+
+    Args:
+        shop_id: the row's shop.
+        request_id: the row's request.
+        fee_json: the body's ``return_fee`` as JSON text (bytes when it is not UTF-8);
+            ``None`` when the body has none.
+        paid: the row's ``fee_paid_minor``.
+
+    Raises:
+        DamagedRow: the fee does not read back as a paid fee, or the column disagrees with it.
+    """
+    fee: PaidFee | None = None
+    if fee_json is not None:
+        try:
+            fee = converter.structure(json.loads(fee_json), PaidFee | None)  # type: ignore[arg-type]
+        # Whatever the stored text raises (bytes that are not UTF-8, cattrs' errors, a
+        # validator's, an AttributeError for a list where an object belongs), it means "no
+        # paid fee": the message names the place, never the value.
+        except Exception:  # noqa: BLE001
+            raise damaged_request(
+                shop_id, request_id, "the body's return_fee does not read as a paid fee"
+            ) from None
+    if paid != (0 if fee is None else fee.amount.amount):
+        raise damaged_request(shop_id, request_id, "column fee_paid_minor disagrees with the body")
+    return fee
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -392,8 +431,11 @@ class CommitLookups(Protocol):
     refusal, so a store reads only what the outcome needs.
     """
 
-    def stored(self) -> tuple[int, int] | None:
-        """The stored request's ``(version, paid fee in minor units)``, or ``None``.
+    def stored(self) -> tuple[int, PaidFee | None] | None:
+        """The stored request's ``(version, paid fee)``, or ``None`` when there is none.
+
+        The paid fee whole (amount, currency, payment reference), as stored, or ``None`` when
+        the request has none.
 
         Raises:
             DamagedRow: the stored version or fee cannot be read.
@@ -459,8 +501,11 @@ def plan_commit(
     The shape of the commit first; then the idempotency key, the lease and the version — a
     taken key or a lost lease says more than a moved version —; the revived keys after the
     version, since on a stale read an entry may well have moved on; last the stored invariants:
-    the money cap and the paid fee fixed at submission. A store that also enforces the
-    invariants itself (SQLite's constraints) keeps them as a second line.
+    the money cap and the paid fee fixed at submission — all of it, amount, currency and
+    payment reference, so that no refund goes to another payment than the one the customer
+    paid by (and a request without a fee never gains one). A store that also enforces the
+    invariants itself (the SQL stores' constraints and trigger on the amount) keeps them as a
+    second line.
 
     Raises:
         InvalidInput: a malformed commit or a ``revive`` key that is not a dead entry of the
@@ -491,7 +536,7 @@ def plan_commit(
     for key in commit.revive:
         check_revivable(commit, key, lookups.entry_state(key))
     check_money_cap(saved)
-    if stored is not None and stored[1] != refund_totals(saved)[0]:
+    if stored is not None and stored[1] != saved.return_fee:
         raise fee_fixed_error(saved.id)
     # The store records the request as it saves it: the caller never predicts the version.
     result = None if record is None else attrs.evolve(record, result=saved)

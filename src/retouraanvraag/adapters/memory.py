@@ -36,7 +36,6 @@ from retouraanvraag.adapters._common import (
     plan_commit,
     readable,
     record_problem,
-    refund_totals,
     request_problem,
     revived,
     set_aside_error,
@@ -45,7 +44,7 @@ from retouraanvraag.adapters._common import (
     uncountable,
 )
 from retouraanvraag.errors import LeaseLost, NotFound
-from retouraanvraag.model import ReturnRequest, Status
+from retouraanvraag.model import PaidFee, ReturnRequest, Status
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -262,7 +261,8 @@ class MemoryStorage:
             ConcurrentModification: a lost compare-and-set, an existing id for a new request,
                 a taken idempotency key, or a settlement by a caller that holds no lease.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
-            PortRejected: the request's refunds exceed its paid fee, or what the commit must
+            PortRejected: the request's refunds exceed its paid fee, the commit changes the
+                paid fee (amount, currency or payment reference), or what the commit must
                 read is damaged (the stored request, the entry it settles, a key it revives).
             InvalidInput: the commit is malformed (an effect or record of another request), or
                 a ``revive`` key is not a dead entry of the request.
@@ -426,12 +426,12 @@ class _Lookups:
     shop: str
     request_id: str
 
-    def stored(self) -> tuple[int, int] | None:
+    def stored(self) -> tuple[int, PaidFee | None] | None:
         current = self.store._requests.get((self.shop, self.request_id))  # noqa: SLF001
         if current is None:
             return None
         _check_request(current, self.shop, self.request_id)
-        return current.version, refund_totals(current)[0]
+        return current.version, current.return_fee
 
     def key_taken(self, key: str) -> bool:
         return (self.shop, key) in self.store._idempotency  # noqa: SLF001

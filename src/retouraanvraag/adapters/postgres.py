@@ -68,6 +68,7 @@ from retouraanvraag.adapters._common import (
     request_problem,
     set_aside_error,
     settle_entry,
+    stored_fee,
     timestamp,
     uncountable,
 )
@@ -89,7 +90,7 @@ from retouraanvraag.errors import (
     PortRejected,
     PortUnavailable,
 )
-from retouraanvraag.model import ReturnRequest
+from retouraanvraag.model import PaidFee, ReturnRequest
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -157,7 +158,8 @@ _MIGRATIONS: Final = (
             )
             """,
             # The paid fee is fixed at submission, so the money cap cannot be lifted by
-            # raising it. The WHEN clause keeps the function off every other update.
+            # raising it. The WHEN clause keeps the function off every other update. Its
+            # currency and payment reference live in the body only: the commit plan holds them.
             """
             CREATE FUNCTION retouraanvraag_fee_fixed() RETURNS trigger
             LANGUAGE plpgsql AS $$
@@ -578,9 +580,10 @@ class PostgresStorage:
             LeaseLost: the settled entry is not leased to ``settle.owner``.
             ConcurrentModification: a lost compare-and-set, or an existing id for a new request.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
-            PortRejected: the request's refunds exceed its paid fee or change it (the
-                database's ``money_cap`` constraint and ``fee_fixed`` trigger stand behind the
-                check), or a row the commit must read is damaged; nothing was changed.
+            PortRejected: the request's refunds exceed its paid fee, or the commit changes
+                the paid fee (amount, currency or payment reference; the database's
+                ``money_cap`` constraint and ``fee_fixed`` trigger stand behind the check on
+                the amount), or a row the commit must read is damaged; nothing was changed.
             InvalidInput: the commit is malformed, or a ``revive`` key is not a dead entry of
                 the request.
             PortUnavailable: the server cannot be reached, or stayed in conflict; nothing was
@@ -1385,13 +1388,16 @@ class _Lookups:
     shop: str
     request_id: str
 
-    def stored(self) -> tuple[int, int] | None:
+    def stored(self) -> tuple[int, PaidFee | None] | None:
+        # The paid fee whole, out of the jsonb body: only the fee is rendered and decoded.
         found = self.connection.execute(
-            "SELECT version, fee_paid_minor FROM requests WHERE shop_id = %s AND id = %s "
-            "FOR UPDATE",
+            "SELECT version, fee_paid_minor, (body -> 'return_fee')::text FROM requests "
+            "WHERE shop_id = %s AND id = %s FOR UPDATE",
             (self.shop, self.request_id),
         ).fetchone()
-        return None if found is None else (int(found[0]), int(found[1]))
+        if found is None:
+            return None
+        return int(found[0]), stored_fee(self.shop, self.request_id, found[2], int(found[1]))
 
     def key_taken(self, key: str) -> bool:
         return (

@@ -61,6 +61,7 @@ from retouraanvraag.adapters._common import (
     request_problem,
     set_aside_error,
     settle_entry,
+    stored_fee,
     timestamp,
     uncountable,
     unstorable,
@@ -83,7 +84,7 @@ from retouraanvraag.errors import (
     PortRejected,
     PortUnavailable,
 )
-from retouraanvraag.model import ReturnRequest
+from retouraanvraag.model import PaidFee, ReturnRequest
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -125,6 +126,7 @@ _SCHEMA: Final = (
     # A tab (a few statuses) is a few range scans in (created_at, id) order, whatever the
     # size of the shop's history; the other two serve "everything" and "needs attention".
     # The paid fee is fixed at submission, so the money cap cannot be lifted by raising it.
+    # Its currency and payment reference live in the body only: the commit plan holds them.
     """
     CREATE TRIGGER requests_fee_fixed BEFORE UPDATE OF fee_paid_minor ON requests
     WHEN NEW.fee_paid_minor <> OLD.fee_paid_minor
@@ -486,8 +488,10 @@ class SqliteStorage:
                 a taken idempotency key, or a settlement by a caller that holds no lease.
             NotFound: ``expected_version`` is set but the request does not exist in this shop.
             PortRejected: the request's refunds exceed its paid fee (the database's
-                ``money_cap`` constraint), or a row the commit must read is damaged (the stored
-                version, the entry it settles, a key it revives); nothing was changed.
+                ``money_cap`` constraint), the commit changes the paid fee (amount, currency or
+                payment reference; the ``requests_fee_fixed`` trigger stands behind the check
+                on the amount), or a row the commit must read is damaged (the stored version
+                or paid fee, the entry it settles, a key it revives); nothing was changed.
             InvalidInput: the commit is malformed (an effect or record of another request), or
                 a ``revive`` key is not a dead entry of the request.
             PortUnavailable: the database stayed busy; nothing was changed.
@@ -1273,6 +1277,23 @@ def _queued(connection: sqlite3.Connection, shop_id: str, key: str) -> OutboxEnt
     return None if row is None else _entry(row)
 
 
+# What a commit plan reads of the stored row: its version and its paid fee whole. The fee is
+# taken out of the body by SQLite's JSON functions, a parse in C that builds nothing for the
+# rest of the body (its items, its history); ``kind`` is NULL when the body is no JSON object,
+# and the fee's JSON text comes only for an object (a text would come unquoted).
+_BODY_IS_AN_OBJECT: Final = (
+    "typeof(body) = 'text' AND json_valid(body) AND json_type(body) = 'object'"
+)
+_STORED: Final = (
+    "SELECT version, fee_paid_minor, "  # noqa: S608 - constants
+    f"CASE WHEN {_BODY_IS_AN_OBJECT} "
+    "THEN coalesce(json_type(body, '$.return_fee'), 'absent') END, "
+    f"CASE WHEN {_BODY_IS_AN_OBJECT} AND json_type(body, '$.return_fee') = 'object' "
+    "THEN json_extract(body, '$.return_fee') END "
+    "FROM requests WHERE shop_id = ? AND id = ?"
+)
+
+
 @attrs.frozen
 class _Lookups:
     """The SQLite store's answers to a commit plan's questions, inside its transaction."""
@@ -1281,20 +1302,23 @@ class _Lookups:
     shop: str
     request_id: str
 
-    def stored(self) -> tuple[int, int] | None:
-        found = self.connection.execute(
-            "SELECT version, fee_paid_minor FROM requests WHERE shop_id = ? AND id = ?",
-            (self.shop, self.request_id),
-        ).fetchone()
+    def stored(self) -> tuple[int, PaidFee | None] | None:
+        found = self.connection.execute(_STORED, (self.shop, self.request_id)).fetchone()
         if found is None:
             return None
         version = _stored_version(self.shop, self.request_id, found[0])
-        paid = found[1]
+        paid, kind, fee_json = found[1:]
         if type(paid) is not int or paid < 0:
             raise damaged_request(
                 self.shop, self.request_id, f"column fee_paid_minor holds {_describe(paid)}"
             )
-        return version, paid
+        if kind is None:
+            raise damaged_request(self.shop, self.request_id, "column body holds no JSON object")
+        if kind not in {"object", "null", "absent"}:
+            raise damaged_request(
+                self.shop, self.request_id, "the body's return_fee is not a paid fee"
+            )
+        return version, stored_fee(self.shop, self.request_id, fee_json, paid)
 
     def key_taken(self, key: str) -> bool:
         return (

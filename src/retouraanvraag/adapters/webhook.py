@@ -31,6 +31,7 @@ it parses anything, and refuses (``400``) what does not verify.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import hashlib
@@ -41,6 +42,7 @@ import math
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
@@ -321,6 +323,84 @@ def _port(parts: SplitResult, *, https: bool) -> int:
     return port or (http.client.HTTPS_PORT if https else http.client.HTTP_PORT)
 
 
+def _left(deadline: float) -> float:
+    """What is left of the delivery's time; none left is a timeout, as a read's would be."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the delivery's time ran out")
+    return left
+
+
+def _connected(host: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection to ``host``, its addresses tried in turn within what is left.
+
+    As :func:`socket.create_connection` does, except that all the tries together get what is
+    left of the delivery's time, not each try all of it. The name lookup cannot be
+    interrupted: it takes what the system's resolver takes, and only afterwards does a spent
+    deadline end the try.
+
+    Raises:
+        OSError: no address answered (the last one's error), the name does not resolve
+            (:class:`socket.gaierror`), or the time ran out (:class:`TimeoutError`).
+    """
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"{host} resolves to no address")
+    for family, kind, protocol, _name, address in addresses:
+        left = _left(deadline)
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(left)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        # As http.client does: the request goes out without waiting on Nagle's algorithm
+        # (a system without TCP_NODELAY only sends it a little later).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+class _Connection(http.client.HTTPConnection):
+    """A plain connection whose connect takes what is left of the delivery's time."""
+
+    def __init__(self, host: str, port: int, deadline: float) -> None:
+        super().__init__(host, port)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        """Connect by the deadline: the name lookup, then each address in turn."""
+        sys.audit("http.client.connect", self, self.host, self.port)
+        self.sock = _connected(self.host, self.port, self._deadline)
+
+
+class _TlsConnection(http.client.HTTPSConnection):
+    """A TLS connection whose connect and handshake take what is left of the delivery's time."""
+
+    def __init__(self, host: str, port: int, deadline: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, context=context)
+        self._deadline = deadline
+        self._tls = context
+
+    def connect(self) -> None:
+        """Connect by the deadline, then shake hands with what is left of it.
+
+        The ssl module bounds a whole handshake by the socket's timeout when it starts, not
+        each of its reads, so a receiver that takes the connection and never answers (or
+        answers a byte at a time) is cut off at the deadline.
+        """
+        sys.audit("http.client.connect", self, self.host, self.port)
+        sock = _connected(self.host, self.port, self._deadline)
+        try:
+            sock.settimeout(_left(self._deadline))
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
 class _DeadlineReader(io.RawIOBase):
     """Reads a socket with whatever is left of the delivery's time as each read's timeout."""
 
@@ -369,10 +449,14 @@ class WebhookSink:
             (percent-encode other characters).
         secret: the shared secret (at least 16 bytes), or several while one is replaced: the
             body is signed under each.
-        timeout: seconds a whole delivery may take (connecting, sending, the answer's status
-            line and headers); beyond it the try ends as transient (the TLS handshake aside,
-            each of its reads bounded by ``timeout``).
-            Keep it well under the dispatcher's lease, or another worker delivers again.
+        timeout: seconds a whole delivery may take: connecting (every address of the host
+            in turn), the TLS handshake, sending, the answer's status line and headers; beyond
+            it the try ends as transient. The one step it cannot cut short is the name lookup
+            (``getaddrinfo`` cannot be interrupted): that takes what the system's resolver
+            takes (its own timeouts and attempts, ``/etc/resolv.conf``), and a lookup that
+            returns after the time ran out ends the try then, without connecting. A host
+            given as an IP address is looked up at once. Keep it well under the dispatcher's
+            lease, or another worker delivers again.
         ssl_context: the TLS settings for ``https`` (default: verify the receiver's
             certificate against the system's trusted authorities).
         clock: the time the signatures carry (the system clock by default).
@@ -419,8 +503,10 @@ class WebhookSink:
     def deliver(self, event: Event) -> None:
         """Post ``event``; return once the receiver answered ``2xx``.
 
-        The whole delivery takes at most ``timeout`` seconds (the TLS handshake aside, each
-        of its reads bounded by ``timeout``), however the receiver paces its answer.
+        The whole delivery takes at most ``timeout`` seconds, however the receiver paces its
+        handshake and its answer: the connect, the handshake, the sending and each read get
+        what is left of it. Only a slow name lookup can take longer (the system's resolver
+        cannot be interrupted); the try then ends as soon as the lookup returns.
 
         Raises:
             PortUnavailable: ``408``, ``429`` or ``5xx`` (with the receiver's ``Retry-After``
@@ -439,17 +525,15 @@ class WebhookSink:
             EVENT_TYPE_HEADER: event.type.value,
             "Idempotency-Key": event.key,
         }
-        connection = self._connection()
-        # A socket's timeout bounds each read, and a receiver sending a byte at a time never
-        # trips it: every step after connecting gets only what is left of the whole.
+        # A socket's timeout bounds each operation, and a receiver sending a byte at a time
+        # never trips it: every step (the connect, the handshake, the sending, each read of
+        # the answer) gets only what is left of the whole.
         deadline = time.monotonic() + self.timeout
+        connection = self._connection(deadline)
         connection.response_class = _answer_by(deadline)
         try:
             connection.connect()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("the delivery's time ran out")  # noqa: TRY301 - as a read's
-            connection.sock.settimeout(left)  # sending: one sendall, bounded as a whole
+            connection.sock.settimeout(_left(deadline))  # sending: one sendall, as a whole
             connection.request("POST", self._target, body=body, headers=headers)
             response = connection.getresponse()
             status, wait = response.status, response.getheader("Retry-After")
@@ -470,13 +554,11 @@ class WebhookSink:
             connection.close()
         self._judge(event.key, status, _retry_after(wait, self._clock.now()))
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, deadline: float) -> http.client.HTTPConnection:
         if self._https:
             context = self._ssl_context or ssl.create_default_context()
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=context
-            )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            return _TlsConnection(self.host, self.port, deadline, context)
+        return _Connection(self.host, self.port, deadline)
 
     def _judge(self, key: str, status: int, wait: dt.timedelta | None) -> None:
         """Map the receiver's status to delivered, transient or permanent."""

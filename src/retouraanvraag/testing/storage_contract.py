@@ -369,6 +369,47 @@ class RequestsContract(StorageSuite):
             storage.commit(Commit(raised, saved.version))
         assert storage.get(SHOP, saved.id) == saved
 
+    def test_the_paid_fee_is_fixed_whole_after_submission(self, storage: Storage) -> None:
+        """Not only the amount: a refund must go to the payment the customer paid by.
+
+        A commit that changes only the payment reference, only the currency, or adds or drops
+        a fee of nothing (the amount, which the money cap reads, stays 0) is refused, naming
+        the request and nothing it holds, and the stored request is unchanged.
+        """
+        saved = self.submit(storage, sample_request(fee=495))
+        fee = saved.return_fee
+        assert fee is not None
+        # A fee's currency is its order's: another currency is another order value too.
+        dollars = attrs.evolve(
+            saved,
+            order_value=Money(saved.order_value.amount, "USD"),
+            items=tuple(
+                attrs.evolve(item, unit_price=Money(item.unit_price.amount, "USD"))
+                for item in saved.items
+            ),
+            return_fee=attrs.evolve(fee, amount=Money(fee.amount.amount, "USD")),
+        )
+        changed = (
+            attrs.evolve(saved, return_fee=attrs.evolve(fee, payment_reference="pay_other")),
+            dollars,
+            attrs.evolve(saved, return_fee=None),
+        )
+        for other in changed:
+            with pytest.raises(PortRejected, match="fee") as refused:
+                storage.commit(Commit(other, saved.version))
+            assert saved.id in str(refused.value)
+            assert "pay_" not in str(refused.value)
+            assert storage.get(SHOP, saved.id) == saved
+        free = self.submit(storage, sample_request(fee=0))
+        unpaid = self.submit(storage, sample_request(fee=None))
+        for before, after in ((free, None), (unpaid, PaidFee(Money(0), "pay_1"))):
+            with pytest.raises(PortRejected, match="fee"):
+                storage.commit(Commit(attrs.evolve(before, return_fee=after), before.version))
+            assert storage.get(SHOP, before.id) == before
+        # The same fee, rebuilt rather than carried over, is no change.
+        same = attrs.evolve(saved, return_fee=PaidFee(Money(495), "pay_1"), carrier="DHL")
+        assert storage.commit(Commit(same, saved.version)).return_fee == fee
+
     def test_a_refund_without_a_paid_fee_is_rejected(self, storage: Storage) -> None:
         """Without a paid fee there is nothing to refund."""
         saved = self.submit(storage, sample_request(fee=None))
