@@ -27,7 +27,7 @@ from retouraanvraag.errors import InvalidInput, RuleError
 from retouraanvraag.model import DEFAULT_REASONS, ReasonCatalogue
 from retouraanvraag.rules._checker import MAX_DIAGNOSTICS, Checker
 from retouraanvraag.rules._codes import CODES, Explanation, explain_code, find_code
-from retouraanvraag.rules._compiler import compile_condition_function
+from retouraanvraag.rules._compiler import compile_condition_function, paused_collector
 from retouraanvraag.rules._filter import ConditionFilter
 from retouraanvraag.rules._format import format_condition, format_rules
 from retouraanvraag.rules._lexer import KEYWORDS, Chunk, Lexed, Problem, detect_language, lex
@@ -273,6 +273,21 @@ def parse(
     reasons, timezone, currency = _shop_settings(shop, reasons, timezone, currency)
     check_version(version)
     decoded = _decode(text) if isinstance(text, bytes) else _Decoded(text, "utf-8")
+    # A big file makes hundreds of thousands of tokens and nodes, none of them in a cycle: the
+    # collector's full passes over them would cost as much as the loading itself.
+    with paused_collector():
+        return _load(decoded, reasons, fields, timezone, source_name, currency, version)
+
+
+def _load(  # noqa: PLR0917 - parse's arguments, checked
+    decoded: _Decoded,
+    reasons: ReasonCatalogue | None,
+    fields: FieldRegistry | None,
+    timezone: str,
+    source_name: str,
+    currency: str,
+    version: str | None,
+) -> RuleSet:
     text = _source(decoded.text)
     language = detect_language(text)
     checker = _checker(text, language, reasons, fields, currency, source_name)

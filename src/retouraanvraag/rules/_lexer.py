@@ -430,6 +430,17 @@ def _special_words(language: str) -> frozenset[str]:
     )
 
 
+@cache
+def _lone_keywords(language: str) -> dict[str, str]:
+    """Words that are a keyword on their own and begin no longer phrase (``en``, ``dan``)."""
+    return {
+        words[0]: type_
+        for phrases in _phrases(language).values()
+        for words, type_ in phrases
+        if len(phrases) == 1 and len(words) == 1
+    }
+
+
 #: The mode :func:`_classify` is in after a keyword: a condition after ALS, actions after DAN.
 _MODE_AFTER: Final = {"IF": "condition", "RULE": "top", "THEN": "action", "OFF": "top"}
 
@@ -444,7 +455,7 @@ def _classify(
     """
     if folded is None:
         folded = [t.value.casefold() if t.type == "WORD" else None for t in tokens]
-    special = _special_words(language)
+    special, lone = _special_words(language), _lone_keywords(language)
     out: list[Token] = []
     append = out.append
     mode = start_mode
@@ -454,7 +465,11 @@ def _classify(
         word = folded[i]
         read = None
         if word is not None and word in special and token.type == "WORD":
-            read = _keyword_at(tokens, folded, i, language, mode)
+            type_ = lone.get(word)
+            if type_ is None:
+                read = _keyword_at(tokens, folded, i, language, mode)
+            elif _keyword_here(mode, type_):
+                read = _retyped(token, type_), 1
         if read is None:
             append(token)
             i += 1
@@ -464,6 +479,11 @@ def _classify(
         i += n
         mode = _MODE_AFTER.get(keyword.type, mode)
     return out
+
+
+def _keyword_here(mode: str, type_: str) -> bool:
+    """Outside a condition only ALS and REGEL are keywords, and EN between actions."""
+    return mode == "condition" or type_ in {"RULE", "IF"} or (mode == "action" and type_ == "AND")
 
 
 def _keyword_at(  # noqa: PLR0911 - one return per kind of keyword
@@ -482,9 +502,7 @@ def _keyword_at(  # noqa: PLR0911 - one return per kind of keyword
     if matched is None:
         return None
     type_, n = matched
-    if not (
-        mode == "condition" or type_ in {"RULE", "IF"} or (mode == "action" and type_ == "AND")
-    ):
+    if not _keyword_here(mode, type_):
         return None
     if n == 1:
         return _retyped(token, type_), 1
@@ -669,24 +687,38 @@ def _words(tokens: Sequence[Token]) -> str:
 
 
 def _chunks(tokens: list[Token]) -> list[list[Token]]:
-    """Split at each rule's start, so that one rule's syntax error does not hide the next."""
+    """Split at each rule's start, so that one rule's syntax error does not hide the next.
+
+    A rule starts at ``UIT``, at a rule in the other language, at ``REGEL`` (unless right
+    after its ``UIT``) and at ``ALS`` (unless it is the first ``ALS`` after ``REGEL``/``UIT``).
+    """
     chunks: list[list[Token]] = []
     current: list[Token] = []
+    opened = False  # the current chunk began with REGEL or UIT
+    has_if = False  # ... and has had its ALS
     for token in tokens:
-        opened = bool(current) and current[0].type in {"RULE", "OFF"}
-        starts = (token.type in {"OFF", "FOREIGN"}) or (
-            token.type == "RULE" and not (opened and current[-1].type == "OFF")
-        )
-        starts = starts or (
-            token.type == "IF" and not (opened and all(t.type != "IF" for t in current))
-        )
-        if starts and current:
-            chunks.append(current)
-            current = []
+        type_ = token.type
+        if type_ in _CHUNK_OPENERS:
+            if type_ == "RULE":
+                starts = not (opened and current[-1].type == "OFF")
+            elif type_ == "IF":
+                starts = not opened or has_if
+            else:
+                starts = True
+            if starts and current:
+                chunks.append(current)
+                current = []
+        if not current:
+            opened, has_if = type_ in {"RULE", "OFF"}, False
+        if type_ == "IF":
+            has_if = True
         current.append(token)
     if current:
         chunks.append(current)
     return chunks
+
+
+_CHUNK_OPENERS: Final = frozenset({"OFF", "FOREIGN", "RULE", "IF"})
 
 
 def _position(token: Token) -> Position:
@@ -703,7 +735,7 @@ def _start(token: Token) -> tuple[int, int]:
 
 def tokenise(raw: Sequence[Token], language: str, *, start_mode: str = "top") -> list[list[Token]]:
     """The grammar's tokens for words from :func:`_raw_tokens`, one list per rule."""
-    tokens = list(raw)
+    tokens = raw if isinstance(raw, list) else list(raw)
     folded = [t.value.casefold() if t.type == "WORD" else None for t in tokens]
     if start_mode == "top":
         tokens = _foreign_rules(tokens, language, folded)
@@ -716,10 +748,17 @@ def tokenise(raw: Sequence[Token], language: str, *, start_mode: str = "top") ->
 
 def lex(text: str, language: str, *, start_mode: str = "top") -> Lexed:
     """Tokenise ``text`` for the grammar and split it into one chunk per rule."""
-    raw = list(_raw_tokens(text))
-    problems = tuple(t for t in raw if isinstance(t, Problem))
-    comments = [t for t in raw if isinstance(t, Token) and t.type == "COMMENT"]
-    words = [t for t in raw if isinstance(t, Token) and t.type != "COMMENT"]
+    found: list[Problem] = []
+    comments: list[Token] = []
+    words: list[Token] = []
+    for raw in _raw_tokens(text):
+        if isinstance(raw, Problem):
+            found.append(raw)
+        elif raw.type == "COMMENT":
+            comments.append(raw)
+        else:
+            words.append(raw)
+    problems = tuple(found)
     token_chunks = tokenise(words, language, start_mode=start_mode)
     foreign = [c[0] for c in token_chunks if c[0].type == "FOREIGN"]
     problems += tuple(Problem(_position(t), "wrong-language", t.value) for t in foreign)

@@ -322,8 +322,8 @@ class _Parser:
             plain_word(field.value),
             operator.type,
             tuple(values),
-            _pos(field),
-            _pos(operator),
+            Position(field.line, field.column),
+            Position(operator.line, operator.column),
             operator.value,
         )
 
@@ -333,7 +333,7 @@ class _Parser:
         kind = token.type.lower()
         text = unquote(token.value) if kind == "string" else token.value
         # A bare value keeps its apostrophes as typed: countries are named with curly ones.
-        return SynValue(kind, text, _pos(token))
+        return SynValue(kind, text, Position(token.line, token.column))
 
     def action(self) -> SynAction:
         """An action's words, then its argument and the argument's unit, if any."""
