@@ -52,9 +52,15 @@ _DATE_OPERATORS: Final = {
 _CURRENCY_SIGNS: Final = {"EUR": "€", "GBP": "£"}
 
 
+#: What a backslash escapes inside "…": the lexer ends a text at a straight or curly double quote.
+_ESCAPED: Final = str.maketrans(
+    {"\\": "\\\\", '"': '\\"', "\u201c": "\\\u201c", "\u201d": "\\\u201d"}
+)
+
+
 def quote(text: str) -> str:
-    r"""Text in double quotes, ``"`` and ``\\`` escaped."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    r"""Text in double quotes; ``\\``, ``"`` and the curly ``“`` ``”`` escaped with ``\\``."""
+    return '"' + text.translate(_ESCAPED) + '"'
 
 
 def _bare_or_quoted(text: str, language: str) -> str:
