@@ -314,26 +314,17 @@ def test_explain_code_runs_as_the_installed_command() -> None:
     assert "    IF Channel IS shop THEN Approve with label" in done.stdout.splitlines()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two keyword typos in one rule: no typo is found and the caret is on a later IS",
-)
 def test_two_keyword_typos_in_one_rule_point_at_the_first() -> None:
-    # Today: 1:30 syntax 'onverwacht "IS"' (the IS of "Kanaal IS"), hint "verwacht DAN of EN of
-    # OF" -- neither NE nor DNA is named.
+    # This once gave 1:30 syntax 'onverwacht "IS"' (the IS of "Kanaal IS"): neither NE nor DNA
+    # was named. Both are now, each with its caret.
     first = diagnostics("ALS Van land IS NL NE Kanaal IS api DNA Goedkeuren met label")[0]
     assert where(first) == (1, 20, "keyword-typo")
     assert first.hint == 'bedoelde u "EN"?'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ASL and DNA in one rule: the whole line is quoted as one giant unexpected token",
-)
 def test_two_keyword_typos_on_a_later_line_quote_only_the_first() -> None:
-    # Today: 2:1 syntax 'onverwacht "ASL Van land IS BE DNA Goedkeuren met label"', hint
-    # "verwacht EN of tekst tussen aanhalingstekens of een getal of een bedrag of einde van de
-    # regel" -- the giant token the issue describes, only moved to line 2.
+    # This once gave 2:1 syntax 'onverwacht "ASL Van land IS BE DNA Goedkeuren met label"': the
+    # giant token the issue describes, only moved to line 2.
     first = diagnostics(
         "ALS Van land IS NL DAN Goedkeuren met label\nASL Van land IS BE DNA Goedkeuren met label"
     )[0]
@@ -342,12 +333,9 @@ def test_two_keyword_typos_on_a_later_line_quote_only_the_first() -> None:
     assert first.hint == 'bedoelde u "ALS"?'
 
 
-@pytest.mark.xfail(
-    strict=True, reason="str(RuleError) sums up in English with 'error(s)', whatever the language"
-)
 def test_the_errors_own_summary_line_is_in_the_files_language() -> None:
-    # Today: "<rules>: 1 error(s) in the rules" for a Dutch file; the command line says
-    # "<file>: 1 fout" / "<file>: 1 error".
+    # It once said "<rules>: 1 error(s) in the rules" for a Dutch file; it sums up as the
+    # command line does: "<file>: 1 fout" / "<file>: 1 error".
     with pytest.raises(RuleError) as dutch:
         rules.parse(f"ALS Van lnd IS NL {APPROVE}")
     assert str(dutch.value).splitlines()[0] == "<rules>: 1 fout"
@@ -561,10 +549,6 @@ def test_format_escapes_curly_double_quotes_inside_a_text(text: str) -> None:
         assert rules.parse(rules.format(ruleset, language=language)) == ruleset
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VOOR/NA/OP before a value that is no date: a syntax error at the next token",
-)
 @pytest.mark.parametrize(
     ("text", "column", "typed"),
     [
@@ -576,9 +560,9 @@ def test_format_escapes_curly_double_quotes_inside_a_text(text: str) -> None:
 def test_a_date_comparison_with_no_date_points_at_the_value(
     text: str, column: int, typed: str
 ) -> None:
-    # Today: `Besteldatum VOOR gisteren DAN …` gives 1:31 R001 'onverwacht "DAN"', "verwacht
-    # een operator (IS, …)" -- the caret on DAN and an operator asked for where VOOR stands.
-    # `Besteldatum IS gisteren` gives the right one: R043 at "gisteren".
+    # `Besteldatum VOOR gisteren DAN …` once gave 1:31 R001 'onverwacht "DAN"' -- the caret on
+    # DAN and an operator asked for where VOOR stands. After a date field VOOR/NA/OP compare
+    # dates whatever follows, so the value is what is wrong, as for `Besteldatum IS gisteren`.
     diagnostic = only(text)
     assert where(diagnostic) == (1, column, "bad-date")
     assert typed in diagnostic.message

@@ -317,10 +317,22 @@ class RuleError(RetouraanvraagError, ValueError):
         source_name: the file name the rules came from.
     """
 
-    def __init__(self, diagnostics: tuple[Any, ...], *, source_name: str = "<rules>") -> None:
-        """Build the error; the message lists every diagnostic, compiler style."""
+    def __init__(
+        self,
+        diagnostics: tuple[Any, ...],
+        *,
+        source_name: str = "<rules>",
+        summary: str | None = None,
+    ) -> None:
+        """Build the error; the message sums up, then lists every diagnostic, compiler style.
+
+        ``summary`` counts the problems in the file's language (``2 fouten, 1 waarschuwing``);
+        by default they are counted in English.
+        """
         self.diagnostics = diagnostics
         self.source_name = source_name
-        errors = sum(1 for d in diagnostics if str(getattr(d, "severity", "error")) == "error")
+        if summary is None:
+            errors = sum(1 for d in diagnostics if str(getattr(d, "severity", "error")) == "error")
+            summary = f"{errors} error" if errors == 1 else f"{errors} errors"
         listing = "\n".join(str(d) for d in diagnostics)
-        super().__init__(f"{source_name}: {errors} error(s) in the rules\n{listing}")
+        super().__init__(f"{source_name}: {summary}\n{listing}")

@@ -30,8 +30,16 @@ from retouraanvraag.rules._codes import CODES, Explanation, explain_code, find_c
 from retouraanvraag.rules._compiler import compile_condition_function, paused_collector
 from retouraanvraag.rules._filter import ConditionFilter
 from retouraanvraag.rules._format import format_condition, format_rules
-from retouraanvraag.rules._lexer import KEYWORDS, Chunk, Lexed, Problem, detect_language, lex
-from retouraanvraag.rules._messages import message
+from retouraanvraag.rules._lexer import (
+    KEYWORDS,
+    Chunk,
+    DateField,
+    Lexed,
+    Problem,
+    detect_language,
+    lex,
+)
+from retouraanvraag.rules._messages import message, summary
 from retouraanvraag.rules._parser import (
     Repair,
     SynCondition,
@@ -127,7 +135,10 @@ def _checker(  # noqa: PLR0917 - private helper
 
 
 def _fail(checker: Checker) -> RuleError:
-    return RuleError(checker.listing(), source_name=checker.source_name)
+    listing = checker.listing()
+    errors = sum(d.severity is Severity.ERROR for d in listing)
+    counted = summary(errors, len(listing) - errors, checker.language)
+    return RuleError(listing, source_name=checker.source_name, summary=counted)
 
 
 @attrs.frozen
@@ -297,7 +308,8 @@ def _load(  # noqa: PLR0917 - parse's arguments, checked
     if len(text) > MAX_SOURCE_CHARS:
         checker.report(Position(1, 1), "too-large", size=len(text), limit=MAX_SOURCE_CHARS)
         raise _fail(checker)
-    lexed = lex(text, language)
+    date_field = _date_field(checker.fields)
+    lexed = lex(text, language, date_field=date_field)
     _report_problems(checker, lexed.problems)
     if len(lexed.chunks) > MAX_RULES:
         first = lexed.chunks[MAX_RULES].tokens[0]
@@ -305,7 +317,7 @@ def _load(  # noqa: PLR0917 - parse's arguments, checked
         checker.report(position, "too-many-rules", count=len(lexed.chunks), limit=MAX_RULES)
         raise _fail(checker)
     rules: list[Rule] = []
-    loader = _Loader(checker, lexed)
+    loader = _Loader(checker, lexed, date_field)
     for number, chunk in enumerate(lexed.chunks, start=1):
         rule = loader.rule(chunk, number)
         if rule is not None:
@@ -324,6 +336,16 @@ def _load(  # noqa: PLR0917 - parse's arguments, checked
         lexed.trailing_comments,
         version=version,
     )
+
+
+def _date_field(fields: FieldRegistry) -> DateField:
+    """Whether words name one of ``fields``' date fields (``Besteldatum``, ``Order date``)."""
+
+    def names_a_date_field(words: str) -> bool:
+        field = fields.lookup(words)
+        return field is not None and field.type is FieldType.DATE
+
+    return names_a_date_field
 
 
 def _report_problems(checker: Checker, problems: Sequence[Problem]) -> None:
@@ -351,10 +373,11 @@ class _Loader:
     when that makes it whole, the typo is the one message.
     """
 
-    def __init__(self, checker: Checker, lexed: Lexed) -> None:
+    def __init__(self, checker: Checker, lexed: Lexed, date_field: DateField) -> None:
         self.checker = checker
         self.problems = sorted((p.position.line, p.position.column) for p in lexed.problems)
         self.repairs = 0
+        self.date_field = date_field
 
     def _troubled(self, tokens: Sequence[object]) -> bool:
         """Whether a lexical problem lies inside these tokens' stretch of text."""
@@ -378,14 +401,17 @@ class _Loader:
         return scratch.dropped + sum(d.severity is Severity.ERROR for d in scratch.diagnostics)
 
     def _report(self, fixed: Repair, number: int) -> None:
-        checker, fix = self.checker, fixed.fix
+        checker = self.checker
         language = checker.language
-        if fix.code == "keyword-typo":
-            hint = message("did-you-mean", language, suggestion=fix.keyword)
-            checker.report(fix.position, fix.code, hint=hint, text=fix.text)
-        else:
-            hint = message("missing-keyword-hint", language, keyword=fix.keyword, text=fix.text)
-            checker.report(fix.position, fix.code, hint=hint, keyword=fix.keyword, text=fix.text)
+        for fix in (fixed.fix, *fixed.more):
+            if fix.code == "keyword-typo":
+                hint = message("did-you-mean", language, suggestion=fix.keyword)
+                checker.report(fix.position, fix.code, hint=hint, text=fix.text)
+            else:
+                hint = message("missing-keyword-hint", language, keyword=fix.keyword, text=fix.text)
+                checker.report(
+                    fix.position, fix.code, hint=hint, keyword=fix.keyword, text=fix.text
+                )
         if fixed.errors:  # the rule's other mistakes, now that it parses
             for syntax in fixed.parsed:
                 if isinstance(syntax, SynRule):
@@ -397,7 +423,14 @@ class _Loader:
         if not self._may_repair():
             return None
         self.repairs += 1
-        return repair(chunk, problem, self.checker.language, self._errors, start=start)
+        return repair(
+            chunk,
+            problem,
+            self.checker.language,
+            self._errors,
+            start=start,
+            date_field=self.date_field,
+        )
 
     def parsed(self, chunk: Chunk, number: int, start: str) -> SynRule | SynCondition | None:
         """The chunk's syntax tree, or ``None`` when its mistake has been reported."""
@@ -515,12 +548,13 @@ def compile_condition(
     if len(text) > MAX_SOURCE_CHARS:
         checker.report(Position(1, 1), "too-large", size=len(text), limit=MAX_SOURCE_CHARS)
         raise _fail(checker)
-    lexed = lex(text, target, start_mode="condition")
+    date_field = _date_field(checker.fields)
+    lexed = lex(text, target, start_mode="condition", date_field=date_field)
     _report_problems(checker, lexed.problems)
     if not lexed.chunks:
         checker.report(Position(1, 1), "no-condition")
         raise _fail(checker)
-    condition = _Loader(checker, lexed).condition(lexed.chunks[0])
+    condition = _Loader(checker, lexed, date_field).condition(lexed.chunks[0])
     if condition is None or any(d.severity is Severity.ERROR for d in checker.diagnostics):
         raise _fail(checker)
     predicate = compile_condition_function(condition, tz, checker.reasons)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Final
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_DIGITS",
     "BadValue",
     "Chunk",
+    "DateField",
     "Lexed",
     "Token",
     "detect_language",
@@ -445,8 +446,18 @@ def _lone_keywords(language: str) -> dict[str, str]:
 _MODE_AFTER: Final = {"IF": "condition", "RULE": "top", "THEN": "action", "OFF": "top"}
 
 
+#: Whether words name a date field (``Besteldatum``): then ``VOOR``/``NA``/``OP`` after them
+#: compare dates whatever follows, so that ``Besteldatum VOOR gisteren`` is told about its value.
+DateField = Callable[[str], bool]
+
+
 def _classify(
-    tokens: list[Token], language: str, *, start_mode: str, folded: list[str | None] | None = None
+    tokens: list[Token],
+    language: str,
+    *,
+    start_mode: str,
+    folded: list[str | None] | None = None,
+    date_field: DateField | None = None,
 ) -> list[Token]:
     """Turn words into keywords where the mode allows (condition, action, between rules).
 
@@ -467,7 +478,7 @@ def _classify(
         if word is not None and word in special and token.type == "WORD":
             type_ = lone.get(word)
             if type_ is None:
-                read = _keyword_at(tokens, folded, i, language, mode)
+                read = _keyword_at(tokens, folded, i, language, mode, out, date_field)
             elif _keyword_here(mode, type_):
                 read = _retyped(token, type_), 1
         if read is None:
@@ -486,17 +497,30 @@ def _keyword_here(mode: str, type_: str) -> bool:
     return mode == "condition" or type_ in {"RULE", "IF"} or (mode == "action" and type_ == "AND")
 
 
-def _keyword_at(  # noqa: PLR0911 - one return per kind of keyword
-    tokens: list[Token], folded: list[str | None], i: int, language: str, mode: str
+def _keyword_at(  # noqa: PLR0911, PLR0917 - one return per kind of keyword
+    tokens: list[Token],
+    folded: list[str | None],
+    i: int,
+    language: str,
+    mode: str,
+    before: list[Token],
+    date_field: DateField | None,
 ) -> tuple[Token, int] | None:
-    """The keyword the words at ``tokens[i]`` make in ``mode``, and how many words it takes."""
+    """The keyword the words at ``tokens[i]`` make in ``mode``, and how many words it takes.
+
+    ``before``: the tokens classified so far.
+    """
     word, token = folded[i], tokens[i]
     if word == SWITCHED_OFF[language] and _switches_off(tokens, folded, i, language):
         return _retyped(token, "OFF"), 1
     if mode == "action" and word in UNITS and _is_unit(tokens, folded, i):
         return _retyped(token, "UNIT"), 1
     dates = DATE_OPERATORS[language]
-    if mode == "condition" and word in dates and _compares_dates(tokens, folded, i, language):
+    if (
+        mode == "condition"
+        and word in dates
+        and (_compares_dates(tokens, i) or _after_date_field(before, token, date_field))
+    ):
         return _retyped(token, dates[word or ""]), 1
     matched = _match_phrase(folded, i, language)
     if matched is None:
@@ -521,14 +545,38 @@ def _is_unit(tokens: list[Token], folded: list[str | None], i: int) -> bool:
     return before.type == "NUMBER" and before.end_line == tokens[i].line
 
 
-def _compares_dates(tokens: list[Token], folded: list[str | None], i: int, language: str) -> bool:
-    """Whether ``tokens[i]`` is ``VOOR``/``NA``/``OP`` (``BEFORE``/…) before a date."""
-    if folded[i] not in DATE_OPERATORS[language] or i + 1 >= len(tokens):
+def _compares_dates(tokens: list[Token], i: int) -> bool:
+    """Whether ``tokens[i]`` (``VOOR``/``NA``/``OP``, ``BEFORE``/…) stands before a date."""
+    if i + 1 >= len(tokens):
         return False
     after = tokens[i + 1]
     if after.type == "STRING":  # a date may be quoted: OP "2026-11-01"
         return DATE_RE.fullmatch(after.value[1:-1].strip()) is not None
     return after.type == "WORD" and DATE_RE.fullmatch(after.value) is not None
+
+
+#: The most words a date field's name is looked for in, before ``VOOR``.
+_FIELD_WORDS: Final = 6
+
+
+def _after_date_field(before: list[Token], token: Token, date_field: DateField | None) -> bool:
+    """Whether the words just before ``token`` on its line name a date field, as a field.
+
+    That is: they follow ``ALS``, ``EN``, ``OF``, ``NIET`` or ``(``, so an operator comes next.
+    """
+    if date_field is None:
+        return False
+    k = len(before)
+    while k > 0 and before[k - 1].type == "WORD" and before[k - 1].line == token.line:
+        k -= 1
+    words = before[k:]
+    if not words or len(words) > _FIELD_WORDS or (k and before[k - 1].type not in _FIELD_AFTER):
+        return False
+    return date_field(" ".join(w.value for w in words))
+
+
+#: The tokens a comparison's field follows.
+_FIELD_AFTER: Final = frozenset({"IF", "AND", "OR", "NOT", "LPAR"})
 
 
 def _switches_off(tokens: list[Token], folded: list[str | None], i: int, language: str) -> bool:
@@ -733,21 +781,34 @@ def _start(token: Token) -> tuple[int, int]:
     return (token.line, token.column)
 
 
-def tokenise(raw: Sequence[Token], language: str, *, start_mode: str = "top") -> list[list[Token]]:
+def tokenise(
+    raw: Sequence[Token],
+    language: str,
+    *,
+    start_mode: str = "top",
+    date_field: DateField | None = None,
+) -> list[list[Token]]:
     """The grammar's tokens for words from :func:`_raw_tokens`, one list per rule."""
     tokens = raw if isinstance(raw, list) else list(raw)
     folded = [t.value.casefold() if t.type == "WORD" else None for t in tokens]
     if start_mode == "top":
         tokens = _foreign_rules(tokens, language, folded)
-    classified = _classify(tokens, language, start_mode=start_mode, folded=folded)
+    classified = _classify(
+        tokens, language, start_mode=start_mode, folded=folded, date_field=date_field
+    )
     tokens = _merge_words(_disambiguate(classified))
     if start_mode == "top":
         return _chunks(tokens)
     return [tokens] if tokens else []
 
 
-def lex(text: str, language: str, *, start_mode: str = "top") -> Lexed:
-    """Tokenise ``text`` for the grammar and split it into one chunk per rule."""
+def lex(
+    text: str, language: str, *, start_mode: str = "top", date_field: DateField | None = None
+) -> Lexed:
+    """Tokenise ``text`` for the grammar and split it into one chunk per rule.
+
+    ``date_field`` tells which words name a date field (see :data:`DateField`).
+    """
     found: list[Problem] = []
     comments: list[Token] = []
     words: list[Token] = []
@@ -759,7 +820,7 @@ def lex(text: str, language: str, *, start_mode: str = "top") -> Lexed:
         else:
             words.append(raw)
     problems = tuple(found)
-    token_chunks = tokenise(words, language, start_mode=start_mode)
+    token_chunks = tokenise(words, language, start_mode=start_mode, date_field=date_field)
     foreign = [c[0] for c in token_chunks if c[0].type == "FOREIGN"]
     problems += tuple(Problem(_position(t), "wrong-language", t.value) for t in foreign)
     token_chunks = [c for c in token_chunks if c[0].type != "FOREIGN"]

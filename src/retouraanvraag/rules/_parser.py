@@ -23,7 +23,15 @@ from typing import Final
 import attrs
 
 from retouraanvraag.model import fold_text
-from retouraanvraag.rules._lexer import KEYWORDS, OPERATORS, TYPO_KEYWORDS, Chunk, Token, tokenise
+from retouraanvraag.rules._lexer import (
+    KEYWORDS,
+    OPERATORS,
+    TYPO_KEYWORDS,
+    Chunk,
+    DateField,
+    Token,
+    tokenise,
+)
 from retouraanvraag.rules._messages import TOKEN_WORDS, word
 from retouraanvraag.rules.diagnostics import Position
 
@@ -434,11 +442,15 @@ class Fix:
 
 @attrs.frozen
 class Repair:
-    """A rule (or condition) that parses once ``fix`` is made; ``errors`` it still has."""
+    """A rule (or condition) that parses once ``fix`` is made; ``errors`` it still has.
+
+    ``more``: a second keyword typo put right with it (two in one rule), reported after it.
+    """
 
     fix: Fix
     parsed: tuple[SynRule | SynCondition, ...]
     errors: int
+    more: tuple[Fix, ...] = ()
 
 
 def _one_edit(typed: str, keyword: str) -> str | None:
@@ -549,19 +561,23 @@ def _fixes(
 
 
 def _parse_all(
-    raw: list[Token], language: str, start: str
-) -> tuple[SynRule | SynCondition, ...] | None:
-    """Every rule in ``raw`` parsed, or ``None`` when one of them does not parse."""
+    raw: list[Token], language: str, start: str, date_field: DateField | None
+) -> tuple[SynRule | SynCondition, ...] | SyntaxProblem | None:
+    """Every rule in ``raw`` parsed, else the first one's syntax problem (``None``: no rule)."""
     mode = "top" if start == "rule" else "condition"
     parsed: list[SynRule | SynCondition] = []
-    for tokens in tokenise(raw, language, start_mode=mode):
+    for tokens in tokenise(raw, language, start_mode=mode, date_field=date_field):
         if start == "rule" and tokens[0].type not in {"IF", "RULE", "OFF"}:
             return None
         syntax = parse_chunk(Chunk(tuple(tokens), ()), start=start)
         if isinstance(syntax, SyntaxProblem):
-            return None
+            return syntax
         parsed.append(syntax)
     return tuple(parsed) if parsed else None
+
+
+#: How many strong typos are tried as the first of two in one rule (``NE`` … ``DNA``).
+_FIRST_TYPOS: Final = 3
 
 
 def repair(
@@ -571,6 +587,7 @@ def repair(
     errors: Callable[[tuple[SynRule | SynCondition, ...]], int],
     *,
     start: str = "rule",
+    date_field: DateField | None = None,
 ) -> Repair | None:
     """A keyword typo or missing keyword that explains why ``chunk`` fails, if there is one.
 
@@ -580,18 +597,34 @@ def repair(
         language: the file's language.
         errors: how many errors parsed rules have once checked.
         start: ``rule`` or ``condition_only``.
+        date_field: which words name a date field (as the chunk was lexed).
 
     Returns:
-        The nearest fix after which the rule parses and checks without errors; for a rule that
-        did not parse, else the strongest likeness (``DNA`` for ``DAN``) after which it parses.
+        The nearest fix after which the rule parses and checks without errors — or two keyword
+        typos put right (``Repair.more`` holds the second); for a rule that did not parse, else
+        the strongest likeness (``DNA`` for ``DAN``) after which it parses.
     """
     raw = list(chunk.raw)
     if not raw or len(raw) > _MAX_REPAIR_WORDS:
         return None
+    found = _one_fix(raw, problem, language, errors, start, date_field)
+    if found is not None and found.errors == 0:
+        return found
+    return _two_typos(raw, problem, language, errors, start, date_field) or found
+
+
+def _one_fix(  # noqa: PLR0917 - repair's arguments
+    raw: list[Token],
+    problem: SyntaxProblem | None,
+    language: str,
+    errors: Callable[[tuple[SynRule | SynCondition, ...]], int],
+    start: str,
+    date_field: DateField | None,
+) -> Repair | None:
     best: Repair | None = None
     for fix, tokens, strong in _fixes(raw, problem, language, start):
-        parsed = _parse_all(tokens, language, start)
-        if parsed is None:
+        parsed = _parse_all(tokens, language, start, date_field)
+        if not isinstance(parsed, tuple):
             continue
         count = errors(parsed)
         if count == 0:
@@ -599,3 +632,29 @@ def repair(
         if strong and problem is not None and (best is None or count < best.errors):
             best = Repair(fix, parsed, count)
     return best
+
+
+def _two_typos(  # noqa: PLR0917 - repair's arguments
+    raw: list[Token],
+    problem: SyntaxProblem | None,
+    language: str,
+    errors: Callable[[tuple[SynRule | SynCondition, ...]], int],
+    start: str,
+    date_field: DateField | None,
+) -> Repair | None:
+    """Two keyword typos in one rule: a strong one put right, then another that makes it whole."""
+    firsts = [
+        (fix, tokens)
+        for fix, tokens, strong in _fixes(raw, problem, language, start)
+        if strong and fix.code == "keyword-typo"
+    ]
+    for fix, tokens in firsts[:_FIRST_TYPOS]:
+        after = _parse_all(tokens, language, start, date_field)
+        if after is None:
+            continue
+        left = after if isinstance(after, SyntaxProblem) else None
+        second = _one_fix(tokens, left, language, errors, start, date_field)
+        if second is not None and second.errors == 0 and second.fix.code == "keyword-typo":
+            first, then = sorted((fix, second.fix), key=lambda f: f.position)
+            return Repair(first, second.parsed, 0, more=(then,))
+    return None
