@@ -5,6 +5,10 @@ The function is built with the :mod:`ast` module from names only: the values the
 no user text ever becomes code. Three-valued logic costs nothing at run time: each condition is
 compiled twice, as "is certainly true" and "is certainly false", and ``NIET`` swaps the two, so
 an unknown value (``None``) makes both false and the rule does not match.
+
+Loading a big file builds hundreds of thousands of nodes, so building is kept lean: a node gets
+its location from its class, operators and reads of a local are one shared node each (the tree
+is only read, by ``compile``), and the tree is freed before the garbage collector resumes.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import contextlib
 import datetime as dt
 import functools
 import gc
+import types
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -39,44 +44,113 @@ __all__ = [
 #: names an item field, the number of items. Hashable, so an outcome can be memoised on it.
 RunResult = tuple[int, ...]
 
-_OPS: Final = {
-    Operator.GT: (ast.Gt, ast.LtE),
-    Operator.GE: (ast.GtE, ast.Lt),
-    Operator.LT: (ast.Lt, ast.GtE),
-    Operator.LE: (ast.LtE, ast.Gt),
+_Node = TypeVar("_Node", bound=ast.AST)
+
+
+def _located(node_type: type[_Node]) -> type[_Node]:
+    """``node_type`` with the location ``compile`` requires as class attributes.
+
+    Every node of the generated function is on "line 1": giving each its location when it is
+    made, or by a walk afterwards, cost as much as building the node (a big file has hundreds
+    of thousands). The subclass keeps the name, fields and meaning of ``node_type``.
+    """
+    attributes = {
+        "lineno": 1,
+        "col_offset": 0,
+        "end_lineno": 1,
+        "end_col_offset": 0,
+        "__module__": __name__,
+        "__slots__": (),
+    }
+    return type(node_type.__name__, (node_type,), attributes)
+
+
+_Name = _located(ast.Name)
+_Attribute = _located(ast.Attribute)
+_Call = _located(ast.Call)
+_Compare = _located(ast.Compare)
+_BoolOp = _located(ast.BoolOp)
+_UnaryOp = _located(ast.UnaryOp)
+_Constant = _located(ast.Constant)
+_IfExp = _located(ast.IfExp)
+_BinOp = _located(ast.BinOp)
+_Subscript = _located(ast.Subscript)
+_Slice = _located(ast.Slice)
+_Tuple = _located(ast.Tuple)
+_List = _located(ast.List)
+_Assign = _located(ast.Assign)
+_AugAssign = _located(ast.AugAssign)
+_If = _located(ast.If)
+_For = _located(ast.For)
+_While = _located(ast.While)
+_Break = _located(ast.Break)
+_Return = _located(ast.Return)
+_Expr = _located(ast.Expr)
+_FunctionDef = _located(ast.FunctionDef)
+_arg = _located(ast.arg)
+
+# Contexts and operators have no location and no state: one of each serves every node.
+_LOAD: Final = ast.Load()
+_STORE: Final = ast.Store()
+_AND: Final = ast.And()
+_OR: Final = ast.Or()
+_NOT: Final = ast.Not()
+_EQ: Final = ast.Eq()
+_NOT_EQ: Final = ast.NotEq()
+_IN: Final = ast.In()
+_NOT_IN: Final = ast.NotIn()
+_IS: Final = ast.Is()
+_IS_NOT: Final = ast.IsNot()
+_GT: Final = ast.Gt()
+_GTE: Final = ast.GtE()
+_LT: Final = ast.Lt()
+_LTE: Final = ast.LtE()
+_ADD: Final = ast.Add()
+_SUB: Final = ast.Sub()
+_MULT: Final = ast.Mult()
+_BIT_OR: Final = ast.BitOr()
+#: A statement without parts: one serves every place (``compile`` only reads the tree).
+_BREAK: Final = _Break()
+
+#: An ordering's comparison operator when it holds, and when it certainly does not.
+_OPS: Final[dict[Operator, tuple[ast.cmpop, ast.cmpop]]] = {
+    Operator.GT: (_GT, _LTE),
+    Operator.GE: (_GTE, _LT),
+    Operator.LT: (_LT, _GTE),
+    Operator.LE: (_LTE, _GT),
 }
 
 
 def _name(identifier: str) -> ast.Name:
-    return ast.Name(identifier, ast.Load())
+    return _Name(identifier, _LOAD)
 
 
 def _store(identifier: str) -> ast.Name:
-    return ast.Name(identifier, ast.Store())
+    return _Name(identifier, _STORE)
 
 
 def _attr(value: ast.expr, attribute: str) -> ast.Attribute:
-    return ast.Attribute(value, attribute, ast.Load())
+    return _Attribute(value, attribute, _LOAD)
 
 
 def _call(function: ast.expr, *args: ast.expr) -> ast.Call:
-    return ast.Call(function, list(args), [])
+    return _Call(function, list(args), [])
 
 
 def _compare(left: ast.expr, op: ast.cmpop, right: ast.expr) -> ast.Compare:
-    return ast.Compare(left, [op], [right])
+    return _Compare(left, [op], [right])
 
 
 def _all(parts: Sequence[ast.expr]) -> ast.expr:
-    return parts[0] if len(parts) == 1 else ast.BoolOp(ast.And(), list(parts))
+    return parts[0] if len(parts) == 1 else _BoolOp(_AND, list(parts))
 
 
 def _any(parts: Sequence[ast.expr]) -> ast.expr:
-    return parts[0] if len(parts) == 1 else ast.BoolOp(ast.Or(), list(parts))
+    return parts[0] if len(parts) == 1 else _BoolOp(_OR, list(parts))
 
 
 def _not(part: ast.expr) -> ast.expr:
-    return ast.UnaryOp(ast.Not(), part)
+    return _UnaryOp(_NOT, part)
 
 
 def normalise_text(value: object) -> str | None:
@@ -140,10 +214,6 @@ def _builtin(field: Field) -> str | None:
     return None
 
 
-def _request_only(condition: Condition) -> bool:
-    return all(f.scope is not Scope.ITEM for f in fields_of(condition))
-
-
 class _Generator:
     """Builds the function's body; holds the namespace of constants and accessors."""
 
@@ -168,8 +238,14 @@ class _Generator:
         #: Statements computing request-scope parts of item rules, run before the item loop;
         #: ``None`` outside the item loop.
         self.hoisted: list[ast.stmt] | None = None
-        self._constants: dict[tuple[type, object], str] = {}
+        self._constants: dict[tuple[type, object], ast.Name] = {}
         self._temps = 0
+        #: One node per local read: a node may sit in several places of the tree (``compile``
+        #: only reads it), and a big file reads the same few locals tens of thousands of times.
+        self._reads: dict[str, ast.Name] = {}
+        #: Whether an And, Or or Not reads the request only, by ``id``; the node is kept
+        #: alongside so that its ``id`` stays its own.
+        self._request_only: dict[int, tuple[Condition, bool]] = {}
 
     def temp(self, prefix: str = "t") -> str:
         """A fresh local name."""
@@ -180,14 +256,37 @@ class _Generator:
         """A generated name bound to ``value`` in the namespace (user values never become code)."""
         key = (type(value), value)
         try:
-            identifier = self._constants.get(key)
+            node = self._constants.get(key)
         except TypeError:  # pragma: no cover - every resolved value is hashable
-            identifier = None
-        if identifier is None:
+            node = None
+        if node is None:
             identifier = f"_c{len(self.namespace)}"
             self.namespace[identifier] = value
-            self._constants[key] = identifier
-        return _name(identifier)
+            node = self._constants[key] = _name(identifier)
+        return node
+
+    def read(self, identifier: str) -> ast.Name:
+        """A node reading the local (or namespace name) ``identifier``."""
+        node = self._reads.get(identifier)
+        if node is None:
+            node = self._reads[identifier] = _name(identifier)
+        return node
+
+    def request_only(self, condition: Condition) -> bool:
+        """Whether ``condition`` names no item field (memoised: hoisting asks per part)."""
+        if isinstance(condition, Compare):
+            return condition.field.scope is not Scope.ITEM
+        known = self._request_only.get(id(condition))
+        if known is not None:
+            return known[1]
+        parts = (condition.part,) if isinstance(condition, Not) else condition.parts
+        answer = True
+        for part in parts:
+            if not self.request_only(part):
+                answer = False
+                break
+        self._request_only[id(condition)] = (condition, answer)
+        return answer
 
     def bind(self, value: object) -> ast.Name:
         """A generated name bound to ``value`` (a table the code looks values up in)."""
@@ -218,13 +317,11 @@ class _Generator:
                 since = field.fast.since if field.fast is not None else None
                 body.append(_assign_expr(earlier, _attr(_name("request"), str(since))))
                 days_between = _attr(
-                    ast.BinOp(_name(created), ast.Sub(), _date_in_tz(_name(earlier))), "days"
+                    _BinOp(_name(created), _SUB, _date_in_tz(_name(earlier))), "days"
                 )
-                is_none = _compare(_name(earlier), ast.Is(), ast.Constant(None))
+                is_none = _compare(_name(earlier), _IS, _Constant(None))
                 body.append(
-                    _assign_expr(
-                        self._local(field), ast.IfExp(is_none, ast.Constant(None), days_between)
-                    )
+                    _assign_expr(self._local(field), _IfExp(is_none, _Constant(None), days_between))
                 )
         for field in fields:
             if field.key in self.locals:
@@ -249,7 +346,7 @@ class _Generator:
             local = self._local(field)
             if field.fast is FastPath.ITEM_COUNT:
                 init.append(_assign(local, 0))
-                loop.append(ast.AugAssign(_store(local), ast.Add(), _name(quantity)))
+                loop.append(_AugAssign(_store(local), _ADD, _name(quantity)))
             elif field.fast is FastPath.ITEM_TOTAL:
                 # Every item's price is in the order's currency (the aggregate checks it).
                 currency = self.temp()
@@ -260,15 +357,13 @@ class _Generator:
                     ),
                 ]
                 amount = _attr(_attr(_name("item"), "unit_price"), "amount")
-                line = ast.BinOp(amount, ast.Mult(), _name(quantity))
-                loop.append(ast.AugAssign(_store(local), ast.Add(), line))
+                line = _BinOp(amount, _MULT, _name(quantity))
+                loop.append(_AugAssign(_store(local), _ADD, line))
                 self.money[field.key] = (local, currency)
             else:  # FastPath.ANY_PHOTO
                 init.append(_assign(local, value=False))
-                loop.append(
-                    ast.If(_attr(_name("item"), "photos"), [_assign(local, value=True)], [])
-                )
-        return [*init, ast.For(_store("item"), _attr(_name("request"), "items"), loop, [])]
+                loop.append(_If(_attr(_name("item"), "photos"), [_assign(local, value=True)], []))
+        return [*init, _For(_store("item"), _attr(_name("request"), "items"), loop, [])]
 
     def load_item(self, fields: Sequence[Field]) -> list[ast.stmt]:
         """Statements that read the item-scope ``fields`` into locals (once per item)."""
@@ -284,7 +379,7 @@ class _Generator:
             elif quantity is not None and field.fast is FastPath.LINE_VALUE and _builtin(field):
                 price, currency = self.temp(), self.temp()
                 local = self._local(field)
-                amount = ast.BinOp(_attr(_name(price), "amount"), ast.Mult(), _name(quantity))
+                amount = _BinOp(_attr(_name(price), "amount"), _MULT, _name(quantity))
                 body += [
                     _assign_expr(price, _attr(_name("item"), "unit_price")),
                     _assign_expr(local, amount),
@@ -314,7 +409,7 @@ class _Generator:
             # Stored reasons are mostly exact codes or labels: one dict look-up, no call.
             text = self.temp()
             found = _call(_attr(_name("_rx"), "get"), _name(text))
-            value = ast.BoolOp(ast.Or(), [found, _call(_name("_nr"), _name(text))])
+            value = _BoolOp(_OR, [found, _call(_name("_nr"), _name(text))])
             return [_assign_expr(text, raw), _assign_expr(local, value)]
         return [_assign_expr(local, self._normalise(field, raw))]
 
@@ -353,14 +448,16 @@ class _Generator:
         """``every`` part (or any part) certainly true (``want``) or certainly false."""
         parts = condition.parts
         combine = _all if every else _any
-        if self.hoisted is not None:
+        hoisted = self.hoisted
+        if hoisted is not None:
             # The parts that read only the request are computed once, before the item loop.
-            fixed = [p for p in parts if _request_only(p)]
+            fixed: list[Condition] = []
+            varying: list[Condition] = []
+            for part in parts:
+                (fixed if self.request_only(part) else varying).append(part)
             if fixed:
-                varying = [p for p in parts if not _request_only(p)]
-                head = self._hoist(type(condition)(tuple(fixed)), want=want)
-                if head is not None:
-                    return combine([head, *(self._branch(p, want) for p in varying)])
+                head = self._hoisted(hoisted, fixed, every, want=want)
+                return combine([head, *(self._branch(p, want) for p in varying)])
         return combine([self._branch(p, want) for p in parts])
 
     def _branch(self, condition: Condition, want: bool) -> ast.expr:
@@ -368,37 +465,45 @@ class _Generator:
 
     def _hoist(self, condition: Condition, *, want: bool) -> ast.Name | None:
         """In the item loop: a local computed before it, for a condition on the request only."""
-        if self.hoisted is None or not _request_only(condition):
+        hoisted = self.hoisted
+        if hoisted is None or not self.request_only(condition):
             return None
-        hoisted, self.hoisted = self.hoisted, None
+        return self._hoisted(hoisted, (condition,), every=True, want=want)
+
+    def _hoisted(
+        self, hoisted: list[ast.stmt], parts: Sequence[Condition], every: bool, *, want: bool
+    ) -> ast.Name:
+        """A local computed before the item loop (into ``hoisted``): ``every`` part or any."""
+        self.hoisted = None
         try:
-            value = self._branch(condition, want)
+            values = [self._branch(p, want) for p in parts]
         finally:
             self.hoisted = hoisted
         local = self.temp("h")
-        hoisted.append(_assign_expr(local, value))
-        return _name(local)
+        hoisted.append(_assign_expr(local, (_all if every else _any)(values)))
+        return self.read(local)
 
     def _money(self, field: Field, v: ast.expr) -> tuple[ast.expr, ast.expr]:
         parts = self.money.get(field.key)
         if parts is not None:
-            return _name(parts[0]), _name(parts[1])
+            return self.read(parts[0]), self.read(parts[1])
         return _attr(v, "amount"), _attr(v, "currency")
 
     def _compare(self, compare: Compare, *, want: bool) -> ast.expr:
         field, operator = compare.field, compare.operator
-        v = _name(self.locals[field.key])
-        negated = operator in {Operator.IS_NOT, Operator.NOT_CONTAINS}
-        if negated:
+        v = self.read(self.locals[field.key])
+        # Identity tests, not set look-ups: an enum member's hash is a Python call, and a big
+        # file has tens of thousands of comparisons.
+        if operator is Operator.IS_NOT or operator is Operator.NOT_CONTAINS:
             want = not want
         test = self._test(field, operator, compare.values, v, want=want)
         needs_guard = field.optional and not (
             want
-            and operator in {Operator.IS, Operator.IS_NOT}
+            and (operator is Operator.IS or operator is Operator.IS_NOT)
             and field.type is not FieldType.MONEY
         )
         if needs_guard:
-            return _all([_compare(v, ast.IsNot(), ast.Constant(None)), test])
+            return _all([_compare(v, _IS_NOT, _Constant(None)), test])
         return test
 
     def _test(  # noqa: PLR0911
@@ -411,40 +516,41 @@ class _Generator:
         want: bool,
     ) -> ast.expr:
         """``want`` True: the comparison holds; False: it does not (the value being known)."""
-        if operator.is_ordering:
-            yes, no = _OPS[operator]
-            op = yes() if want else no()
+        ordering = _OPS.get(operator)
+        if ordering is not None:
+            yes, no = ordering
+            op = yes if want else no
             bound = values[0]
             if isinstance(bound, Money):
                 amount, currency = self._money(field, v)
                 return _all(
                     [
-                        _compare(currency, ast.Eq(), self.constant(bound.currency)),
+                        _compare(currency, _EQ, self.constant(bound.currency)),
                         _compare(amount, op, self.constant(bound.amount)),
                     ]
                 )
             return _compare(v, op, self.constant(bound))
         if field.type is FieldType.MONEY:
             return self._money_equal(field, values, v, want=want)
-        if operator in {Operator.CONTAINS, Operator.NOT_CONTAINS}:
+        if operator is Operator.CONTAINS or operator is Operator.NOT_CONTAINS:
             folded = [normalise_text(x) or "" for x in values]
             if field.type is FieldType.TAGS:
                 if len(folded) == 1:
-                    op = ast.In() if want else ast.NotIn()
+                    op = _IN if want else _NOT_IN
                     return _compare(self.constant(folded[0]), op, v)
                 disjoint = _call(_attr(v, "isdisjoint"), self.constant(frozenset(folded)))
                 return _not(disjoint) if want else disjoint
             if want:
-                return _any([_compare(self.constant(t), ast.In(), v) for t in folded])
-            return _all([_compare(self.constant(t), ast.NotIn(), v) for t in folded])
+                return _any([_compare(self.constant(t), _IN, v) for t in folded])
+            return _all([_compare(self.constant(t), _NOT_IN, v) for t in folded])
         if operator is Operator.STARTS_WITH:
             prefixes = tuple(normalise_text(x) or "" for x in values)
             test = _call(_attr(v, "startswith"), self.constant(prefixes))
             return test if want else _not(test)
         keys = [self._key(field, x) for x in values]
         if len(keys) == 1:
-            return _compare(v, ast.Eq() if want else ast.NotEq(), self.constant(keys[0]))
-        return _compare(v, ast.In() if want else ast.NotIn(), self.constant(frozenset(keys)))
+            return _compare(v, _EQ if want else _NOT_EQ, self.constant(keys[0]))
+        return _compare(v, _IN if want else _NOT_IN, self.constant(frozenset(keys)))
 
     def _money_equal(
         self, field: Field, values: tuple[object, ...], v: ast.expr, *, want: bool
@@ -455,8 +561,8 @@ class _Generator:
         tests = [
             _all(
                 [
-                    _compare(amount, ast.Eq(), self.constant(m.amount)),
-                    _compare(currency, ast.Eq(), self.constant(m.currency)),
+                    _compare(amount, _EQ, self.constant(m.amount)),
+                    _compare(currency, _EQ, self.constant(m.currency)),
                 ]
             )
             for m in amounts
@@ -466,9 +572,9 @@ class _Generator:
         # An amount in none of the values' currencies compares as unknown, not as unequal.
         currencies = frozenset(m.currency for m in amounts)
         if len(currencies) == 1:
-            known = _compare(currency, ast.Eq(), self.constant(amounts[0].currency))
+            known = _compare(currency, _EQ, self.constant(amounts[0].currency))
         else:
-            known = _compare(currency, ast.In(), self.constant(currencies))
+            known = _compare(currency, _IN, self.constant(currencies))
         return _all([known, _not(_any(tests))])
 
     @staticmethod
@@ -485,7 +591,7 @@ def _date_in_tz(moment: ast.expr) -> ast.expr:
 
 
 def _assign_expr(target: str, value: ast.expr) -> ast.stmt:
-    return ast.Assign([_store(target)], value)
+    return _Assign([_store(target)], value)
 
 
 def _fields(rules: Sequence[Rule]) -> tuple[list[Field], list[Field]]:
@@ -500,11 +606,11 @@ def _fields(rules: Sequence[Rule]) -> tuple[list[Field], list[Field]]:
 
 
 def _mark(target: str, index: int) -> ast.stmt:
-    return ast.AugAssign(_store(target), ast.BitOr(), ast.Constant(1 << index))
+    return _AugAssign(_store(target), _BIT_OR, _Constant(1 << index))
 
 
 def _assign(target: str, value: int | bool | None) -> ast.stmt:
-    return ast.Assign([_store(target)], ast.Constant(value))
+    return _Assign([_store(target)], _Constant(value))
 
 
 def compile_rules(
@@ -517,54 +623,64 @@ def compile_rules(
     an item's mask when item-scope rule k matched for it. Everything else the outcome needs
     (the deciding rules, fee, carrier, refund) follows from these masks.
     """
-    with paused_collector():
-        gen = _Generator(tz, reasons)
-        request_fields, item_fields = _fields(rules)
-        body: list[ast.stmt] = gen.load_request(request_fields)
-        body.append(_assign("hits", 0))
-        for index, rule in enumerate(rules):
-            if rule.enabled and rule.scope is not Scope.ITEM:
-                body.append(ast.If(gen.true(rule.condition), [_mark("hits", index)], []))
-        items = _attr(_name("request"), "items")
-        if not any(rule.enabled and rule.scope is Scope.ITEM for rule in rules):
-            result = [_name("hits"), _call(_name("_len"), items)]
-            body.append(ast.Return(ast.Tuple(result, ast.Load())))
-            return _define("_run", body, gen)
-        loop = gen.load_item(item_fields)
-        loop.append(_assign("ih", 0))
-        gen.hoisted = []
-        for index, rule in enumerate(rules):
-            if rule.enabled and rule.scope is Scope.ITEM:
-                loop.append(ast.If(gen.true(rule.condition), [_mark("ih", index)], []))
-        loop.append(ast.Expr(_call(_name("add"), _name("ih"))))
-        body += gen.hoisted
-        body += [
-            _assign_expr("per", ast.List([_name("hits")], ast.Load())),
-            _assign_expr("add", _attr(_name("per"), "append")),
-            ast.For(_store("item"), items, loop, []),
-            ast.Return(_call(_name("_tuple"), _name("per"))),
-        ]
-        return _define("_run", body, gen)
+    return _function("_run", lambda: _rules_code(rules, tz, reasons))
+
+
+def _rules_code(
+    rules: Sequence[Rule], tz: dt.tzinfo, reasons: ReasonCatalogue
+) -> tuple[list[ast.stmt], _Generator]:
+    gen = _Generator(tz, reasons)
+    request_fields, item_fields = _fields(rules)
+    body: list[ast.stmt] = gen.load_request(request_fields)
+    body.append(_assign("hits", 0))
+    for index, rule in enumerate(rules):
+        if rule.enabled and rule.scope is not Scope.ITEM:
+            body.append(_If(gen.true(rule.condition), [_mark("hits", index)], []))
+    items = _attr(_name("request"), "items")
+    if not any(rule.enabled and rule.scope is Scope.ITEM for rule in rules):
+        result = [_name("hits"), _call(_name("_len"), items)]
+        body.append(_Return(_Tuple(result, _LOAD)))
+        return body, gen
+    loop = gen.load_item(item_fields)
+    loop.append(_assign("ih", 0))
+    gen.hoisted = []
+    for index, rule in enumerate(rules):
+        if rule.enabled and rule.scope is Scope.ITEM:
+            loop.append(_If(gen.true(rule.condition), [_mark("ih", index)], []))
+    loop.append(_Expr(_call(_name("add"), _name("ih"))))
+    body += gen.hoisted
+    body += [
+        _assign_expr("per", _List([_name("hits")], _LOAD)),
+        _assign_expr("add", _attr(_name("per"), "append")),
+        _For(_store("item"), items, loop, []),
+        _Return(_call(_name("_tuple"), _name("per"))),
+    ]
+    return body, gen
 
 
 def compile_condition_function(
     condition: Condition, tz: dt.tzinfo, reasons: ReasonCatalogue
 ) -> Callable[[ReturnRequest], bool]:
     """A predicate: the condition certainly holds for the request (or for one of its items)."""
-    with paused_collector():
-        gen = _Generator(tz, reasons)
-        request_fields, item_fields = _fields([Rule(1, None, condition, ())])
-        body: list[ast.stmt] = gen.load_request(request_fields)
-        if not item_fields:
-            body.append(ast.Return(gen.true(condition)))
-        else:
-            loop = gen.load_item(item_fields)
-            gen.hoisted = []
-            loop.append(ast.If(gen.true(condition), [ast.Return(ast.Constant(value=True))], []))
-            body += gen.hoisted
-            body.append(ast.For(_store("item"), _attr(_name("request"), "items"), loop, []))
-            body.append(ast.Return(ast.Constant(value=False)))
-        return _define("_match", body, gen)
+    return _function("_match", lambda: _condition_code(condition, tz, reasons))
+
+
+def _condition_code(
+    condition: Condition, tz: dt.tzinfo, reasons: ReasonCatalogue
+) -> tuple[list[ast.stmt], _Generator]:
+    gen = _Generator(tz, reasons)
+    request_fields, item_fields = _fields([Rule(1, None, condition, ())])
+    body: list[ast.stmt] = gen.load_request(request_fields)
+    if not item_fields:
+        body.append(_Return(gen.true(condition)))
+    else:
+        loop = gen.load_item(item_fields)
+        gen.hoisted = []
+        loop.append(_If(gen.true(condition), [_Return(_Constant(value=True))], []))
+        body += gen.hoisted
+        body.append(_For(_store("item"), _attr(_name("request"), "items"), loop, []))
+        body.append(_Return(_Constant(value=False)))
+    return body, gen
 
 
 # -- deciding: the winning rule of each kind of action, by index look-ups and early exits ----
@@ -690,6 +806,8 @@ class _Decider:
     def __init__(self, gen: _Generator, rules: Sequence[Rule]) -> None:
         self.gen = gen
         self.rules = rules
+        #: Per rule, how it is found by look-up, if it can be (asked once per chain and share).
+        self.keys = [index_key(rule.condition) for rule in rules]
         #: Conditions evaluated once into a local because two chains test them.
         self.shared: dict[int, str] = {}
 
@@ -738,7 +856,7 @@ class _Decider:
         groups: dict[IndexKey, list[int]] = {}
         tested: list[int] = []
         for k in members:
-            key = index_key(self.rules[k].condition)
+            key = self.keys[k]
             if key is None:
                 tested.append(k)
             else:
@@ -762,14 +880,14 @@ class _Decider:
             low = bisect.bisect_right(values, k)
             high = len(values) if above is None else bisect.bisect_left(values, above)
             if low < high:
-                guard = _compare(_name(target), ast.Gt(), ast.Constant(k))
-                loop.append(ast.If(guard, [ast.Break()], []))
+                guard = _compare(self.gen.read(target), _GT, _Constant(k))
+                loop.append(_If(guard, [_BREAK], []))
             local = self.shared.get(k)
-            test = _name(local) if local else self.gen.true(self.rules[k].condition)
-            loop.append(ast.If(test, [_assign(target, k), ast.Break()], []))
+            test = self.gen.read(local) if local else self.gen.true(self.rules[k].condition)
+            loop.append(_If(test, [_assign(target, k), _BREAK], []))
             above = k
-        loop.append(ast.Break())
-        return [ast.While(ast.Constant(value=True), loop, [])]
+        loop.append(_BREAK)
+        return [_While(_Constant(value=True), loop, [])]
 
     def lookup(
         self, key: IndexKey, conditions: list[Compare], indexes: list[int], target: str
@@ -780,32 +898,32 @@ class _Decider:
         found = self.gen.temp("x")
 
         def raise_to(expression: ast.expr) -> list[ast.stmt]:
-            higher = _compare(_name(found), ast.Gt(), _name(target))
+            higher = _compare(_name(found), _GT, _name(target))
             return [
                 _assign_expr(found, expression),
-                ast.If(higher, [_assign_expr(target, _name(found))], []),
+                _If(higher, [_assign_expr(target, _name(found))], []),
             ]
 
         pairs = list(zip(conditions, indexes, strict=True))
         if key[1] == "eq":
             table = _last_per_value(pairs, lambda v: _Generator._key(field, v))  # noqa: SLF001
-            body = raise_to(_call(_attr(self.gen.bind(table), "get"), value, ast.Constant(-1)))
+            body = raise_to(_call(_attr(self.gen.bind(table), "get"), value, _Constant(-1)))
         elif key[1] == "prefix":
             body = []
             for length, prefixes in _prefix_tables(pairs):
-                cut = ast.Subscript(value, ast.Slice(None, ast.Constant(length), None), ast.Load())
+                cut = _Subscript(value, _Slice(None, _Constant(length), None), _LOAD)
                 get = _attr(self.gen.bind(prefixes), "get")
-                body += raise_to(_call(get, cut, ast.Constant(-1)))
+                body += raise_to(_call(get, cut, _Constant(-1)))
         elif key[1] == "tags":
             tags = _last_per_value(pairs, lambda v: normalise_text(v) or "")
             tag = self.gen.temp("g")
             get = _attr(self.gen.bind(tags), "get")
-            each = raise_to(_call(get, _name(tag), ast.Constant(-1)))
-            body = [ast.For(_store(tag), value, each, [])]
+            each = raise_to(_call(get, _name(tag), _Constant(-1)))
+            body = [_For(_store(tag), value, each, [])]
         else:
             body = self._bounds(key, conditions, indexes, value, raise_to)
         if field.optional:
-            body = [ast.If(_compare(value, ast.IsNot(), ast.Constant(None)), body, [])]
+            body = [_If(_compare(value, _IS_NOT, _Constant(None)), body, [])]
         return body
 
     def _bounds(
@@ -827,13 +945,11 @@ class _Decider:
             amount, currency = self.gen._money(field, value)  # noqa: SLF001 - same module
             number = _name(self.gen.temp("a"))
             prelude = [_assign_expr(number.id, amount)]
-            currency_test = _compare(currency, ast.Eq(), self.gen.constant(key[2]))
-        region = ast.BinOp(
-            _call(_name("_bl"), ts, number), ast.Add(), _call(_name("_br"), ts, number)
-        )
+            currency_test = _compare(currency, _EQ, self.gen.constant(key[2]))
+        region = _BinOp(_call(_name("_bl"), ts, number), _ADD, _call(_name("_br"), ts, number))
         table = self.gen.bind(tuple(regions))
-        body = prelude + raise_to(ast.Subscript(table, region, ast.Load()))
-        return [ast.If(currency_test, body, [])] if currency_test is not None else body
+        body = prelude + raise_to(_Subscript(table, region, _LOAD))
+        return [_If(currency_test, body, [])] if currency_test is not None else body
 
 
 def _last_per_value(
@@ -870,109 +986,110 @@ def compile_decider(
     ``Bestelwaarde > …``) are found by one dict or bisect look-up. Which rules matched
     besides the winners is left to :func:`compile_rules` (the trace needs it, evaluation not).
     """
-    with paused_collector():
-        gen = _Generator(tz, reasons)
-        gen.namespace.update(
-            {
-                "_bl": bisect.bisect_left,
-                "_br": bisect.bisect_right,
-                "_rank": (*roles.rank, -1),
-                "_refusing": roles.not_returnable,
-                "_every": _every_item,
-            }
-        )
-        decider = _Decider(gen, rules)
-        scopes = [rule.scope for rule in rules]
-        on_request = [k for k, scope in enumerate(scopes) if scope is not Scope.ITEM]
-        on_item = [k for k, scope in enumerate(scopes) if scope is Scope.ITEM]
-        request_fields, item_fields = _fields(rules)
-        body: list[ast.stmt] = gen.load_request(request_fields)
-        request_chains = {
-            "rd": [k for k in on_request if k in roles.decides],
-            "fee": [k for k in on_request if k in roles.sets_fee],
-            "car": [k for k in on_request if k in roles.sets_carrier],
-            "rf": [k for k in on_request if k in roles.refunds],
-            "win": [k for k in on_request if k in roles.sets_window],
+    return _function("_decide", lambda: _decider_code(rules, tz, reasons, roles))
+
+
+def _decider_code(
+    rules: Sequence[Rule], tz: dt.tzinfo, reasons: ReasonCatalogue, roles: Roles
+) -> tuple[list[ast.stmt], _Generator]:
+    gen = _Generator(tz, reasons)
+    gen.namespace.update(
+        {
+            "_bl": bisect.bisect_left,
+            "_br": bisect.bisect_right,
+            "_rank": (*roles.rank, -1),
+            "_refusing": roles.not_returnable,
+            "_every": _every_item,
         }
-        body += decider.share(list(request_chains.values()))
-        for result_name, members in request_chains.items():
-            body += decider.chain(members, result_name)
-        items: ast.expr = _attr(_name("request"), "items")
-        refunded = _compare(_name("rf"), ast.GtE(), ast.Constant(0))
-        result = ast.Tuple(
-            [*(_name(n) for n in ("br", "und", "fee", "car")), refunded, _name("nr"), _name("win")],
-            ast.Load(),
-        )
-        if not on_item:
-            decided = _compare(_name("rd"), ast.In(), _name("_refusing"))
-            every = _call(_name("_every"), _name("rd"), _call(_name("_len"), items))
-            body += [
-                _assign_expr("br", ast.Subscript(_name("_rank"), _name("rd"), ast.Load())),
-                _assign_expr("und", _compare(_name("rd"), ast.Lt(), ast.Constant(0))),
-                _assign_expr("nr", ast.IfExp(decided, every, ast.Tuple([], ast.Load()))),
-                ast.Return(result),
-            ]
-            return _define("_decide", body, gen)
-        item_chains = {
-            "b": [k for k in on_item if k in roles.decides],
-            "rf": [k for k in on_item if k in roles.refunds],
-            "f": [k for k in on_item if k in roles.sets_fee],
-        }
-        gen.hoisted = []
-        loop = gen.load_item(item_fields)
-        loop += decider.share(list(item_chains.values()))
-        loop += decider.chain(item_chains["b"], "b", start="rd", start_values=request_chains["rd"])
-        if item_chains["f"]:
-            # Each item's fee is its last matching fee rule (request or item); the request
-            # pays the highest of them, a tie going to the later rule: "fb" is that rule.
-            loop += decider.chain(
-                item_chains["f"], "f", start="fee", start_values=request_chains["fee"]
-            )
-            higher = _compare(
-                ast.Subscript(_name("_feeorder"), _name("f"), ast.Load()),
-                ast.Gt(),
-                ast.Subscript(_name("_feeorder"), _name("fb"), ast.Load()),
-            )
-            loop.append(ast.If(higher, [_assign_expr("fb", _name("f"))], []))
-            gen.namespace["_feeorder"] = roles.fee_order
-            result.elts[2] = _name("fb")
-        if item_chains["rf"]:
-            unrefunded = _compare(_name("rf"), ast.Lt(), ast.Constant(0))
-            refund = decider.chain(item_chains["rf"], "rf", initialise=False)
-            loop.append(ast.If(unrefunded, refund, []))
-        rank = ast.Subscript(_name("_rank"), _name("b"), ast.Load())
-        loop += [
-            _assign_expr("r", rank),
-            ast.If(
-                _compare(_name("r"), ast.Gt(), _name("br")), [_assign_expr("br", _name("r"))], []
-            ),
-            ast.If(
-                _compare(_name("b"), ast.Lt(), ast.Constant(0)), [_assign("und", value=True)], []
-            ),
-        ]
-        target: ast.expr = _store("item")
-        if roles.not_returnable:
-            pair = ast.Tuple([ast.Tuple([_name("i"), _name("b")], ast.Load())], ast.Load())
-            loop.append(
-                ast.If(
-                    _compare(_name("b"), ast.In(), _name("_refusing")),
-                    [_assign_expr("nr", ast.BinOp(_name("nr"), ast.Add(), pair))],
-                    [],
-                )
-            )
-            target = ast.Tuple([_store("i"), _store("item")], ast.Store())
-            items = _call(_name("_enumerate"), items)
-            gen.namespace["_enumerate"] = enumerate
-        body += gen.hoisted
+    )
+    decider = _Decider(gen, rules)
+    scopes = [rule.scope for rule in rules]
+    on_request = [k for k, scope in enumerate(scopes) if scope is not Scope.ITEM]
+    on_item = [k for k, scope in enumerate(scopes) if scope is Scope.ITEM]
+    request_fields, item_fields = _fields(rules)
+    body: list[ast.stmt] = gen.load_request(request_fields)
+    request_chains = {
+        "rd": [k for k in on_request if k in roles.decides],
+        "fee": [k for k in on_request if k in roles.sets_fee],
+        "car": [k for k in on_request if k in roles.sets_carrier],
+        "rf": [k for k in on_request if k in roles.refunds],
+        "win": [k for k in on_request if k in roles.sets_window],
+    }
+    body += decider.share(list(request_chains.values()))
+    for result_name, members in request_chains.items():
+        body += decider.chain(members, result_name)
+    items: ast.expr = _attr(_name("request"), "items")
+    refunded = _compare(_name("rf"), _GTE, _Constant(0))
+    result = _Tuple(
+        [*(_name(n) for n in ("br", "und", "fee", "car")), refunded, _name("nr"), _name("win")],
+        _LOAD,
+    )
+    if not on_item:
+        decided = _compare(_name("rd"), _IN, _name("_refusing"))
+        every = _call(_name("_every"), _name("rd"), _call(_name("_len"), items))
         body += [
-            _assign("br", -1),
-            _assign("fb", -1),
-            _assign("und", value=False),
-            _assign_expr("nr", ast.Tuple([], ast.Load())),
-            ast.For(target, items, loop, []),
-            ast.Return(result),
+            _assign_expr("br", _Subscript(_name("_rank"), _name("rd"), _LOAD)),
+            _assign_expr("und", _compare(_name("rd"), _LT, _Constant(0))),
+            _assign_expr("nr", _IfExp(decided, every, _Tuple([], _LOAD))),
+            _Return(result),
         ]
-        return _define("_decide", body, gen)
+        return body, gen
+    item_chains = {
+        "b": [k for k in on_item if k in roles.decides],
+        "rf": [k for k in on_item if k in roles.refunds],
+        "f": [k for k in on_item if k in roles.sets_fee],
+    }
+    gen.hoisted = []
+    loop = gen.load_item(item_fields)
+    loop += decider.share(list(item_chains.values()))
+    loop += decider.chain(item_chains["b"], "b", start="rd", start_values=request_chains["rd"])
+    if item_chains["f"]:
+        # Each item's fee is its last matching fee rule (request or item); the request
+        # pays the highest of them, a tie going to the later rule: "fb" is that rule.
+        loop += decider.chain(
+            item_chains["f"], "f", start="fee", start_values=request_chains["fee"]
+        )
+        higher = _compare(
+            _Subscript(_name("_feeorder"), _name("f"), _LOAD),
+            _GT,
+            _Subscript(_name("_feeorder"), _name("fb"), _LOAD),
+        )
+        loop.append(_If(higher, [_assign_expr("fb", _name("f"))], []))
+        gen.namespace["_feeorder"] = roles.fee_order
+        result.elts[2] = _name("fb")
+    if item_chains["rf"]:
+        unrefunded = _compare(_name("rf"), _LT, _Constant(0))
+        refund = decider.chain(item_chains["rf"], "rf", initialise=False)
+        loop.append(_If(unrefunded, refund, []))
+    rank = _Subscript(_name("_rank"), _name("b"), _LOAD)
+    loop += [
+        _assign_expr("r", rank),
+        _If(_compare(_name("r"), _GT, _name("br")), [_assign_expr("br", _name("r"))], []),
+        _If(_compare(_name("b"), _LT, _Constant(0)), [_assign("und", value=True)], []),
+    ]
+    target: ast.expr = _store("item")
+    if roles.not_returnable:
+        pair = _Tuple([_Tuple([_name("i"), _name("b")], _LOAD)], _LOAD)
+        loop.append(
+            _If(
+                _compare(_name("b"), _IN, _name("_refusing")),
+                [_assign_expr("nr", _BinOp(_name("nr"), _ADD, pair))],
+                [],
+            )
+        )
+        target = _Tuple([_store("i"), _store("item")], _STORE)
+        items = _call(_name("_enumerate"), items)
+        gen.namespace["_enumerate"] = enumerate
+    body += gen.hoisted
+    body += [
+        _assign("br", -1),
+        _assign("fb", -1),
+        _assign("und", value=False),
+        _assign_expr("nr", _Tuple([], _LOAD)),
+        _For(target, items, loop, []),
+        _Return(result),
+    ]
+    return body, gen
 
 
 @contextlib.contextmanager
@@ -983,7 +1100,7 @@ def paused_collector() -> Iterator[None]:
     big file. Each of them counts towards the collector's thresholds, and every full collection
     walks the whole heap (the rules, their tokens), so on a big file the collector took twice
     as long as the building itself. The nodes hold no reference cycles, so nothing is lost by
-    collecting after.
+    collecting after; :func:`_function` frees them before the collector resumes.
     """
     if not gc.isenabled():
         yield
@@ -995,31 +1112,32 @@ def paused_collector() -> Iterator[None]:
         gc.enable()
 
 
-def _locate(module: ast.Module) -> None:
-    """Give every node the location ``compile`` requires, in one flat pass.
+def _function(
+    name: str, build: Callable[[], tuple[list[ast.stmt], _Generator]]
+) -> Callable[..., Any]:
+    """The function ``name`` whose body ``build`` writes, compiled with the collector paused.
 
-    Neither ``ast.fix_missing_locations`` (recursive) nor ``ast.walk`` (two generators per
-    node): a plain worklist over the fields, which matters for the load time of big files.
+    No node outlives ``_compile``: reference counting frees the whole tree before the collector
+    resumes. Were the tree still alive then, the collection that follows (every node counted
+    towards it) would walk each of its nodes, costing about as much as building them.
     """
-    todo: list[ast.AST] = [module]
-    for node in todo:  # the list grows as the walk goes
-        if node._attributes:  # noqa: SLF001 - the documented node fields
-            node.lineno = node.end_lineno = 1  # type: ignore[attr-defined]
-            node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
-        for field in node._fields:
-            value = getattr(node, field, None)
-            if isinstance(value, list):
-                todo.extend(v for v in value if isinstance(v, ast.AST))
-            elif isinstance(value, ast.AST):
-                todo.append(value)
+    with paused_collector():
+        code, namespace = _compile(name, *build())
+    # The module was built node by node from generated names and fixed operators; every value
+    # the merchant typed sits in `namespace` and is only ever referenced by name.
+    exec(code, namespace)  # noqa: S102
+    function: Callable[..., Any] = namespace[name]
+    return function
 
 
-def _define(name: str, body: list[ast.stmt], gen: _Generator) -> Callable[..., Any]:
-    function = ast.FunctionDef(
+def _compile(
+    name: str, body: list[ast.stmt], gen: _Generator
+) -> tuple[types.CodeType, dict[str, Any]]:
+    function = _FunctionDef(
         name=name,
         args=ast.arguments(
             posonlyargs=[],
-            args=[ast.arg("request")],
+            args=[_arg("request")],
             vararg=None,
             kwonlyargs=[],
             kw_defaults=[],
@@ -1031,10 +1149,4 @@ def _define(name: str, body: list[ast.stmt], gen: _Generator) -> Callable[..., A
         returns=None,
     )
     module = ast.Module([function], type_ignores=[])
-    _locate(module)
-    code = compile(module, "<rules>", "exec")
-    # The module was built node by node from generated names and fixed operators; every value
-    # the merchant typed sits in `namespace` and is only ever referenced by name.
-    exec(code, gen.namespace)  # noqa: S102
-    function_object: Callable[..., Any] = gen.namespace[name]
-    return function_object
+    return compile(module, "<rules>", "exec"), gen.namespace

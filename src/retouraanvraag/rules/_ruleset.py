@@ -237,55 +237,77 @@ class _Plan:
     item_fees: bool = False
 
 
-def _mask(flags: list[bool]) -> int:
-    return sum(1 << k for k, flag in enumerate(flags) if flag)
+#: Per deciding action: its decision and that decision's strictness.
+_DECIDING: Final = {kind: (decision, decision.strictness) for kind, decision in DECISIONS.items()}
+#: The action groups an item-scope rule plays a part in (the checker refuses the others).
+_ITEM_GROUPS: Final = frozenset({"decision", "refund", "fee"})
 
 
-def _where(flags: list[bool]) -> frozenset[int]:
-    return frozenset(k for k, flag in enumerate(flags) if flag)
-
-
-def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
-    decision, strictness, decision_action, fee, carrier = [], [], [], [], []
+def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:  # noqa: C901 - one pass
+    """Every rule's part in one pass over the rules (a big file has thousands)."""
+    decision: list[Decision | None] = []
+    strictness: list[int] = []
+    decision_action: list[Any] = []
+    fee: list[Money | None] = []
+    carrier: list[str | None] = []
     window: list[int | None] = []
-    for rule in rules:
-        chosen = next((a for a in rule.actions if a.kind in DECISIONS), None)
-        decision.append(DECISIONS[chosen.kind] if chosen else None)
-        strictness.append(DECISIONS[chosen.kind].strictness if chosen else 0)
+    item_scope: list[bool] = []
+    # Per group of actions, the rules playing a part in it.
+    members: dict[str, list[int]] = {
+        group: [] for group in ("decision", "fee", "carrier", "refund", "window")
+    }
+    for k, rule in enumerate(rules):
+        chosen = fee_action = ship = days = None
+        deciding = None
+        groups = set()
+        for action in rule.actions:
+            kind = action.kind
+            groups.add(kind.group)
+            if chosen is None:
+                deciding = _DECIDING.get(kind)
+                if deciding is not None:
+                    chosen = action
+            if kind is ActionKind.RETURN_FEE:
+                fee_action = fee_action or action
+            elif kind is ActionKind.SHIP_WITH:
+                ship = ship or action
+            elif kind is ActionKind.RETURN_WINDOW:
+                days = days or action
+        if chosen is not None and deciding is not None:
+            decision.append(deciding[0])
+            strictness.append(deciding[1])
+        else:
+            decision.append(None)
+            strictness.append(0)
         decision_action.append(chosen)
-        fee_action = next((a for a in rule.actions if a.kind is ActionKind.RETURN_FEE), None)
         fee.append(
             fee_action.argument
             if fee_action is not None and isinstance(fee_action.argument, Money)
             else None
         )
-        ship = next((a for a in rule.actions if a.kind is ActionKind.SHIP_WITH), None)
         carrier.append(str(ship.argument) if ship else None)
-        days = next((a for a in rule.actions if a.kind is ActionKind.RETURN_WINDOW), None)
         window.append(days.argument if days and isinstance(days.argument, int) else None)
-    groups = [{a.kind.group for a in rule.actions} for rule in rules]
-    item_scope = [r.scope is Scope.ITEM for r in rules]
-    # Item-scope rules decide, refund and set a fee (the checker refuses a carrier and a
-    # window in them). A rule switched off plays no part: it decides, costs and ships nothing.
-    effective = [
-        {g for g in found if rule.enabled and (g in {"decision", "refund", "fee"} or not item)}
-        for found, item, rule in zip(groups, item_scope, rules, strict=True)
-    ]
-    decides = ["decision" in g for g in effective]
+        item = rule.scope is Scope.ITEM
+        item_scope.append(item)
+        # Item-scope rules decide, refund and set a fee (the checker refuses a carrier and a
+        # window in them). A rule switched off plays no part: it decides, costs and ships nothing.
+        if rule.enabled:
+            for group in groups:
+                if not item or group in _ITEM_GROUPS:
+                    members[group].append(k)
     count = len(rules)
+    decides = frozenset(members["decision"])
     roles = Roles(
-        decides=_where(decides),
-        sets_fee=_where(["fee" in g for g in effective]),
-        sets_carrier=_where(["carrier" in g for g in effective]),
-        refunds=_where(["refund" in g for g in effective]),
-        rank=tuple(
-            s * count + k if d else -1
-            for k, (s, d) in enumerate(zip(strictness, decides, strict=True))
-        ),
-        not_returnable=_where([d is Decision.NOT_RETURNABLE for d in decision]),
-        sets_window=_where(["window" in g for g in effective]),
+        decides=decides,
+        sets_fee=frozenset(members["fee"]),
+        sets_carrier=frozenset(members["carrier"]),
+        refunds=frozenset(members["refund"]),
+        rank=tuple(s * count + k if k in decides else -1 for k, s in enumerate(strictness)),
+        not_returnable=frozenset(k for k, d in enumerate(decision) if d is Decision.NOT_RETURNABLE),
+        sets_window=frozenset(members["window"]),
         fee_order=(*((-1 if f is None else f.amount, k) for k, f in enumerate(fee)), (-1, -1)),
     )
+    masks = {group: _mask(indexes) for group, indexes in members.items()}
     return _Plan(
         tuple(decision),
         tuple(strictness),
@@ -294,16 +316,24 @@ def _plan(rules: tuple[Rule, ...], language: str) -> _Plan:
         (*carrier, None),
         tuple(r.display_name(language) for r in rules),
         tuple(item_scope),
-        decides=_mask(decides),
-        sets_fee=_mask(["fee" in g for g in effective]),
-        sets_carrier=_mask(["carrier" in g for g in effective]),
-        refunds=_mask(["refund" in g for g in effective]),
+        decides=masks["decision"],
+        sets_fee=masks["fee"],
+        sets_carrier=masks["carrier"],
+        refunds=masks["refund"],
         has_item_rules=any(i and r.enabled for i, r in zip(item_scope, rules, strict=True)),
         roles=roles,
         window=(*window, None),
-        sets_window=_mask(["window" in g for g in effective]),
-        item_fees=any("fee" in g and i for g, i in zip(effective, item_scope, strict=True)),
+        sets_window=masks["window"],
+        item_fees=any(item_scope[k] for k in members["fee"]),
     )
+
+
+def _mask(indexes: list[int]) -> int:
+    """A bit mask with bit k set for each k of ``indexes``."""
+    mask = 0
+    for k in indexes:
+        mask |= 1 << k
+    return mask
 
 
 def _remember(memo: dict[Any, Any], key: object, value: object) -> None:

@@ -87,6 +87,8 @@ Condition = Compare | And | Or | Not
 
 def fields_of(condition: Condition) -> list[Field]:
     """Every field a condition names, in order (no recursion: depth is bounded anyway)."""
+    if isinstance(condition, Compare):
+        return [condition.field]
     found: list[Field] = []
     stack: list[Condition] = [condition]
     while stack:
@@ -98,6 +100,21 @@ def fields_of(condition: Condition) -> list[Field]:
         else:
             stack.extend(reversed(node.parts))
     return found
+
+
+def _names_item_field(condition: Condition) -> bool:
+    """Whether the condition names an item field: ``fields_of`` without the list, stopping early."""
+    stack: list[Condition] = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Compare):
+            if node.field.scope is Scope.ITEM:
+                return True
+        elif isinstance(node, Not):
+            stack.append(node.part)
+        else:
+            stack.extend(node.parts)
+    return False
 
 
 @attrs.frozen
@@ -131,7 +148,7 @@ class Rule:
     @property
     def scope(self) -> Scope:
         """``ITEM`` when the condition names an item field, else ``REQUEST``."""
-        if any(f.scope is Scope.ITEM for f in fields_of(self.condition)):
+        if _names_item_field(self.condition):
             return Scope.ITEM
         return Scope.REQUEST
 
