@@ -1094,13 +1094,15 @@ def _decider_code(
 
 @contextlib.contextmanager
 def paused_collector() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a rule set's code is built.
+    """Pause the cyclic garbage collector while rules are loaded or a rule set's code is built.
 
-    Building allocates a syntax tree node per operator and name: hundreds of thousands for a
-    big file. Each of them counts towards the collector's thresholds, and every full collection
-    walks the whole heap (the rules, their tokens), so on a big file the collector took twice
-    as long as the building itself. The nodes hold no reference cycles, so nothing is lost by
-    collecting after; :func:`_function` frees them before the collector resumes.
+    Loading allocates a token and a node per word, building a syntax tree node per operator
+    and name: hundreds of thousands for a big file. Each of them counts towards the collector's
+    thresholds, and every full collection walks the whole heap (the rules, their tokens), so on
+    a big file the collector took as long as the loading itself. None of them is in a reference
+    cycle, so nothing is lost by collecting after; :func:`_function` frees the syntax tree
+    before the collector resumes. The pause is process-wide and lasts one load (at most about
+    two seconds for a file at the 1 MB limit); reference counting frees memory meanwhile.
     """
     if not gc.isenabled():
         yield
