@@ -31,57 +31,27 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 import attrs
 
-from retouraanvraag._codec import (
-    effect_from_json,
-    effect_to_json,
-    request_from_json,
-    request_to_json,
-)
+from retouraanvraag.adapters import _sql
 from retouraanvraag.adapters._common import (
-    DamagedRow,
     Position,
     check_claim,
     check_settlement,
-    damaged_entry,
-    damaged_record,
-    damaged_request,
     decode_cursor,
-    effect_problem,
-    encode_cursor,
     fee_fixed_error,
-    flagged,
     from_timestamp,
-    holds_lease,
-    key_taken,
-    log_damage,
     money_cap_error,
-    page_of,
     plan_commit,
-    prepared,
-    record_problem,
     refund_totals,
-    request_problem,
-    set_aside_error,
-    settle_entry,
-    stored_fee,
     timestamp,
     uncountable,
+    unstorable,
 )
-from retouraanvraag.adapters._facts import (
-    FACT_COLUMNS,
-    FIRST_WINDOW,
-    Dialect,
-    add_facts,
-    fact_placeholders,
-    fact_values,
-    next_window,
-    scan_budget,
-)
+from retouraanvraag.adapters._facts import Dialect, add_facts, scan_budget
 from retouraanvraag.errors import (
     ConcurrentModification,
     InvalidInput,
@@ -90,7 +60,7 @@ from retouraanvraag.errors import (
     PortRejected,
     PortUnavailable,
 )
-from retouraanvraag.model import PaidFee, ReturnRequest
+from retouraanvraag.model import ReturnRequest
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -344,15 +314,12 @@ class PostgresStorage:
                 names the shop and the request.
             PortUnavailable: the server cannot be reached.
         """
-        if _holds_nul(shop_id, request_id):  # text PostgreSQL cannot hold names nothing stored
+        if unstorable(shop_id, request_id):  # text PostgreSQL cannot hold names nothing stored
             raise NotFound(shop_id=shop_id, request_id=request_id)
-        rows = self._read(
-            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shop_id = %s AND id = %s",  # noqa: S608 - constants
-            (shop_id, request_id),
-        )
+        rows = self._read(_SQL.get_request, (shop_id, request_id))
         if not rows:
             raise NotFound(shop_id=shop_id, request_id=request_id)
-        return _request(shop_id, request_id, rows[0])
+        return _sql.request_of(_DRIVER, shop_id, request_id, rows[0])
 
     def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
         """The record stored under ``key`` in this shop, or ``None``.
@@ -362,14 +329,10 @@ class PostgresStorage:
                 names the shop, the key and the request.
             PortUnavailable: the server cannot be reached.
         """
-        if _holds_nul(shop_id, key):
+        if unstorable(shop_id, key):
             return None
-        rows = self._read(
-            "SELECT fingerprint, request_id, result::text FROM idempotency "
-            "WHERE shop_id = %s AND key = %s",
-            (shop_id, key),
-        )
-        return _record(shop_id, key, rows[0]) if rows else None
+        rows = self._read(_SQL.get_record, (shop_id, key))
+        return _sql.record_of(_DRIVER, shop_id, key, rows[0]) if rows else None
 
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
         """Every outbox entry of one request, in the order they were queued.
@@ -380,22 +343,12 @@ class PostgresStorage:
         Raises:
             PortUnavailable: the server cannot be reached.
         """
-        if _holds_nul(shop_id, request_id):
+        if unstorable(shop_id, request_id):
             return ()
-        rows = self._read(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - constants
-            "WHERE shop_id = %s AND request_id = %s ORDER BY seq",
-            (shop_id, request_id),
-        )
-        entries: list[OutboxEntry] = []
-        for row in rows:
-            try:
-                entries.append(_entry(row))
-            except DamagedRow as damage:
-                log_damage(_log, damage, "left out of the outbox listing")
-        return tuple(entries)
+        rows = self._read(_SQL.list_outbox, (shop_id, request_id))
+        return _sql.entries_of(_DRIVER, rows, _log)
 
-    def query(self, shop_id: str, query: Query) -> Page:  # noqa: C901 - one listing loop
+    def query(self, shop_id: str, query: Query) -> Page:
         """List requests of one shop, oldest first, by ``(created_at, id)``.
 
         Pages are found by keyset (the cursor is the last position shown), never by offset,
@@ -413,52 +366,34 @@ class PostgresStorage:
             InvalidInput: the cursor is not one this store handed out, or a bound is naive.
             PortUnavailable: the server cannot be reached.
         """
-        after: Position | None = decode_cursor(query.cursor) if query.cursor is not None else None
+        after: _At | None = decode_cursor(query.cursor) if query.cursor is not None else None
         listing = _Listing.of(shop_id, query)
-        if listing.empty or _holds_nul(shop_id, *(after or ())):
+        if listing.empty or unstorable(shop_id, *(after or ())):
             return Page((), None)
         if query.condition is not None:
             # Imported here: it reads the rule language, which a store without filters never
-            # needs to load. Matches are confirmed in Python (``_predicate``) as on SQLite.
+            # needs to load. Matches are confirmed in Python as on SQLite.
             from retouraanvraag.adapters._sql_filter import compile_filter  # noqa: PLC0415
 
             compiled = compile_filter(query.condition, Dialect.POSTGRES)
             if compiled is not None:
                 return self._filtered(listing, compiled, query, after)
-        predicate = _predicate(query)
-        batch = query.limit + 1 if predicate is None else max(query.limit + 1, _BATCH)
-        found: list[tuple[Position, ReturnRequest]] = []
-        damaged: list[DamagedRow] = []
-        scanned = 0
-        try:
-            while True:
-                # Each batch is its own statement: the host's predicate never runs inside a
-                # transaction, and keyset positions make consecutive batches line up anyway.
-                statement, params = listing.select(after, batch)
-                fetched = self._read(statement, params)
-                scanned += len(fetched)
-                for row in fetched:
-                    request_id, created_at = row[0], row[1]
-                    try:
-                        request = _request(shop_id, request_id, row[2:])
-                    except DamagedRow as damage:
-                        damaged.append(damage)
-                        continue
-                    if predicate is None or predicate(request):
-                        position = (timestamp(created_at, field="created_at"), request_id)
-                        found.append((position, request))
-                        if len(found) > query.limit:
-                            return page_of(found, query.limit)
-                if len(fetched) < batch:
-                    return page_of(found, query.limit)
-                last = fetched[-1]
-                after = (timestamp(last[1], field="created_at"), last[0])
-                if scanned >= _SCAN_BUDGET:
-                    # Many rows refused by the predicate: a short page that resumes after them.
-                    return Page(tuple(request for _, request in found), encode_cursor(after))
-        finally:
-            for skipped in damaged:
-                log_damage(_log, skipped, "left out of the listing")
+
+        def fetch(at: _At | None, limit: int) -> list[_sql.Fetched[_At]]:
+            # Each batch is its own statement: the host's predicate never runs inside a
+            # transaction, and keyset positions make consecutive batches line up anyway.
+            return _fetched(self._read(*listing.select(at, limit)))
+
+        return _sql.scanned_page(
+            _DRIVER,
+            fetch,
+            query,
+            shop_id=shop_id,
+            after=after,
+            budget=_SCAN_BUDGET,
+            batch=_BATCH,
+            log=_log,
+        )
 
     def count(self, shop_id: str, query: Query) -> int:
         """How many requests every page of ``query`` lists together (see ``Storage.count``).
@@ -478,93 +413,62 @@ class PostgresStorage:
             compiled = compile_filter(query.condition, Dialect.POSTGRES)
         exact = None if query.condition is None else bool(compiled and compiled.exact)
         uncountable(query, exact=exact)
-        if listing.empty or _holds_nul(shop_id):
+        if listing.empty or unstorable(shop_id):
             return 0
         if compiled is not None:
             listing = listing.where(sql.SQL(compiled.sql), *compiled.params)
-        parts: list[sql.Composable] = [sql.SQL("shop_id = %s")]
-        params: list[object] = [shop_id]
-        for condition, bound in listing.conditions:
-            parts.append(condition)
-            params.extend(bound)
+        where, params = listing.range(None, None)
         if listing.statuses is not None:
-            parts.append(sql.SQL("status = ANY(%s)"))
+            where = sql.SQL("{where} AND status = ANY(%s)").format(where=where)
             params.append(list(listing.statuses))
-        statement = sql.SQL("SELECT count(*) FROM requests WHERE {where}").format(
-            where=sql.SQL(" AND ").join(parts)
-        )
+        statement = sql.SQL("SELECT count(*) FROM requests WHERE {where}").format(where=where)
         rows = self._read(statement, tuple(params))
         return int(rows[0][0])
 
-    def _filtered(  # noqa: C901 - the window loop, as on SQLite
-        self, listing: _Listing, compiled: SqlFilter, query: Query, after: Position | None
+    def _filtered(
+        self, listing: _Listing, compiled: SqlFilter, query: Query, after: _At | None
     ) -> Page:
         """A page whose rule condition runs as SQL, over bounded windows (as on SQLite).
 
         Each round finds the end of the next window of the listing on the index alone, then
-        fetches the matches inside it; a filter that matches little reads larger windows, up
-        to a budget of rows a page, and then returns a short page with a cursor.
+        fetches the matches inside it (two statements).
         """
-        shop_id = listing.shop_id
-        predicate = _predicate(query)  # every match is confirmed on the decoded request
         matching = listing.where(sql.SQL(compiled.sql), *compiled.params)
-        limit = query.limit
-        budget = scan_budget(reads_items=compiled.reads_items)
-        window = min(FIRST_WINDOW * (limit + 1), budget)
-        found: list[tuple[Position, ReturnRequest]] = []
-        damaged: list[DamagedRow] = []
-        examined = decoded = 0
-        try:
-            while True:
-                need = limit + 1 - len(found)
-                until = self._window_end(listing, after, window)
-                bounded = matching
-                if until is not None:
-                    bounded = matching.where(
-                        sql.SQL("(created_at, id) <= (%s, %s)"), from_timestamp(until[0]), until[1]
-                    )
-                fetched = self._read(*_matches(bounded, after, need))
-                decoded += len(fetched)
-                for row in fetched:
-                    request_id, created_at = row[0], row[1]
-                    try:
-                        request = _request(shop_id, request_id, row[2:])
-                    except DamagedRow as damage:
-                        damaged.append(damage)
-                        continue
-                    if predicate is None or predicate(request):
-                        found.append(
-                            ((timestamp(created_at, field="created_at"), request_id), request)
-                        )
-                if len(found) > limit:
-                    return page_of(found, limit)
-                if len(fetched) == need:
-                    last = fetched[-1]
-                    after = (timestamp(last[1], field="created_at"), last[0])
-                elif until is None:
-                    return page_of(found, limit)
-                else:
-                    after, examined = until, examined + window
-                    grown = next_window(window, examined, len(found), limit)
-                    window = max(1, min(grown, budget - examined))
-                if examined >= budget or decoded >= _SCAN_BUDGET:
-                    return Page(tuple(request for _, request in found), encode_cursor(after))
-        finally:
-            for skipped in damaged:
-                log_damage(_log, skipped, "left out of the listing")
 
-    def _window_end(self, listing: _Listing, after: Position | None, size: int) -> Position | None:
+        def window(
+            at: _At | None, size: int, limit: int
+        ) -> tuple[_At | None, list[_sql.Fetched[_At]]]:
+            until = self._window_end(listing, at, size)
+            bounded = matching
+            if until is not None:
+                bounded = matching.where(
+                    sql.SQL("(created_at, id) <= (%s, %s)"), _instant(until[0]), until[1]
+                )
+            return until, _fetched(self._read(*_matches(bounded, at, limit)))
+
+        return _sql.filtered_page(
+            _DRIVER,
+            window,
+            query,
+            shop_id=listing.shop_id,
+            after=after,
+            rows=scan_budget(reads_items=compiled.reads_items),
+            decoded=_SCAN_BUDGET,
+            log=_log,
+        )
+
+    def _window_end(self, listing: _Listing, after: _At | None, size: int) -> _At | None:
         """The earliest of each status's ``size``-th position after ``after`` (``None``: none)."""
-        ends: list[Position] = []
+        ends: list[tuple[dt.datetime, str]] = []
         for status in (None,) if listing.statuses is None else listing.statuses:
-            where, params = _scan_parts(listing, after, status)
+            where, params = listing.range(after, status)
             statement = sql.SQL(
                 "SELECT id, created_at FROM requests WHERE {where} "
                 "ORDER BY created_at, id OFFSET %s LIMIT 1"
             ).format(where=where)
             rows = self._read(statement, (*params, size - 1))
             if rows:
-                ends.append((timestamp(rows[0][1], field="created_at"), rows[0][0]))
+                ends.append((rows[0][1], rows[0][0]))
         return min(ends) if ends else None
 
     # -- writes -----------------------------------------------------------------------------
@@ -590,59 +494,16 @@ class PostgresStorage:
                 changed, except when the message says the connection was lost while
                 committing: then the change may or may not be saved.
         """
-        saved = prepared(commit)
         # Everything that costs time is prepared before the row lock is taken.
-        version, status, created_at, attention, paid, refunded = _column_values(saved)
-        body = request_to_json(saved)
-        row = (
-            version,
-            status,
-            created_at,
-            attention,
-            paid,
-            refunded,
-            body,
-            *fact_values(saved, Dialect.POSTGRES),
-            saved.shop_id,
-            saved.id,
-        )
-        shop, request_id = saved.shop_id, saved.id
-        effects = [
-            (shop, effect.key, request_id, effect_to_json(effect)) for effect in commit.effects
-        ]
+        write = _sql.prepare(_DRIVER, commit)
+        saved = write.saved
 
-        def write(connection: _Connection) -> None:
-            plan = plan_commit(commit, _Lookups(connection, shop, request_id), saved)
-            if plan.record is not None:
-                record = plan.record
-                # The record's result is the request as saved: the row's body, written again.
-                inserted = connection.execute(
-                    "INSERT INTO idempotency (shop_id, key, fingerprint, request_id, result) "
-                    "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
-                    (shop, record.key, record.fingerprint, request_id, body),
-                )
-                if inserted.rowcount != 1:  # a concurrent commit recorded it first
-                    raise key_taken(commit)
-            _save_request(connection, row, stored=plan.stored, totals=(paid, refunded))
-            if effects:
-                with connection.cursor() as cursor:
-                    cursor.executemany(
-                        "INSERT INTO outbox (shop_id, key, request_id, effect, state) "
-                        "VALUES (%s, %s, %s, %s::jsonb, 'pending') "
-                        "ON CONFLICT (shop_id, key) DO NOTHING",
-                        effects,
-                    )
-            if plan.settled is not None:
-                _store_settled(connection, shop, plan.settled)
-            if commit.revive:
-                connection.execute(
-                    "UPDATE outbox SET state = 'pending', attempts = 0, available_at = NULL, "
-                    "lease_owner = NULL, lease_until = NULL "
-                    "WHERE shop_id = %s AND key = ANY(%s)",
-                    (shop, list(commit.revive)),
-                )
+        def run(connection: _Connection) -> None:
+            lookups = _sql.Lookups(_DRIVER, connection, saved.shop_id, saved.id)
+            plan = plan_commit(commit, lookups, saved)
+            _sql.write_plan(_DRIVER, connection, commit, plan, write)
 
-        self._run(write, keyed=True)
+        self._run(run, keyed=True)
         return saved
 
     def settle(self, shop_id: str, settlement: Settlement) -> None:
@@ -657,17 +518,9 @@ class PostgresStorage:
                 the message says the connection was lost while committing.
         """
         check_settlement(settlement)  # refuses an error text no store can hold, too
-        if _holds_nul(shop_id, settlement.key, settlement.owner):
+        if unstorable(shop_id, settlement.key, settlement.owner):
             raise LeaseLost(request_id="?", key=settlement.key, owner=settlement.owner)
-
-        def write(connection: _Connection) -> None:
-            entry = _queued(connection, shop_id, settlement.key)
-            if entry is None or not holds_lease(entry, settlement):
-                request_id = "?" if entry is None else entry.effect.request_id
-                raise LeaseLost(request_id=request_id, key=settlement.key, owner=settlement.owner)
-            _store_settled(connection, shop_id, settle_entry(entry, settlement))
-
-        self._run(write)
+        self._run(lambda connection: _sql.settle(_DRIVER, connection, shop_id, settlement))
 
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
@@ -689,18 +542,13 @@ class PostgresStorage:
                 character or a lone surrogate).
             PortUnavailable: the server cannot be reached.
         """
-        check_claim(owner=owner, now=now, lease=lease, limit=limit)  # the owner's text too
-        limit = min(limit, _MOST_ROWS)  # no more rows than a bigint counts: all of them
-        until = from_timestamp(timestamp(now + lease, field="lease"))  # bounded by check_claim
-        if limit == 0:
+        check_claim(owner=owner, now=now, lease=lease, limit=limit)
+        if limit == 0:  # nothing to claim: no connection is taken
             return ()
-
-        claimed, set_aside = self._run(
-            lambda connection: _claim_rows(connection, owner, now, until, limit)
+        limit = min(limit, _MOST_ROWS)  # no more rows than a bigint counts: all of them
+        return _sql.claim(
+            _DRIVER, self._run, owner=owner, now=now, lease=lease, limit=limit, log=_log
         )
-        for damage, outcome in set_aside:
-            log_damage(_log, damage, f"set aside (marked dead); {outcome}")
-        return tuple(claimed)
 
     # -- connections and transactions -------------------------------------------------------
 
@@ -918,34 +766,6 @@ def describe(conninfo: str) -> str:
     return f"PostgreSQL {host}:{port}/{database}"
 
 
-def _predicate(query: Query) -> Callable[[ReturnRequest], bool] | None:
-    """What a listed request must pass beside the indexed filters, or ``None`` if nothing.
-
-    The query's rule condition and its ``where`` predicate: a request must pass both.
-    """
-    tests = [test for test in (query.condition, query.where) if test is not None]
-    if not tests:
-        return None
-    if len(tests) == 1:
-        return tests[0]
-    return lambda request: all(test(request) for test in tests)
-
-
-def _holds_nul(*texts: object) -> bool:
-    """Whether any of ``texts`` is text PostgreSQL cannot hold: a NUL or a lone surrogate."""
-    return any(isinstance(text, str) and not _storable(text) for text in texts)
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: not Unicode text at all
-        return False
-    return True
-
-
 # -- the schema's versions ---------------------------------------------------------------------
 
 
@@ -1060,92 +880,23 @@ def migrate(conninfo: str, *, timeout: float = 5.0) -> tuple[int, int]:
 # a body that is not a request, is another request, or disagrees with its columns; an effect
 # that is not its row's. Such a row raises ``DamagedRow`` naming it, never a raw error.
 
-_COLUMN_NAMES: Final = (
-    "version",
-    "status",
-    "created_at",
-    "needs_attention",
-    "fee_paid_minor",
-    "refunded_minor",
-)
-_REQUEST_COLUMNS: Final = ", ".join((*_COLUMN_NAMES, "body::text"))
-_OUTBOX_COLUMNS: Final = (
-    "shop_id, key, request_id, effect::text, state, attempts, available_at, lease_owner, "
-    "lease_until, last_error"
-)
-_CLAIMABLE: Final = (
-    f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' "  # noqa: S608
-    "AND (available_at IS NULL OR available_at <= %s) "
-    "AND (lease_until IS NULL OR lease_until <= %s) "
-    "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED"
-)
+#: A listing position: ``(created_at, id)`` as a row holds it, or as a cursor does (the time
+#: as text).
+_At = tuple[dt.datetime | str, str]
 
 
-_FACT_NAMES: Final = tuple(name for name, _, _ in FACT_COLUMNS)
-# Column names and placeholders only.
-_UPDATE_REQUEST: Final = (
-    "UPDATE requests SET version = %s, status = %s, created_at = %s, needs_attention = %s, "  # noqa: S608
-    "fee_paid_minor = %s, refunded_minor = %s, body = %s::jsonb, "
-    + ", ".join(
-        f"{name} = %s::jsonb" if name == "f_lines" else f"{name} = %s" for name in _FACT_NAMES
-    )
-    + " WHERE shop_id = %s AND id = %s"
-)
-_INSERT_REQUEST: Final = (
-    "INSERT INTO requests (version, status, created_at, needs_attention, fee_paid_minor, "  # noqa: S608
-    f"refunded_minor, body, {', '.join(_FACT_NAMES)}, shop_id, id) VALUES "
-    f"(%s, %s, %s, %s, %s, %s, %s::jsonb, {fact_placeholders(Dialect.POSTGRES)}, %s, %s) "
-    "ON CONFLICT DO NOTHING"
-)
+def _instant(value: dt.datetime | str) -> dt.datetime:
+    """A position's time, as its column compares: a cursor's text is read back."""
+    return value if isinstance(value, dt.datetime) else from_timestamp(value)
 
 
-def _scan_parts(
-    listing: _Listing, after: Position | None, status: str | None
-) -> tuple[sql.Composable, list[object]]:
-    """The ``WHERE`` of one status's range of ``listing`` after ``after``, with its values."""
-    parts: list[sql.Composable] = [sql.SQL("shop_id = %s")]
-    params: list[object] = [listing.shop_id]
-    for condition, bound in listing.conditions:
-        parts.append(condition)
-        params.extend(bound)
-    if status is not None:
-        parts.append(sql.SQL("status = %s"))
-        params.append(status)
-    if after is not None:
-        parts.append(sql.SQL("(created_at, id) > (%s, %s)"))
-        params.extend((from_timestamp(after[0]), after[1]))
-    return sql.SQL(" AND ").join(parts), params
-
-
-def _matches(
-    listing: _Listing, after: Position | None, limit: int
-) -> tuple[sql.Composed, tuple[object, ...]]:
-    """The first ``limit`` rows of ``listing``: positions found first, bodies fetched after.
-
-    The positions come from the index with the facts beside them (an index-only scan where
-    the condition reads small facts), so only the matches' bodies are read from the table.
-    """
-    arms: list[sql.Composable] = []
-    params: list[object] = []
-    for status in (None,) if listing.statuses is None else listing.statuses:
-        where, values = _scan_parts(listing, after, status)
-        arms.append(
-            sql.SQL(
-                "(SELECT id AS rid, created_at AS at FROM requests WHERE {where} "
-                "ORDER BY created_at, id LIMIT %s)"
-            ).format(where=where)
-        )
-        params += [*values, limit]
-    statement = sql.SQL(
-        "SELECT m.rid, m.at, {columns} FROM "
-        "(SELECT * FROM ({arms}) AS u ORDER BY at, rid LIMIT %s) AS m "
-        "JOIN requests ON requests.shop_id = %s AND requests.id = m.rid ORDER BY m.at, m.rid"
-    ).format(columns=sql.SQL(_REQUEST_COLUMNS), arms=sql.SQL(" UNION ALL ").join(arms))
-    return statement, (*params, limit, listing.shop_id)
+def _fetched(rows: Sequence[Sequence[Any]]) -> list[_sql.Fetched[_At]]:
+    """Listed rows (``rid, at`` and the request's columns) as the listings read them."""
+    return [((row[1], row[0]), row[2:]) for row in rows]
 
 
 def _column_values(request: ReturnRequest) -> tuple[int, str, dt.datetime, bool, int, int]:
-    """What a request row holds beside its body, in ``_COLUMN_NAMES`` order.
+    """What a request row holds beside its body, in ``_sql.COLUMN_NAMES`` order.
 
     Raises:
         PortRejected: a refund in another currency than the paid fee.
@@ -1163,116 +914,100 @@ def _column_values(request: ReturnRequest) -> tuple[int, str, dt.datetime, bool,
     )
 
 
-def _request(shop_id: str, request_id: str, row: Sequence[Any]) -> ReturnRequest:
-    """The request a row of ``_REQUEST_COLUMNS`` holds: its body, if the columns agree.
+class _Postgres:
+    """PostgreSQL's side of the shared SQL (:class:`~retouraanvraag.adapters._sql.Driver`).
 
-    Raises:
-        DamagedRow: the body does not decode, holds another request than its row, or a column
-            is not what a commit of that body writes.
+    The column types hold what the store writes (text, counts, ``state`` among the known
+    ones, ``timestamptz`` within what Python can read back), so values are taken as they
+    come. Times are aware datetimes, read back in UTC; flags are booleans. A set of keys binds
+    as one array; many parameter rows go in one ``executemany``.
     """
-    *columns, body = row
-    try:
-        request = request_from_json(body)
-    except ValueError as exc:  # InvalidInput is a ValueError
-        raise damaged_request(shop_id, request_id, str(exc)) from None
-    problem = request_problem(request, shop_id, request_id) or _disagreement(columns, request)
-    if problem is None:
-        return request
-    raise damaged_request(shop_id, request_id, problem)
+
+    sql: Final = _sql.POSTGRES
+
+    def text(self, value: object, column: str) -> str:  # noqa: ARG002 - typed by its column
+        return cast("str", value)
+
+    def name(self, value: object, column: str) -> str:  # noqa: ARG002 - typed by its column
+        return cast("str", value)
+
+    def count(self, value: object, column: str) -> int:  # noqa: ARG002 - typed by its column
+        return cast("int", value)
+
+    def moment(self, value: object, column: str) -> dt.datetime | None:  # noqa: ARG002
+        return None if value is None else cast("dt.datetime", value).astimezone(dt.UTC)
+
+    def state(self, value: object) -> EffectState:
+        return EffectState(cast("str", value))
+
+    def disagreement(self, columns: Sequence[object], request: ReturnRequest) -> str | None:
+        """The first column that is not what a commit of ``request`` writes there, if any."""
+        try:
+            expected = _column_values(request)
+        except (PortRejected, InvalidInput) as exc:
+            return f"the body cannot be stored as it is: {exc}"
+        if tuple(columns) == expected:
+            return None
+        for name, value, wanted in zip(_sql.COLUMN_NAMES, columns, expected, strict=True):
+            if value != wanted:
+                return f"column {name} disagrees with the body"
+        return None  # pragma: no cover - the tuples differ, so some column does
+
+    def stored(
+        self, shop_id: str, request_id: str, found: Sequence[Any]
+    ) -> tuple[int, int, str | bytes | None]:
+        del shop_id, request_id  # the column types hold the version and the fee
+        return int(found[0]), int(found[1]), found[2]
+
+    def columns(self, request: ReturnRequest) -> tuple[int, str, object, object, int, int]:
+        return _column_values(request)
+
+    def time(self, moment: dt.datetime | None, field: str) -> object:  # noqa: ARG002
+        return moment
+
+    def position(self, at: _At) -> Position:
+        moment = at[0]
+        if isinstance(moment, dt.datetime):
+            return timestamp(moment, field="created_at"), at[1]
+        return moment, at[1]
+
+    def resumable(self, at: _At) -> bool:  # noqa: ARG002 - every position the types admit
+        return True
+
+    def each(
+        self, connection: _Connection, statement: str, rows: Sequence[Sequence[object]]
+    ) -> None:
+        if rows:
+            with connection.cursor() as cursor:
+                cursor.executemany(statement, rows)
+
+    def keyed(
+        self,
+        connection: _Connection,
+        statement: str,
+        fixed: tuple[object, ...],
+        keys: Iterable[object],
+    ) -> None:
+        values = list(keys)
+        if values:
+            connection.execute(statement, (*fixed, values))
+
+    def save(self, connection: _Connection, write: _sql.Prepared, *, stored: bool) -> None:
+        saved, refusal = write.saved, None
+        try:
+            if stored:
+                connection.execute(self.sql.update_request, write.row)
+            elif connection.execute(self.sql.insert_request, write.row).rowcount != 1:
+                actual = _version(connection, saved.shop_id, saved.id)
+                raise ConcurrentModification(request_id=saved.id, expected=None, actual=actual)
+        except pg_errors.CheckViolation as exc:
+            refusal = _refused(exc, saved.id, *write.totals)
+        if refusal is not None:  # raised here, so that it holds no trace of the driver's error
+            raise refusal
 
 
-def _disagreement(columns: Sequence[Any], request: ReturnRequest) -> str | None:
-    """The first column that is not what a commit of ``request`` writes there, if any."""
-    try:
-        expected = _column_values(request)
-    except (PortRejected, InvalidInput) as exc:
-        return f"the body cannot be stored as it is: {exc}"
-    if tuple(columns) == expected:
-        return None
-    for name, value, wanted in zip(_COLUMN_NAMES, columns, expected, strict=True):
-        if value != wanted:
-            return f"column {name} disagrees with the body"
-    return None  # pragma: no cover - the tuples differ, so some column does
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else value.astimezone(dt.UTC)
-
-
-def _entry(row: Sequence[Any]) -> OutboxEntry:
-    """The outbox entry a row of ``_OUTBOX_COLUMNS`` holds.
-
-    Raises:
-        DamagedRow: the effect does not decode, or it is not the row's key and request.
-    """
-    shop_id, key, request_id, effect, state, attempts, available_at, owner, until, error = row
-    try:
-        entry = OutboxEntry(
-            shop_id=shop_id,
-            effect=effect_from_json(effect),
-            state=EffectState(state),
-            attempts=attempts,
-            available_at=_utc(available_at),
-            lease_owner=owner,
-            lease_until=_utc(until),
-            last_error=error,
-        )
-        problem = effect_problem(entry, key, request_id)
-    except ValueError as exc:  # InvalidInput is a ValueError
-        problem = str(exc)
-    else:
-        if problem is None:
-            return entry
-    raise damaged_entry(shop_id, key, request_id, problem)
-
-
-def _record(shop_id: str, key: str, row: Sequence[Any]) -> IdempotencyRecord:
-    """The idempotency record a row holds.
-
-    Raises:
-        DamagedRow: the result does not decode, or it is not the request the row names.
-    """
-    fingerprint, request_id, result = row
-    try:
-        record = IdempotencyRecord(
-            shop_id=shop_id,
-            key=key,
-            fingerprint=fingerprint,
-            request_id=request_id,
-            result=request_from_json(result),
-        )
-        problem = record_problem(record, shop_id, key)
-    except ValueError as exc:  # InvalidInput is a ValueError
-        problem = str(exc)
-    else:
-        if problem is None:
-            return record
-    raise damaged_record(shop_id, key, request_id, problem)
-
-
-def _save_request(
-    connection: _Connection, row: Sequence[object], *, stored: bool, totals: tuple[int, int]
-) -> None:
-    """Update (``stored``) or insert a request's row of ``_UPDATE_REQUEST`` parameters.
-
-    Raises:
-        ConcurrentModification: a concurrent commit inserted the id first.
-        PortRejected: the schema's own constraints refused it (the money cap, the fixed fee),
-            a second line behind the commit plan's checks.
-    """
-    shop, request_id = str(row[-2]), str(row[-1])
-    refusal: Exception | None = None
-    try:
-        if stored:
-            connection.execute(_UPDATE_REQUEST, row)
-        elif connection.execute(_INSERT_REQUEST, row).rowcount != 1:
-            raise ConcurrentModification(
-                request_id=request_id, expected=None, actual=_version(connection, shop, request_id)
-            )
-    except pg_errors.CheckViolation as exc:
-        refusal = _refused(exc, request_id, *totals)
-    if refusal is not None:  # raised here, so that it holds no trace of the driver's error
-        raise refusal
+_DRIVER: Final = _Postgres()
+_SQL: Final = _DRIVER.sql
 
 
 def _version(connection: _Connection, shop_id: str, request_id: str) -> int | None:
@@ -1280,145 +1015,6 @@ def _version(connection: _Connection, shop_id: str, request_id: str) -> int | No
         "SELECT version FROM requests WHERE shop_id = %s AND id = %s", (shop_id, request_id)
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def _queued(connection: _Connection, shop_id: str, key: str) -> OutboxEntry | None:
-    """The outbox entry stored under ``key`` in the shop, locked, or ``None``.
-
-    Raises:
-        DamagedRow: its row cannot be read back.
-    """
-    row = connection.execute(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE shop_id = %s AND key = %s FOR UPDATE",  # noqa: S608
-        (shop_id, key),
-    ).fetchone()
-    return None if row is None else _entry(row)
-
-
-def _store_settled(connection: _Connection, shop_id: str, settled: OutboxEntry) -> None:
-    connection.execute(
-        "UPDATE outbox SET state = %s, attempts = %s, available_at = %s, "
-        "lease_owner = NULL, lease_until = NULL, last_error = %s "
-        "WHERE shop_id = %s AND key = %s",
-        (
-            settled.state.value,
-            settled.attempts,
-            settled.available_at,
-            settled.last_error,
-            shop_id,
-            settled.key,
-        ),
-    )
-
-
-def _flag(connection: _Connection, damage: DamagedRow, now: dt.datetime) -> str:
-    """Mark the request of an outbox row that a claim set aside as needing attention.
-
-    Returns:
-        What became of the request, for the log.
-    """
-    shop_id, request_id = damage.shop_id, damage.request_id
-    row = connection.execute(
-        f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shop_id = %s AND id = %s FOR UPDATE",  # noqa: S608
-        (shop_id, request_id),
-    ).fetchone()
-    if row is None:
-        return "no request of that id to mark as needing attention"
-    try:
-        request = _request(shop_id, request_id, row)
-    except DamagedRow:
-        return "its request cannot be read either"
-    saved = flagged(request, damage, now)
-    connection.execute(
-        "UPDATE requests SET version = %s, needs_attention = true, body = %s::jsonb "
-        "WHERE shop_id = %s AND id = %s",
-        (saved.version, request_to_json(saved), shop_id, request_id),
-    )
-    return "its request is marked as needing attention"
-
-
-def _claim_rows(
-    connection: _Connection, owner: str, now: dt.datetime, until: dt.datetime, limit: int
-) -> tuple[list[OutboxEntry], list[tuple[DamagedRow, str]]]:
-    """Lease up to ``limit`` due rows to ``owner``; set damaged ones aside on the way.
-
-    Returns:
-        The entries claimed, and each row set aside with what became of its request.
-    """
-    claimed: list[OutboxEntry] = []
-    set_aside: list[tuple[DamagedRow, str]] = []
-    while len(claimed) < limit:
-        rows = connection.execute(_CLAIMABLE, (now, now, limit - len(claimed))).fetchall()
-        good: list[tuple[int, OutboxEntry]] = []
-        bad: list[tuple[int, DamagedRow]] = []
-        for seq, *row in rows:
-            try:
-                good.append((seq, _entry(row)))
-            except DamagedRow as damage:
-                bad.append((seq, damage))
-        if good:
-            connection.execute(
-                "UPDATE outbox SET lease_owner = %s, lease_until = %s WHERE seq = ANY(%s)",
-                (owner, until, [seq for seq, _ in good]),
-            )
-        for seq, unreadable in bad:
-            connection.execute(
-                "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL, "
-                "last_error = %s WHERE seq = %s",
-                (set_aside_error(unreadable.problem), seq),
-            )
-            set_aside.append((unreadable, _flag(connection, unreadable, now)))
-        claimed.extend(
-            attrs.evolve(entry, lease_owner=owner, lease_until=until) for _, entry in good
-        )
-        if not bad:  # every row was good: the claim is full, or nothing more is due
-            break
-    return claimed, set_aside
-
-
-@attrs.frozen
-class _Lookups:
-    """The PostgreSQL store's answers to a commit plan's questions, inside its transaction.
-
-    The rows a commit may change are read ``FOR UPDATE``: what the plan decided on cannot
-    move before the transaction ends.
-    """
-
-    connection: _Connection
-    shop: str
-    request_id: str
-
-    def stored(self) -> tuple[int, PaidFee | None] | None:
-        # The paid fee whole, out of the jsonb body: only the fee is rendered and decoded.
-        found = self.connection.execute(
-            "SELECT version, fee_paid_minor, (body -> 'return_fee')::text FROM requests "
-            "WHERE shop_id = %s AND id = %s FOR UPDATE",
-            (self.shop, self.request_id),
-        ).fetchone()
-        if found is None:
-            return None
-        return int(found[0]), stored_fee(self.shop, self.request_id, found[2], int(found[1]))
-
-    def key_taken(self, key: str) -> bool:
-        return (
-            self.connection.execute(
-                "SELECT 1 FROM idempotency WHERE shop_id = %s AND key = %s", (self.shop, key)
-            ).fetchone()
-            is not None
-        )
-
-    def entry(self, key: str) -> tuple[str, OutboxEntry] | None:
-        entry = _queued(self.connection, self.shop, key)
-        return None if entry is None else (entry.effect.request_id, entry)
-
-    def entry_state(self, key: str) -> tuple[str, EffectState] | None:
-        # Only the row's request and state: a dead entry whose effect is damaged can be
-        # revived (after a repair, say); a claim sets it aside again while it stays damaged.
-        row = self.connection.execute(
-            "SELECT request_id, state FROM outbox WHERE shop_id = %s AND key = %s FOR UPDATE",
-            (self.shop, key),
-        ).fetchone()
-        return None if row is None else (row[0], EffectState(row[1]))
 
 
 # -- listings ----------------------------------------------------------------------------------
@@ -1466,39 +1062,70 @@ class _Listing:
         """This listing with one more condition on the rows, its parameters bound."""
         return attrs.evolve(self, conditions=(*self.conditions, (condition, params)))
 
-    def select(self, after: Position | None, limit: int) -> tuple[sql.Composed, tuple[object, ...]]:
-        """The statement for up to ``limit`` rows after ``after``, with its parameters.
-
-        Each row is the request's id, its creation time and then ``_REQUEST_COLUMNS``.
-        """
+    def range(self, after: _At | None, status: str | None) -> tuple[sql.Composable, list[object]]:
+        """The ``WHERE`` of one status's index range (every status: ``None``) after ``after``."""
         parts: list[sql.Composable] = [sql.SQL("shop_id = %s")]
         params: list[object] = [self.shop_id]
         for condition, bound in self.conditions:
             parts.append(condition)
             params.extend(bound)
+        if status is not None:
+            parts.append(sql.SQL("status = %s"))
+            params.append(status)
         if after is not None:
             parts.append(sql.SQL("(created_at, id) > (%s, %s)"))
-            params.extend((from_timestamp(after[0]), after[1]))
-        where = sql.SQL(" AND ").join(parts)
-        columns = sql.SQL(f"id AS rid, created_at AS at, {_REQUEST_COLUMNS}")
-        if self.statuses is None or len(self.statuses) == 1:
-            if self.statuses is not None:
-                where = sql.SQL("{where} AND status = %s").format(where=where)
-                params.append(self.statuses[0])
-            statement = sql.SQL(
-                "SELECT {columns} FROM requests WHERE {where} ORDER BY created_at, id LIMIT %s"
-            ).format(columns=columns, where=where)
-            return statement, (*params, limit)
-        # Each status is its own index range in (created_at, id) order; UNION ALL merges the
-        # first ``limit`` of each, so nothing outside the listed statuses is touched.
-        part = sql.SQL(
-            "(SELECT {columns} FROM requests WHERE {where} AND status = %s "
-            "ORDER BY created_at, id LIMIT %s)"
-        ).format(columns=columns, where=where)
-        statement = sql.SQL("{parts} ORDER BY at, rid LIMIT %s").format(
-            parts=sql.SQL(" UNION ALL ").join([part] * len(self.statuses))
-        )
-        values: list[object] = []
-        for status in self.statuses:
-            values.extend((*params, status, limit))
-        return statement, (*values, limit)
+            params.extend((_instant(after[0]), after[1]))
+        return sql.SQL(" AND ").join(parts), params
+
+    def arms(
+        self, after: _At | None, columns: str, limit: int
+    ) -> tuple[list[sql.Composed], list[object]]:
+        """A statement a status's range: ``columns`` of its first ``limit`` rows after ``after``.
+
+        Each status is its own index range in (created_at, id) order; merging the first
+        ``limit`` of each (``UNION ALL``) touches nothing outside the listed statuses.
+        """
+        arms: list[sql.Composed] = []
+        params: list[object] = []
+        for status in (None,) if self.statuses is None else self.statuses:
+            where, values = self.range(after, status)
+            arms.append(
+                sql.SQL(
+                    "SELECT {columns} FROM requests WHERE {where} ORDER BY created_at, id LIMIT %s"
+                ).format(columns=sql.SQL(columns), where=where)
+            )
+            params += [*values, limit]
+        return arms, params
+
+    def select(self, after: _At | None, limit: int) -> tuple[sql.Composed, tuple[object, ...]]:
+        """The statement for up to ``limit`` rows after ``after``, with its parameters.
+
+        Each row is the request's id, its creation time and then its request columns.
+        """
+        columns = f"id AS rid, created_at AS at, {_SQL.request_columns}"
+        arms, params = self.arms(after, columns, limit)
+        if len(arms) == 1:
+            return arms[0], tuple(params)
+        statement = sql.SQL("{arms} ORDER BY at, rid LIMIT %s").format(arms=_union(arms))
+        return statement, (*params, limit)
+
+
+def _union(arms: Sequence[sql.Composable]) -> sql.Composed:
+    return sql.SQL(" UNION ALL ").join(sql.SQL("({arm})").format(arm=arm) for arm in arms)
+
+
+def _matches(
+    listing: _Listing, after: _At | None, limit: int
+) -> tuple[sql.Composed, tuple[object, ...]]:
+    """The first ``limit`` rows of ``listing``: positions found first, bodies fetched after.
+
+    The positions come from the index with the facts beside them (an index-only scan where
+    the condition reads small facts), so only the matches' bodies are read from the table.
+    """
+    arms, params = listing.arms(after, "id AS rid, created_at AS at", limit)
+    statement = sql.SQL(
+        "SELECT m.rid, m.at, {columns} FROM "
+        "(SELECT * FROM ({arms}) AS u ORDER BY at, rid LIMIT %s) AS m "
+        "JOIN requests ON requests.shop_id = %s AND requests.id = m.rid ORDER BY m.at, m.rid"
+    ).format(columns=sql.SQL(_SQL.request_columns), arms=_union(arms))
+    return statement, (*params, limit, listing.shop_id)

@@ -23,68 +23,38 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 import attrs
 
-from retouraanvraag._codec import (
-    effect_from_json,
-    effect_to_json,
-    request_from_json,
-    request_to_json,
-)
+from retouraanvraag._codec import request_from_json
+from retouraanvraag.adapters import _sql
 from retouraanvraag.adapters._common import (
-    DamagedRow,
     Position,
-    check_claim,
     check_settlement,
-    damaged_entry,
-    damaged_record,
     damaged_request,
     decode_cursor,
-    effect_problem,
-    encode_cursor,
     fee_fixed_error,
-    flagged,
     from_timestamp,
-    holds_lease,
     is_position,
-    log_damage,
     money_cap_error,
-    page_of,
     plan_commit,
-    prepared,
-    readable,
-    record_problem,
     refund_totals,
-    request_problem,
-    set_aside_error,
-    settle_entry,
-    stored_fee,
     timestamp,
     uncountable,
     unstorable,
 )
 from retouraanvraag.adapters._facts import (
-    FACT_COLUMNS,
-    FIRST_WINDOW,
     LOCAL_DAY_FUNCTION,
     Dialect,
     add_facts,
-    fact_placeholders,
     fact_values,
     local_day,
-    next_window,
     scan_budget,
 )
-from retouraanvraag.errors import (
-    LeaseLost,
-    NotFound,
-    PortRejected,
-    PortUnavailable,
-)
-from retouraanvraag.model import PaidFee, ReturnRequest
+from retouraanvraag.errors import NotFound, PortRejected, PortUnavailable
+from retouraanvraag.model import ReturnRequest
 from retouraanvraag.ports import (
     Commit,
     EffectState,
@@ -261,14 +231,12 @@ class SqliteStorage:
             raise NotFound(shop_id=shop_id, request_id=request_id)
         row: Sequence[object] | None = self._read(
             lambda connection: connection.execute(
-                f"SELECT {_REQUEST_COLUMNS} FROM requests "  # noqa: S608 - a constant
-                "WHERE shop_id = ? AND id = ?",
-                (shop_id, request_id),
+                _SQL.get_request, (shop_id, request_id)
             ).fetchone()
         )
         if row is None:
             raise NotFound(shop_id=shop_id, request_id=request_id)
-        return _request(shop_id, request_id, row)
+        return _sql.request_of(_DRIVER, shop_id, request_id, row)
 
     def idempotency_record(self, shop_id: str, key: str) -> IdempotencyRecord | None:
         """The record stored under ``key`` in this shop, or ``None``.
@@ -281,13 +249,9 @@ class SqliteStorage:
         if unstorable(shop_id, key):
             return None
         row: Sequence[object] | None = self._read(
-            lambda connection: connection.execute(
-                "SELECT fingerprint, request_id, result FROM idempotency "
-                "WHERE shop_id = ? AND key = ?",
-                (shop_id, key),
-            ).fetchone()
+            lambda connection: connection.execute(_SQL.get_record, (shop_id, key)).fetchone()
         )
-        return None if row is None else _record(shop_id, key, row)
+        return None if row is None else _sql.record_of(_DRIVER, shop_id, key, row)
 
     def outbox(self, shop_id: str, request_id: str) -> Sequence[OutboxEntry]:
         """Every outbox entry of one request, in the order they were queued.
@@ -302,18 +266,10 @@ class SqliteStorage:
             return ()
         rows = self._read(
             lambda connection: connection.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 - a constant
-                "WHERE shop_id = ? AND request_id = ? ORDER BY seq",
-                (shop_id, request_id),
+                _SQL.list_outbox, (shop_id, request_id)
             ).fetchall()
         )
-        entries: list[OutboxEntry] = []
-        for row in rows:
-            try:
-                entries.append(_entry(row))
-            except DamagedRow as damage:
-                log_damage(_log, damage, "left out of the outbox listing")
-        return tuple(entries)
+        return _sql.entries_of(_DRIVER, rows, _log)
 
     def query(self, shop_id: str, query: Query) -> Page:
         """List requests of one shop, oldest first, by ``(created_at, id)``.
@@ -352,9 +308,7 @@ class SqliteStorage:
                     "runs in Python until the request is saved again",
                     shop_id,
                 )
-        return self._scanned(
-            listing, attrs.evolve(query, where=_both(query.condition, query.where)), after
-        )
+        return self._scanned(listing, query, after)
 
     def count(self, shop_id: str, query: Query) -> int:
         """How many requests every page of ``query`` lists together (see ``Storage.count``).
@@ -392,91 +346,36 @@ class SqliteStorage:
         return int(row[0])
 
     def _scanned(self, listing: _Listing, query: Query, after: _RowPosition | None) -> Page:
-        """A page whose only filter (if any) is the Python predicate ``query.where``."""
-        shop_id = listing.shop_id
-        batch = query.limit + 1 if query.where is None else max(query.limit + 1, _BATCH)
-        found: list[tuple[Position, ReturnRequest]] = []
-        damaged: list[DamagedRow] = []
-        scanned = 0
-        try:
-            while True:
-                # Each batch is its own short read: the host's predicate never runs inside a
-                # transaction, and keyset positions make consecutive batches line up anyway.
-                fetched = self._read(functools.partial(listing.fetch, after=after, limit=batch))
-                scanned += len(fetched)
-                for (created_at, request_id), row in fetched:
-                    try:
-                        request = _listed(shop_id, request_id, row)
-                    except DamagedRow as damage:
-                        damaged.append(damage)
-                        continue
-                    if query.where is None or query.where(request):
-                        found.append(((str(created_at), request.id), request))
-                        if len(found) > query.limit:
-                            return page_of(found, query.limit)
-                if len(fetched) < batch:
-                    return page_of(found, query.limit)
-                after = fetched[-1][0]
-                if scanned >= _SCAN_BUDGET and is_position(*after):
-                    # Many rows refused by the predicate: a short page that resumes after them.
-                    # (A damaged row's position cannot stand in a cursor: scan on past it.)
-                    cursor = encode_cursor((str(after[0]), str(after[1])))
-                    return Page(tuple(request for _, request in found), cursor)
-        finally:
-            for skipped in damaged:
-                log_damage(_log, skipped, "left out of the listing")
+        """A page whose only filter beyond the indexed ones (if any) is a Python predicate."""
+        return _sql.scanned_page(
+            _DRIVER,
+            lambda at, limit: self._read(functools.partial(listing.fetch, after=at, limit=limit)),
+            query,
+            shop_id=listing.shop_id,
+            after=after,
+            budget=_SCAN_BUDGET,
+            batch=_BATCH,
+            log=_log,
+        )
 
     def _filtered(self, listing: _Listing, query: Query, after: _RowPosition | None) -> Page:
         """A page of a listing whose rule condition runs as SQL, over bounded windows.
 
-        Each round reads one window of the listing (the next ``window`` rows in listing order,
-        found on the index alone) and fetches the rows in it that the condition matches. A
-        filter that matches little reads ever larger windows, up to a budget of rows a page;
-        past that the page is short and its cursor resumes after the rows examined.
+        Each window is found and searched in one read (:meth:`_Listing.window`).
         """
-        # Every SQL match is confirmed on the decoded request (a microsecond beside the
-        # decoding): a fact column damaged on disk can hide a request, never show a wrong one.
-        rest = _both(query.condition, query.where)
-        limit = query.limit
         items = listing.condition is not None and listing.condition.reads_items
-        budget = scan_budget(reads_items=items)
-        window = min(FIRST_WINDOW * (limit + 1), budget)
-        found: list[tuple[Position, ReturnRequest]] = []
-        damaged: list[DamagedRow] = []
-        examined = decoded = 0
-        try:
-            while True:
-                need = limit + 1 - len(found)
-                until, fetched = self._read(
-                    functools.partial(listing.window, after=after, size=window, limit=need)
-                )
-                decoded += len(fetched)
-                for (created_at, request_id), row in fetched:
-                    try:
-                        request = _listed(listing.shop_id, request_id, row)
-                    except DamagedRow as damage:
-                        damaged.append(damage)
-                        continue
-                    if rest is None or rest(request):
-                        found.append(((str(created_at), request.id), request))
-                if len(found) > limit:
-                    return page_of(found, limit)
-                if len(fetched) == need:  # the window may hold more matches: go on after them
-                    after = fetched[-1][0]
-                elif until is None:  # the window reached the end of the listing
-                    return page_of(found, limit)
-                else:
-                    after, examined = until, examined + window
-                    window = max(
-                        1, min(next_window(window, examined, len(found), limit), budget - examined)
-                    )
-                if (examined >= budget or decoded >= _SCAN_BUDGET) and is_position(*after):
-                    # Few matches in many rows: a short page that resumes after those rows.
-                    cursor = encode_cursor((str(after[0]), str(after[1])))
-                    return Page(tuple(request for _, request in found), cursor)
-        finally:
-            for skipped in damaged:
-                log_damage(_log, skipped, "left out of the listing")
+        return _sql.filtered_page(
+            _DRIVER,
+            lambda at, size, limit: self._read(
+                functools.partial(listing.window, after=at, size=size, limit=limit)
+            ),
+            query,
+            shop_id=listing.shop_id,
+            after=after,
+            rows=scan_budget(reads_items=items),
+            decoded=_SCAN_BUDGET,
+            log=_log,
+        )
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -496,46 +395,16 @@ class SqliteStorage:
                 a ``revive`` key is not a dead entry of the request.
             PortUnavailable: the database stayed busy; nothing was changed.
         """
-        saved = prepared(commit)
         # Everything that costs time is prepared before the write lock is taken.
-        version, status, created_at, attention, paid, refunded = _column_values(saved)
-        created = timestamp(created_at, field="created_at")
-        body = request_to_json(saved)
-        facts = fact_values(saved, Dialect.SQLITE)
-        row = (version, status, created, attention, paid, refunded, body, *facts)
-        row += (saved.shop_id, saved.id)
-        effects = [(effect.key, effect_to_json(effect)) for effect in commit.effects]
+        write = _sql.prepare(_DRIVER, commit)
+        saved = write.saved
 
-        def write(connection: sqlite3.Connection) -> None:
-            shop, request_id = saved.shop_id, saved.id
-            plan = plan_commit(commit, _Lookups(connection, shop, request_id), saved)
-            try:
-                connection.execute(_UPDATE_REQUEST if plan.stored else _INSERT_REQUEST, row)
-            except sqlite3.IntegrityError as exc:
-                # The schema's own constraints, a second line behind the plan's checks.
-                raise _refused(exc, request_id, paid, refunded) from exc
-            connection.executemany(
-                "INSERT INTO outbox (shop_id, key, request_id, effect, state) "
-                "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT (shop_id, key) DO NOTHING",
-                [(shop, key, request_id, effect) for key, effect in effects],
-            )
-            if plan.record is not None:
-                record = plan.record
-                # The record's result is the request as saved: the row's body, written again.
-                connection.execute(
-                    "INSERT INTO idempotency (shop_id, key, fingerprint, request_id, result) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (shop, record.key, record.fingerprint, record.request_id, body),
-                )
-            if plan.settled is not None:
-                _store_settled(connection, shop, plan.settled)
-            connection.executemany(
-                "UPDATE outbox SET state = 'pending', attempts = 0, available_at = NULL, "
-                "lease_owner = NULL, lease_until = NULL WHERE shop_id = ? AND key = ?",
-                [(shop, key) for key in commit.revive],
-            )
+        def run(connection: sqlite3.Connection) -> None:
+            lookups = _sql.Lookups(_DRIVER, connection, saved.shop_id, saved.id)
+            plan = plan_commit(commit, lookups, saved)
+            _sql.write_plan(_DRIVER, connection, commit, plan, write)
 
-        self._write(write)
+        self._write(run)
         return saved
 
     def settle(self, shop_id: str, settlement: Settlement) -> None:
@@ -547,15 +416,7 @@ class SqliteStorage:
             PortUnavailable: the database stayed busy; nothing was changed.
         """
         check_settlement(settlement)
-
-        def write(connection: sqlite3.Connection) -> None:
-            entry = _queued(connection, shop_id, settlement.key)
-            if entry is None or not holds_lease(entry, settlement):
-                request_id = "?" if entry is None else entry.effect.request_id
-                raise LeaseLost(request_id=request_id, key=settlement.key, owner=settlement.owner)
-            _store_settled(connection, shop_id, settle_entry(entry, settlement))
-
-        self._write(write)
+        self._write(lambda connection: _sql.settle(_DRIVER, connection, shop_id, settlement))
 
     def claim(
         self, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
@@ -573,47 +434,9 @@ class SqliteStorage:
             InvalidInput: ``now`` is naive, ``lease`` is not positive, or ``limit`` negative.
             PortUnavailable: the database stayed busy.
         """
-        check_claim(owner=owner, now=now, lease=lease, limit=limit)
-        at = timestamp(now, field="now")
-        until = timestamp(now + lease, field="lease")
-        leased = functools.partial(
-            attrs.evolve, lease_owner=owner, lease_until=from_timestamp(until)
+        return _sql.claim(
+            _DRIVER, self._write, owner=owner, now=now, lease=lease, limit=limit, log=_log
         )
-
-        def write(
-            connection: sqlite3.Connection,
-        ) -> tuple[list[OutboxEntry], list[tuple[DamagedRow, str]]]:
-            claimed: list[OutboxEntry] = []
-            set_aside: list[tuple[DamagedRow, str]] = []
-            while len(claimed) < limit:
-                rows = connection.execute(_CLAIMABLE, (at, at, limit - len(claimed))).fetchall()
-                good: list[tuple[int, OutboxEntry]] = []
-                bad: list[tuple[int, DamagedRow]] = []
-                for seq, *row in rows:
-                    try:
-                        good.append((seq, _entry(row)))
-                    except DamagedRow as damage:
-                        bad.append((seq, damage))
-                connection.executemany(
-                    "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
-                    [(owner, until, seq) for seq, _ in good],
-                )
-                connection.executemany(
-                    "UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL, "
-                    "last_error = ? WHERE seq = ?",
-                    [(set_aside_error(damage.problem), seq) for seq, damage in bad],
-                )
-                claimed.extend(leased(entry) for _, entry in good)
-                for _, unreadable in bad:
-                    set_aside.append((unreadable, _flag(connection, unreadable, now)))
-                if not bad:  # every row was good: the claim is full, or nothing more is due
-                    break
-            return claimed, set_aside
-
-        claimed, set_aside = self._write(write)
-        for damage, outcome in set_aside:
-            log_damage(_log, damage, f"set aside (marked dead); {outcome}")
-        return tuple(claimed)
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -765,47 +588,6 @@ def _lenient_text(raw: bytes) -> str | bytes:
 # (bytes that are not UTF-8, a BLOB, a number where text belongs, a body that disagrees with
 # its columns) raises ``DamagedRow`` naming the row, never a raw ``ValueError``.
 
-# The columns a request row holds beside its body (see ``_column_values``); the body last.
-_COLUMN_NAMES: Final = (
-    "version",
-    "status",
-    "created_at",
-    "needs_attention",
-    "fee_paid_minor",
-    "refunded_minor",
-)
-_REQUEST_COLUMNS: Final = ", ".join((*_COLUMN_NAMES, "body"))
-
-_OUTBOX_COLUMNS: Final = (
-    "shop_id, key, request_id, effect, state, attempts, available_at, lease_owner, "
-    "lease_until, last_error"
-)
-
-
-def _written_time(column: str) -> str:
-    """SQL: ``column`` is empty or a time as :func:`timestamp` writes it.
-
-    The shape by ``GLOB``; the date and time by a round trip through ``strftime`` (a modifier
-    makes SQLite normalise, so that February 30th comes back as March 2nd, unequal).
-    """
-    digits = "[0-9]"
-    shape = f"{digits * 4}-{digits * 2}-{digits * 2}T{digits * 2}:{digits * 2}:{digits * 2}"
-    seconds = f"substr({column}, 1, 19)"
-    return (
-        f"({column} IS NULL OR (typeof({column}) = 'text' AND {column} GLOB '{shape}.{digits * 6}Z'"
-        f" AND strftime('%Y-%m-%dT%H:%M:%S', {seconds}, '+0 seconds') IS {seconds}))"
-    )
-
-
-# Due and not leased; or with a time the store did not write, which would otherwise sort as
-# "later" for good: such a row is fetched, found damaged and set aside.
-_CLAIMABLE: Final = (
-    f"SELECT seq, {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND ("  # noqa: S608
-    "(available_at IS NULL OR available_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)"
-    f" OR NOT ({_written_time('available_at')} AND {_written_time('lease_until')})"
-    ") ORDER BY seq LIMIT ?"
-)
-
 #: A listing position as fetched: ``(created_at, id)``, which a damaged row may hold as bytes.
 _RowPosition = tuple[object, object]
 
@@ -862,7 +644,7 @@ class _Listing:
             after, "rowid AS k, created_at AS at, id AS rid", limit, until=until, filtered=True
         )
         sql = (
-            f"SELECT m.at, m.rid, {_REQUEST_COLUMNS} FROM ({matches}) AS m "  # noqa: S608
+            f"SELECT m.at, m.rid, {_SQL.request_columns} FROM ({matches}) AS m "  # noqa: S608
             "JOIN requests ON requests.rowid = m.k ORDER BY m.at, m.rid"
         )
         try:
@@ -910,7 +692,7 @@ class _Listing:
         """Up to ``limit`` rows after ``after``: each its position and its request columns."""
         if self.statuses == ():
             return []
-        columns = f"created_at AS at, id AS rid, {_REQUEST_COLUMNS}"
+        columns = f"created_at AS at, id AS rid, {_SQL.request_columns}"
         rows = connection.execute(*self._select(after, columns, limit)).fetchall()
         return [((row[0], row[1]), row[2:]) for row in rows]
 
@@ -959,15 +741,6 @@ class _Listing:
         for status in self.statuses:
             values.extend((*params, status, limit + offset))
         return sql, (*values, limit, *skipped)
-
-
-def _both(
-    first: Callable[[ReturnRequest], bool] | None, second: Callable[[ReturnRequest], bool] | None
-) -> Callable[[ReturnRequest], bool] | None:
-    """A predicate that holds when both hold (``None``: no predicate)."""
-    if first is None or second is None:
-        return first or second
-    return lambda request: first(request) and second(request)
 
 
 def _sortable(position: _RowPosition) -> tuple[bytes, bytes]:
@@ -1019,95 +792,6 @@ def _describe(value: object) -> str:
     return "text"
 
 
-def _text(value: object, column: str) -> str:
-    if type(value) is str:
-        return value
-    raise _Unreadable(f"column {column} holds {_describe(value)}, not text")
-
-
-def _name(value: object, column: str) -> str:
-    """An id column: text, and not empty (every id the store writes names something)."""
-    text = _text(value, column)
-    if not text:
-        raise _Unreadable(f"column {column} is empty")
-    return text
-
-
-def _optional_text(value: object, column: str) -> str | None:
-    return None if value is None else _text(value, column)
-
-
-def _count(value: object, column: str) -> int:
-    if type(value) is int and value >= 0:
-        return value
-    kind = "a negative number" if type(value) is int else _describe(value)
-    raise _Unreadable(f"column {column} holds {kind}, not a count")
-
-
-def _moment(value: object, column: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        return from_timestamp(_text(value, column))
-    except ValueError:
-        raise _Unreadable(f"column {column} holds no time as the store writes it") from None
-
-
-def _state(value: object) -> EffectState:
-    try:
-        return EffectState(_text(value, "state"))
-    except ValueError:
-        raise _Unreadable("column state holds no known state") from None
-
-
-def _request(shop_id: str, request_id: str, row: Sequence[object]) -> ReturnRequest:
-    """The request a row of ``_REQUEST_COLUMNS`` holds: its body, if the columns agree.
-
-    Raises:
-        DamagedRow: the body does not decode, holds another request than its row, or a column
-            is not what a commit of that body writes.
-    """
-    *columns, body = row
-    try:
-        request = request_from_json(_text(body, "body"))
-    except ValueError as exc:  # InvalidInput and _Unreadable are ValueErrors
-        raise damaged_request(shop_id, request_id, str(exc)) from None
-    problem = request_problem(request, shop_id, request_id) or _disagreement(columns, request)
-    if problem is None:
-        return request
-    raise damaged_request(shop_id, request_id, problem)
-
-
-def _disagreement(columns: Sequence[object], request: ReturnRequest) -> str | None:
-    """The first column that is not what a commit of ``request`` writes there, if any.
-
-    The stored time is parsed and compared (cheap), not formatted again (not): this runs for
-    every row a listing shows.
-    """
-    try:
-        expected = _column_values(request)
-    except PortRejected as exc:
-        return f"the body cannot be stored as it is: {exc}"
-    version, status, created_at, attention, paid, refunded = expected
-    if (
-        columns[0] == version
-        and columns[1] == status
-        and columns[3] == attention
-        and columns[4] == paid
-        and columns[5] == refunded
-        and _same_instant(columns[2], created_at)
-    ):
-        return None
-    # Some column disagrees: name the first.
-    for name, value, wanted in zip(_COLUMN_NAMES, columns, expected, strict=True):
-        if isinstance(wanted, dt.datetime):
-            if not _same_instant(value, wanted):
-                return f"column {name} {_mismatch(value, str)}"
-        elif value != wanted:
-            return f"column {name} {_mismatch(value, type(wanted))}"
-    return None
-
-
 def _mismatch(value: object, kind: type) -> str:
     if type(value) is kind:
         return "disagrees with the body"
@@ -1128,14 +812,6 @@ def _same_instant(column: object, moment: dt.datetime) -> bool:
         return False
 
 
-def _listed(shop_id: str, request_id: object, row: Sequence[object]) -> ReturnRequest:
-    """The request a listed row holds (see :func:`_request`); its id column is checked too."""
-    if type(request_id) is not str:
-        problem = f"column id holds {_describe(request_id)}, not text"
-        raise damaged_request(shop_id, readable(request_id), problem)
-    return _request(shop_id, request_id, row)
-
-
 def _stored_version(shop_id: str, request_id: str, value: object) -> int:
     """The version column of a row a commit is about to replace.
 
@@ -1148,70 +824,134 @@ def _stored_version(shop_id: str, request_id: str, value: object) -> int:
     raise damaged_request(shop_id, request_id, f"column version holds {kind}")
 
 
-def _entry(row: Sequence[object]) -> OutboxEntry:
-    """The outbox entry a row of ``_OUTBOX_COLUMNS`` holds.
+class _Sqlite:
+    """SQLite's side of the shared SQL (:class:`~retouraanvraag.adapters._sql.Driver`).
 
-    Raises:
-        DamagedRow: a column is not what the store writes there, the effect does not decode,
-            or it is not the row's key and request.
+    SQLite types values, not columns: every value fetched is checked before it is used, and
+    one that is not what ``commit`` wrote (bytes that are not UTF-8, a BLOB, a number where
+    text belongs) raises ``_Unreadable`` naming the column. Times are text as
+    :func:`timestamp` writes them, flags 0 and 1; a statement for many rows is ``executemany``.
     """
-    shop_id, key, request_id, effect, state, attempts, available_at, owner, until, error = row
-    try:
-        entry = OutboxEntry(
-            shop_id=_name(shop_id, "shop_id"),
-            effect=effect_from_json(_text(effect, "effect")),
-            state=_state(state),
-            attempts=_count(attempts, "attempts"),
-            available_at=_moment(available_at, "available_at"),
-            lease_owner=_optional_text(owner, "lease_owner"),
-            lease_until=_moment(until, "lease_until"),
-            last_error=_optional_text(error, "last_error"),
-        )
-        problem = effect_problem(entry, _text(key, "key"), _text(request_id, "request_id"))
-    except ValueError as exc:  # InvalidInput and _Unreadable are ValueErrors
-        problem = str(exc)
-    else:
-        if problem is None:
-            return entry
-    raise damaged_entry(readable(shop_id), readable(key), readable(request_id), problem)
+
+    sql: Final = _sql.SQLITE
+
+    def text(self, value: object, column: str) -> str:
+        if type(value) is str:
+            return value
+        raise _Unreadable(f"column {column} holds {_describe(value)}, not text")
+
+    def name(self, value: object, column: str) -> str:
+        """An id column: text, and not empty (every id the store writes names something)."""
+        text = self.text(value, column)
+        if not text:
+            raise _Unreadable(f"column {column} is empty")
+        return text
+
+    def count(self, value: object, column: str) -> int:
+        if type(value) is int and value >= 0:
+            return value
+        kind = "a negative number" if type(value) is int else _describe(value)
+        raise _Unreadable(f"column {column} holds {kind}, not a count")
+
+    def moment(self, value: object, column: str) -> dt.datetime | None:
+        if value is None:
+            return None
+        try:
+            return from_timestamp(self.text(value, column))
+        except ValueError:
+            raise _Unreadable(f"column {column} holds no time as the store writes it") from None
+
+    def state(self, value: object) -> EffectState:
+        try:
+            return EffectState(self.text(value, "state"))
+        except ValueError:
+            raise _Unreadable("column state holds no known state") from None
+
+    def disagreement(self, columns: Sequence[object], request: ReturnRequest) -> str | None:
+        """The first column that is not what a commit of ``request`` writes there, if any.
+
+        The stored time is parsed and compared (cheap), not formatted again (not): this runs
+        for every row a listing shows.
+        """
+        try:
+            expected = _column_values(request)
+        except PortRejected as exc:
+            return f"the body cannot be stored as it is: {exc}"
+        version, status, created_at, attention, paid, refunded = expected
+        if (
+            columns[0] == version
+            and columns[1] == status
+            and columns[3] == attention
+            and columns[4] == paid
+            and columns[5] == refunded
+            and _same_instant(columns[2], created_at)
+        ):
+            return None
+        # Some column disagrees: name the first.
+        for name, value, wanted in zip(_sql.COLUMN_NAMES, columns, expected, strict=True):
+            if isinstance(wanted, dt.datetime):
+                if not _same_instant(value, wanted):
+                    return f"column {name} {_mismatch(value, str)}"
+            elif value != wanted:
+                return f"column {name} {_mismatch(value, type(wanted))}"
+        return None
+
+    def stored(
+        self, shop_id: str, request_id: str, found: Sequence[object]
+    ) -> tuple[int, int, str | bytes | None]:
+        # ``kind`` is NULL when the body is no JSON object (see ``_sql.SQLITE_DIALECT``).
+        version = _stored_version(shop_id, request_id, found[0])
+        paid, kind, fee_json = found[1:]
+        if type(paid) is not int or paid < 0:
+            problem = f"column fee_paid_minor holds {_describe(paid)}"
+            raise damaged_request(shop_id, request_id, problem)
+        if kind is None:
+            raise damaged_request(shop_id, request_id, "column body holds no JSON object")
+        if kind not in {"object", "null", "absent"}:
+            raise damaged_request(shop_id, request_id, "the body's return_fee is not a paid fee")
+        return version, paid, fee_json  # type: ignore[return-value]
+
+    def columns(self, request: ReturnRequest) -> tuple[int, str, object, object, int, int]:
+        version, status, created_at, attention, paid, refunded = _column_values(request)
+        created = timestamp(created_at, field="created_at")
+        return version, status, created, attention, paid, refunded
+
+    def time(self, moment: dt.datetime | None, field: str) -> object:
+        return None if moment is None else timestamp(moment, field=field)
+
+    def position(self, at: _RowPosition) -> Position:
+        return str(at[0]), str(at[1])
+
+    def resumable(self, at: _RowPosition) -> bool:
+        return is_position(*at)
+
+    def each(
+        self, connection: sqlite3.Connection, statement: str, rows: Sequence[Sequence[object]]
+    ) -> None:
+        connection.executemany(statement, rows)
+
+    def keyed(
+        self,
+        connection: sqlite3.Connection,
+        statement: str,
+        fixed: tuple[object, ...],
+        keys: Iterable[object],
+    ) -> None:
+        connection.executemany(statement, [(*fixed, key) for key in keys])
+
+    def save(self, connection: sqlite3.Connection, write: _sql.Prepared, *, stored: bool) -> None:
+        sql = self.sql.update_request if stored else self.sql.insert_request
+        try:
+            connection.execute(sql, write.row)
+        except sqlite3.IntegrityError as exc:
+            # The schema's own constraints, a second line behind the plan's checks.
+            raise _refused(exc, write.saved.id, *write.totals) from exc
 
 
-def _record(shop_id: str, key: str, row: Sequence[object]) -> IdempotencyRecord:
-    """The idempotency record a row holds.
-
-    Raises:
-        DamagedRow: a column is not text, the result does not decode, or it is not the
-            request the row names.
-    """
-    fingerprint, request_id, result = row
-    try:
-        record = IdempotencyRecord(
-            shop_id=shop_id,
-            key=key,
-            fingerprint=_text(fingerprint, "fingerprint"),
-            request_id=_text(request_id, "request_id"),
-            result=request_from_json(_text(result, "result")),
-        )
-        problem = record_problem(record, shop_id, key)
-    except ValueError as exc:  # InvalidInput and _Unreadable are ValueErrors
-        problem = str(exc)
-    else:
-        if problem is None:
-            return record
-    raise damaged_record(shop_id, key, readable(request_id), problem)
-
-
-_FACT_NAMES: Final = tuple(name for name, _, _ in FACT_COLUMNS)
-_SET_FACTS: Final = ", ".join(f"{name} = ?" for name in _FACT_NAMES)
-_INSERT_REQUEST: Final = (
-    "INSERT INTO requests (version, status, created_at, needs_attention, fee_paid_minor, "  # noqa: S608
-    f"refunded_minor, body, {', '.join(_FACT_NAMES)}, shop_id, id) "
-    f"VALUES (?, ?, ?, ?, ?, ?, ?, {fact_placeholders(Dialect.SQLITE)}, ?, ?)"
-)
-_UPDATE_REQUEST: Final = (
-    "UPDATE requests SET version = ?, status = ?, created_at = ?, needs_attention = ?, "  # noqa: S608
-    f"fee_paid_minor = ?, refunded_minor = ?, body = ?, {_SET_FACTS} WHERE shop_id = ? AND id = ?"
-)
+_DRIVER: Final = _Sqlite()
+_SQL: Final = _DRIVER.sql
+#: The statement that inserts a request's row (the SQL filter's benchmark fills files with it).
+_INSERT_REQUEST: Final = _SQL.insert_request
 
 
 def _add_facts(connection: sqlite3.Connection) -> None:
@@ -1232,123 +972,7 @@ def _add_facts(connection: sqlite3.Connection) -> None:
         except (ValueError, TypeError):
             continue
         filled.append((*fact_values(request, Dialect.SQLITE), shop_id, request_id))
-    connection.executemany(
-        f"UPDATE requests SET {_SET_FACTS} WHERE shop_id = ? AND id = ?",  # noqa: S608
-        filled,
-    )
-
-
-def _flag(connection: sqlite3.Connection, damage: DamagedRow, now: dt.datetime) -> str:
-    """Mark the request of an outbox row that a claim set aside as needing attention.
-
-    Returns:
-        What became of the request, for the log.
-    """
-    shop_id, request_id = damage.shop_id, damage.request_id
-    row = connection.execute(
-        f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shop_id = ? AND id = ?",  # noqa: S608
-        (shop_id, request_id),
-    ).fetchone()
-    if row is None:
-        return "no request of that id to mark as needing attention"
-    try:
-        request = _request(shop_id, request_id, row)
-    except DamagedRow:
-        return "its request cannot be read either"
-    saved = flagged(request, damage, now)
-    connection.execute(
-        "UPDATE requests SET version = ?, needs_attention = 1, body = ? "
-        "WHERE shop_id = ? AND id = ?",
-        (saved.version, request_to_json(saved), shop_id, request_id),
-    )
-    return "its request is marked as needing attention"
-
-
-def _queued(connection: sqlite3.Connection, shop_id: str, key: str) -> OutboxEntry | None:
-    """The outbox entry stored under ``key`` in the shop, or ``None``.
-
-    Raises:
-        DamagedRow: its row cannot be read back.
-    """
-    row = connection.execute(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE shop_id = ? AND key = ?",  # noqa: S608
-        (shop_id, key),
-    ).fetchone()
-    return None if row is None else _entry(row)
-
-
-# What a commit plan reads of the stored row: its version and its paid fee whole. The fee is
-# taken out of the body by SQLite's JSON functions, a parse in C that builds nothing for the
-# rest of the body (its items, its history); ``kind`` is NULL when the body is no JSON object,
-# and the fee's JSON text comes only for an object (a text would come unquoted).
-_BODY_IS_AN_OBJECT: Final = (
-    "typeof(body) = 'text' AND json_valid(body) AND json_type(body) = 'object'"
-)
-_STORED: Final = (
-    "SELECT version, fee_paid_minor, "  # noqa: S608 - constants
-    f"CASE WHEN {_BODY_IS_AN_OBJECT} "
-    "THEN coalesce(json_type(body, '$.return_fee'), 'absent') END, "
-    f"CASE WHEN {_BODY_IS_AN_OBJECT} AND json_type(body, '$.return_fee') = 'object' "
-    "THEN json_extract(body, '$.return_fee') END "
-    "FROM requests WHERE shop_id = ? AND id = ?"
-)
-
-
-@attrs.frozen
-class _Lookups:
-    """The SQLite store's answers to a commit plan's questions, inside its transaction."""
-
-    connection: sqlite3.Connection
-    shop: str
-    request_id: str
-
-    def stored(self) -> tuple[int, PaidFee | None] | None:
-        found = self.connection.execute(_STORED, (self.shop, self.request_id)).fetchone()
-        if found is None:
-            return None
-        version = _stored_version(self.shop, self.request_id, found[0])
-        paid, kind, fee_json = found[1:]
-        if type(paid) is not int or paid < 0:
-            raise damaged_request(
-                self.shop, self.request_id, f"column fee_paid_minor holds {_describe(paid)}"
-            )
-        if kind is None:
-            raise damaged_request(self.shop, self.request_id, "column body holds no JSON object")
-        if kind not in {"object", "null", "absent"}:
-            raise damaged_request(
-                self.shop, self.request_id, "the body's return_fee is not a paid fee"
-            )
-        return version, stored_fee(self.shop, self.request_id, fee_json, paid)
-
-    def key_taken(self, key: str) -> bool:
-        return (
-            self.connection.execute(
-                "SELECT 1 FROM idempotency WHERE shop_id = ? AND key = ?", (self.shop, key)
-            ).fetchone()
-            is not None
-        )
-
-    def entry(self, key: str) -> tuple[str, OutboxEntry] | None:
-        entry = _queued(self.connection, self.shop, key)
-        return None if entry is None else (entry.effect.request_id, entry)
-
-    def entry_state(self, key: str) -> tuple[str, EffectState] | None:
-        # Only the row's request and state: a dead entry whose effect is damaged can be
-        # revived (after a repair, say); a claim sets it aside again while it stays damaged.
-        row = self.connection.execute(
-            "SELECT request_id, state FROM outbox WHERE shop_id = ? AND key = ?",
-            (self.shop, key),
-        ).fetchone()
-        if row is None:
-            return None
-        try:
-            return _text(row[0], "request_id"), _state(row[1])
-        except _Unreadable as exc:
-            raise damaged_entry(self.shop, key, readable(row[0]), str(exc)) from None
-
-
-def _optional_timestamp(value: dt.datetime | None, field: str) -> str | None:
-    return None if value is None else timestamp(value, field=field)
+    connection.executemany(_SQL.fill_facts, filled)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -1357,22 +981,6 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
         return (code & 0xFF) in _BUSY_CODES
     message = str(exc).lower()  # pragma: no cover - Python builds without error codes
     return "locked" in message or "busy" in message  # pragma: no cover
-
-
-def _store_settled(connection: sqlite3.Connection, shop_id: str, settled: OutboxEntry) -> None:
-    connection.execute(
-        "UPDATE outbox SET state = ?, attempts = ?, available_at = ?, "
-        "lease_owner = NULL, lease_until = NULL, last_error = ? "
-        "WHERE shop_id = ? AND key = ?",
-        (
-            settled.state.value,
-            settled.attempts,
-            _optional_timestamp(settled.available_at, "retry_at"),
-            settled.last_error,
-            shop_id,
-            settled.key,
-        ),
-    )
 
 
 def _refused(exc: sqlite3.IntegrityError, request_id: str, paid: int, refunded: int) -> Exception:
