@@ -257,8 +257,11 @@ def check_claim(*, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
     timestamp(now, field="now")
     if lease <= dt.timedelta(0):
         raise InvalidInput("must be positive", field="lease")
-    if now > dt.datetime.max.replace(tzinfo=dt.UTC) - lease:
-        raise InvalidInput("ends past the last moment a store can hold", field="lease")
+    try:  # a store adds the lease to `now` in its own zone or in UTC: both must be moments
+        now + lease  # evaluated for its overflow only
+        now.astimezone(dt.UTC) + lease
+    except OverflowError:
+        raise InvalidInput("ends past the last moment a store can hold", field="lease") from None
     if limit < 0:
         raise InvalidInput("must not be negative", field="limit")
 

@@ -639,6 +639,8 @@ class _Listing:
         to the end of the listing). It is found on the index alone; only the rows in the
         window are tested against the condition.
         """
+        if self.statuses == ():  # no status asked for: nothing to list (and no SQL to join)
+            return None, []
         until = self._window_end(connection, after, size)
         matches, params = self._select(
             after, "rowid AS k, created_at AS at, id AS rid", limit, until=until, filtered=True
