@@ -390,6 +390,11 @@ def fold_text(text: str) -> str:
 
     Countries, reasons and rule-language words all match through it.
     """
+    if type(text) is str and text.isascii():
+        # NFKD leaves ASCII as it is, no ASCII character combines, and ASCII casefolds to
+        # lower case: the same key, without the per-character pass (rule files are mostly
+        # ASCII, and every word of one is folded).
+        return " ".join(text.lower().replace(".", "").split())
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(plain.casefold().replace(".", "").split())

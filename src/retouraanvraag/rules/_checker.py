@@ -6,7 +6,7 @@ file's language, with what was expected or a "bedoelde u …?" suggestion.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import attrs
@@ -35,6 +35,7 @@ from retouraanvraag.rules._parser import (
 from retouraanvraag.rules.diagnostics import Diagnostic, Position, Severity
 from retouraanvraag.rules.fields import (
     ACTIONS,
+    ACTIONS_BY_KIND,
     DAY_WORDS,
     MAX_WINDOW_DAYS,
     ActionKind,
@@ -89,8 +90,23 @@ _ALLOWED: Final[dict[FieldType, tuple[Operator, ...]]] = {
 }  # fmt: skip
 _YES: Final = frozenset({"ja", "yes", "waar", "true", "wel"})
 _NO: Final = frozenset({"nee", "no", "onwaar", "false", "geen"})
+_YES_NO_WORDS: Final = _YES | _NO
+# The kinds :meth:`Checker.value` tells apart, as module globals: Python 3.11 finds
+# ``FieldType.MONEY`` through ``EnumType.__getattr__``, several times slower than a global.
+_COUNTRY: Final = FieldType.COUNTRY
+_REASON: Final = FieldType.REASON
+_MONEY: Final = FieldType.MONEY
+_NUMBER: Final = FieldType.NUMBER
+_DATE: Final = FieldType.DATE
+_TEXT: Final = FieldType.TEXT
+_TAGS: Final = FieldType.TAGS
+_CHOICE: Final = FieldType.CHOICE
+_YES_NO: Final = FieldType.YES_NO
+_ERROR: Final = Severity.ERROR
 _VALUE_TOKENS: Final = frozenset({"STRING", "NUMBER", "MONEY", "WORD"})
 _OPERATOR_TOKENS: Final = frozenset(o.value for o in Operator)
+#: An operator token's value as its operator and whether it orders (read once per comparison).
+_OPERATORS: Final = {o.value: (o, o.is_ordering) for o in Operator}
 
 
 class _Invalid(Exception):
@@ -111,6 +127,18 @@ class Checker:
     #: Problems past :data:`MAX_DIAGNOSTICS`, counted but not reported one by one.
     dropped: int = 0
     _failed: bool = False
+    # What this file's names and values resolve to, each looked up once: a file names a few
+    # fields and repeats its values. Bounded by the file; a copy (``attrs.evolve``) starts
+    # afresh.
+    _known_fields: dict[str, Field | None] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
+    _readings: dict[tuple[str, str], Value] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
+    _amounts: dict[tuple[str, str], Money] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
 
     # -- diagnostics ------------------------------------------------------------------------
 
@@ -124,9 +152,9 @@ class Checker:
         **values: object,
     ) -> None:
         """Record a diagnostic at ``position`` with the message ``code`` in the file's language."""
-        if severity is Severity.ERROR:
+        if severity is _ERROR:
             self._failed = True
-        if len(self.diagnostics) >= MAX_DIAGNOSTICS:
+        if self.full:
             self.dropped += 1
             return
         line = position.line
@@ -144,6 +172,11 @@ class Checker:
                 self.language,
             )
         )
+
+    @property
+    def full(self) -> bool:
+        """Whether a further problem is only counted (:data:`MAX_DIAGNOSTICS` are listed)."""
+        return len(self.diagnostics) >= MAX_DIAGNOSTICS
 
     def listing(self) -> tuple[Diagnostic, ...]:
         """The diagnostics in source order, then how many more problems there were."""
@@ -224,7 +257,7 @@ class Checker:
                 actions.append(self.action(syn_action))
             except _Invalid:
                 continue
-        self._check_actions(self._syntax_fields(syntax.condition), actions)
+        self._check_actions(syntax.condition, actions)
         if self._failed or condition is None:
             return None
         return Rule(
@@ -244,7 +277,7 @@ class Checker:
         while stack:
             node = stack.pop()
             if isinstance(node, SynCompare):
-                field = self.fields.lookup(node.field)
+                field = self._field(node.field)
                 if field is not None:
                     found.append(field)
             elif isinstance(node, SynNot):
@@ -253,11 +286,20 @@ class Checker:
                 stack.extend(node.parts)
         return found
 
-    def _check_actions(self, fields: list[Field], actions: list[Action]) -> None:
+    def _field(self, name: str) -> Field | None:
+        """The field called ``name``, as :meth:`FieldRegistry.lookup` finds it (once per name)."""
+        known = self._known_fields
+        if name in known:
+            return known[name]
+        field = known[name] = self.fields.lookup(name)
+        return field
+
+    def _check_actions(self, condition: SynCondition, actions: list[Action]) -> None:
         decision: Action | None = None
         seen: dict[ActionKind, Action] = {}
+        fields: list[Field] | None = None  # the condition's fields, found when needed
         for action in actions:
-            spec = _spec(action.kind)
+            spec = ACTIONS_BY_KIND[action.kind]
             if action.kind in seen:
                 self.report(action.position, "duplicate-action", action=spec.name(self.language))
                 continue
@@ -268,12 +310,14 @@ class Checker:
                         action.position,
                         "contradiction",
                         hint=message("contradiction-hint", self.language),
-                        first=_spec(decision.kind).name(self.language),
+                        first=ACTIONS_BY_KIND[decision.kind].name(self.language),
                         second=spec.name(self.language),
                     )
                 decision = action
             # A fee may be decided per item (the request pays the highest, see docs/rules.md).
             if action.kind.group in {"carrier", "window"}:
+                if fields is None:
+                    fields = self._syntax_fields(condition)
                 item_field = next((f for f in fields if f.scope is Scope.ITEM), None)
                 if item_field is not None:
                     name = spec.name(self.language)
@@ -310,7 +354,7 @@ class Checker:
 
     def compare(self, syntax: SynCompare) -> Compare | None:
         """Resolve ``field operator values``, checking that operator and values fit the field."""
-        field = self.fields.lookup(syntax.field)
+        field = self._field(syntax.field)
         if field is None:
             self.report(
                 syntax.position,
@@ -319,7 +363,7 @@ class Checker:
                 text=syntax.field,
             )
             return None
-        operator = Operator(syntax.operator)
+        operator, ordering = _OPERATORS.get(syntax.operator) or (Operator(syntax.operator), False)
         allowed = _ALLOWED[field.type]
         ok = True
         if operator not in allowed:
@@ -333,7 +377,7 @@ class Checker:
                 type=word(TYPE_WORDS, field.type.value, self.language),
             )
             ok = False
-        if operator.is_ordering and len(syntax.values) > 1:
+        if ordering and len(syntax.values) > 1:
             self.report(
                 syntax.values[1].position,
                 "one-value",
@@ -357,22 +401,22 @@ class Checker:
         kind = field.type
         name = field.name(self.language)
         try:
-            if kind is FieldType.COUNTRY and value.kind in {"word", "string"}:
-                return resolve_country(text)
-            if kind is FieldType.REASON and value.kind in {"word", "string"}:
-                return self.reasons.resolve(text).code
-            if kind is FieldType.MONEY:
+            if kind is _COUNTRY and value.kind in {"word", "string"}:
+                return self._read("country", text, resolve_country)
+            if kind is _REASON and value.kind in {"word", "string"}:
+                return self._read("reason", text, self._reason_code)
+            if kind is _MONEY:
                 return self._compared_amount(value, name)
-            if kind is FieldType.NUMBER and value.kind == "number":
-                return read_number(text)
-            if kind is FieldType.DATE and value.kind in {"word", "string"}:
-                return read_date(text)
-            if kind in {FieldType.TEXT, FieldType.TAGS} and value.kind != "money":
+            if kind is _NUMBER and value.kind == "number":
+                return self._read("number", text, read_number)
+            if kind is _DATE and value.kind in {"word", "string"}:
+                return self._read("date", text, read_date)
+            if (kind is _TEXT or kind is _TAGS) and value.kind != "money":
                 if not text:
                     self.report(value.position, "empty-text")
                     raise _Invalid
                 return text
-            if kind is FieldType.CHOICE and value.kind in {"word", "string"}:
+            if kind is _CHOICE and value.kind in {"word", "string"}:
                 choice = field.choice(text)
                 if choice is None:
                     names = ", ".join(c.name(self.language) for c in field.choices)
@@ -385,7 +429,7 @@ class Checker:
                     )
                     raise _Invalid
                 return choice.value
-            if kind is FieldType.YES_NO and fold_text(text) in _YES | _NO:
+            if kind is _YES_NO and fold_text(text) in _YES_NO_WORDS:
                 return fold_text(text) in _YES
         except UnknownCountry as error:
             self._unknown(value, "unknown-country", error.suggestion, text)
@@ -396,7 +440,7 @@ class Checker:
         except BadValue as error:
             self._bad_value(value, error)
             raise _Invalid from error
-        hint = message("yes-no-hint", self.language) if kind is FieldType.YES_NO else None
+        hint = message("yes-no-hint", self.language) if kind is _YES_NO else None
         self.report(
             value.position,
             "type-mismatch",
@@ -406,6 +450,20 @@ class Checker:
             text=text,
         )
         raise _Invalid
+
+    def _read(self, kind: str, text: str, read: Callable[[str], Value]) -> Value:
+        """``read(text)``, once per kind of value and text: a file repeats its values.
+
+        Only readings that succeed are kept; one that raises is read (and reported) again.
+        """
+        key = (kind, text)
+        found = self._readings.get(key)
+        if found is None:
+            found = self._readings[key] = read(text)
+        return found
+
+    def _reason_code(self, text: str) -> str:
+        return self.reasons.resolve(text).code
 
     def _unknown(self, value: SynValue, code: str, suggestion: str | None, text: str) -> None:
         hint = message("did-you-mean", self.language, suggestion=suggestion) if suggestion else None
@@ -437,12 +495,18 @@ class Checker:
 
     def money(self, value: SynValue, label: str) -> Money:
         """Read an amount: ``€4,95``, ``5,95 €``, ``5 euro``, or a number in the shop's currency."""
+        key = (self.currency, value.text)
+        known = self._amounts.get(key)
+        if known is not None:
+            return known
         try:
-            return read_money(value.text, self.currency)
+            amount = self._amounts[key] = read_money(value.text, self.currency)
         except BadValue as error:
             if value.kind in {"money", "number"}:
                 self._bad_value(value, error)
                 raise _Invalid from error
+        else:
+            return amount
         self.report(
             value.position,
             "type-mismatch",
@@ -535,23 +599,23 @@ class Checker:
         return Action(spec.kind, days, syntax.position)
 
 
-def _spec(kind: ActionKind) -> ActionSpec:
-    return next(s for s in ACTIONS if s.kind is kind)
-
-
 def _match_action(key: str) -> tuple[ActionSpec | None, str]:
     """The action whose words are ``key`` or begin it (the rest is a bare argument)."""
     best: tuple[ActionSpec | None, str] = (None, "")
     best_length = -1
-    for spec in ACTIONS:
-        for name in (spec.nl, spec.en, *spec.aliases):
-            folded = fold_text(name)
-            if key == folded:
-                return spec, ""
-            if (
-                spec.argument is not Argument.NONE
-                and key.startswith(folded + " ")
-                and len(folded) > best_length
-            ):
-                best, best_length = (spec, key[len(folded) + 1 :]), len(folded)
+    for spec, folded in _ACTION_NAMES:
+        if key == folded:
+            return spec, ""
+        if (
+            spec.argument is not Argument.NONE
+            and key.startswith(folded + " ")
+            and len(folded) > best_length
+        ):
+            best, best_length = (spec, key[len(folded) + 1 :]), len(folded)
     return best
+
+
+#: Every action's words, folded once, in the order :func:`_match_action` tries them.
+_ACTION_NAMES: Final = tuple(
+    (spec, fold_text(name)) for spec in ACTIONS for name in (spec.nl, spec.en, *spec.aliases)
+)

@@ -13,6 +13,7 @@ import bisect
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from operator import attrgetter, itemgetter
 from typing import Final
 
 import attrs
@@ -39,7 +40,29 @@ _CASES: Final = 8
 _NOT_RETURNABLE: Final = frozenset(
     {ActionKind.ITEM_NOT_RETURNABLE, ActionKind.ORDER_NOT_RETURNABLE}
 )
-_TEXT_TYPES: Final = frozenset({FieldType.TEXT, FieldType.TAGS})
+# Members the hot loops compare with, as module globals: Python 3.11 finds ``Operator.IS``
+# through ``EnumType.__getattr__``, several times slower than a global.
+_IS: Final = Operator.IS
+_IS_NOT: Final = Operator.IS_NOT
+_CONTAINS: Final = Operator.CONTAINS
+_NOT_CONTAINS: Final = Operator.NOT_CONTAINS
+_STARTS_WITH: Final = Operator.STARTS_WITH
+_GT: Final = Operator.GT
+_GE: Final = Operator.GE
+_LT: Final = Operator.LT
+_LE: Final = Operator.LE
+_MONEY: Final = FieldType.MONEY
+_TEXT: Final = FieldType.TEXT
+_TAGS: Final = FieldType.TAGS
+_ITEM_REFUSAL: Final = ActionKind.ITEM_NOT_RETURNABLE
+_ORDER_REFUSAL: Final = ActionKind.ORDER_NOT_RETURNABLE
+_WARNING: Final = Severity.WARNING
+#: Each kind of action's group, by the member's ``id()``: an Enum member hashes in Python code
+#: (3.11), and ``kind.group`` is a property on top; the members live as long as the module.
+_GROUPS: Final = {id(kind): kind.group for kind in ActionKind}
+# Getters that map() applies without a Python step per item.
+_KIND_OF_ACTION: Final = attrgetter("kind")
+_FIELD_OF_GROUP: Final = itemgetter(0)
 
 #: A field's comparisons are grouped per currency: amounts in two currencies never compare.
 _GroupKey = tuple[str, str]
@@ -62,7 +85,7 @@ def warn(checker: Checker, rules: Sequence[Rule], chunks: Sequence[Chunk]) -> No
                 checker.report(
                     rule.position,
                     "duplicate-name",
-                    severity=Severity.WARNING,
+                    severity=_WARNING,
                     name=rule.name,
                     other=named[rule.name].number,
                 )
@@ -75,7 +98,7 @@ def warn(checker: Checker, rules: Sequence[Rule], chunks: Sequence[Chunk]) -> No
             checker.report(
                 rule.position,
                 "never-matches",
-                severity=Severity.WARNING,
+                severity=_WARNING,
                 field=field.name(language),
             )
         if 0 < rule.number <= len(chunks):
@@ -84,15 +107,18 @@ def warn(checker: Checker, rules: Sequence[Rule], chunks: Sequence[Chunk]) -> No
                 checker.report(
                     mixed,
                     "mixed-and-or",
-                    severity=Severity.WARNING,
+                    severity=_WARNING,
                     hint=message("mixed-and-or-hint", language),
                 )
     for rule, other in _overridden(rules, summaries, interned):
+        if checker.full:  # a warning past the listed ones is only counted: no words for it
+            checker.report(rule.position, "always-overridden", severity=_WARNING)
+            continue
         name = other.display_name(language)
         checker.report(
             rule.position,
             "always-overridden",
-            severity=Severity.WARNING,
+            severity=_WARNING,
             hint=message("overridden-hint", language, other=name),
             other=name,
         )
@@ -103,7 +129,7 @@ def warn(checker: Checker, rules: Sequence[Rule], chunks: Sequence[Chunk]) -> No
         checker.report(
             decision.position,
             "undoes-not-returnable",
-            severity=Severity.WARNING,
+            severity=_WARNING,
             hint=message("undoes-not-returnable-hint", language, other=name),
             other=name,
             action=ACTIONS_BY_KIND[refusal.kind].name(language),
@@ -116,7 +142,7 @@ def groups_of(rule: Rule) -> frozenset[str]:
     Decision, fee and carrier: a later matching rule replaces them. The refund: a later rule
     that also refunds whenever this one matches makes this one's refund change nothing.
     """
-    return frozenset(a.kind.group for a in rule.actions)
+    return frozenset([_GROUPS[id(action.kind)] for action in rule.actions])
 
 
 # -- EN and OF without parentheses ---------------------------------------------------------------
@@ -129,9 +155,15 @@ def mixed_and_or(tokens: Iterable[object]) -> Position | None:
     meant; with parentheses either way there is no doubt. An ``OF`` between values of one
     comparison (``IS NL OF BE``) is a list of values, not a condition's ``OF``.
     """
+    tokens = tokens if isinstance(tokens, (tuple, list)) else list(tokens)
+    try:
+        kinds = [token.type for token in tokens]  # type: ignore[union-attr]
+    except AttributeError:  # not all of them the lexer's tokens
+        kinds = [getattr(token, "type", "") for token in tokens]
+    if "OR" not in kinds or "AND" not in kinds:
+        return None  # most rules: no EN, or no OF, to mix
     levels: list[set[str]] = [set()]
-    for token in tokens:
-        kind = getattr(token, "type", "")
+    for index, kind in enumerate(kinds):
         if kind == "THEN":
             break
         if kind == "LPAR":
@@ -143,6 +175,7 @@ def mixed_and_or(tokens: Iterable[object]) -> Position | None:
             seen = levels[-1]
             seen.add(kind)
             if len(seen) == 2:  # noqa: PLR2004 - both kinds
+                token = tokens[index]
                 return Position(getattr(token, "line", 1) or 1, getattr(token, "column", 1) or 1)
     return None
 
@@ -166,17 +199,24 @@ def _ordering_key(value: object) -> object | None:
     return None
 
 
-def _value_key(field: Field, value: object) -> object:
-    """A value as the compiled rules compare it (text ignoring case and surrounding space)."""
-    if field.type in _TEXT_TYPES:
-        return normalise_text(value)
-    if isinstance(value, Money):
-        return value.amount
-    return value
+def _value_keys(field: Field, values: Sequence[object]) -> frozenset[object]:
+    """Values as the compiled rules compare them (text ignoring case and surrounding space)."""
+    kind = field.type
+    if kind is _TEXT or kind is _TAGS:
+        if len(values) == 1:  # most comparisons have one value: no list to build
+            return frozenset((normalise_text(values[0]),))
+        return frozenset(map(normalise_text, values))
+    if len(values) == 1:
+        value = values[0]
+        return frozenset((value.amount if isinstance(value, Money) else value,))
+    return frozenset([v.amount if isinstance(v, Money) else v for v in values])
 
 
 def _one_currency(compare: Compare) -> bool:
-    currencies = {v.currency for v in compare.values if isinstance(v, Money)}
+    values = compare.values
+    if len(values) < 2:  # noqa: PLR2004 - one amount has one currency
+        return True
+    currencies = {v.currency for v in values if isinstance(v, Money)}
     return len(currencies) <= 1
 
 
@@ -195,45 +235,53 @@ class _Facts:
     lacks: set[object] = attrs.field(factory=set)
     #: Whether a comparison could not be read as bounds (it is left out: weaker, still sound).
     opaque: bool = False
+    #: :meth:`possible` once worked out for an ``IS`` (``None``: not yet); the override
+    #: checks ask it of the same requirements many times.
+    _possible: frozenset[object] | None = attrs.field(
+        default=None, init=False, eq=False, repr=False
+    )
 
-    def add(self, compare: Compare) -> None:
+    def add(self, compare: Compare) -> None:  # noqa: C901 - one pass, no helpers
         """Require ``compare`` too."""
+        self._possible = None
         field, operator = self.field, compare.operator
-        if field.type is FieldType.MONEY and not _one_currency(compare):
+        if field.type is _MONEY and len(compare.values) > 1 and not _one_currency(compare):
             self.opaque = True
             return
-        values = frozenset(_value_key(field, v) for v in compare.values)
-        if operator is Operator.IS:
+        lower = operator is _GT or operator is _GE
+        if lower or operator is _LT or operator is _LE:
+            # A bound (this runs for every comparison of a file: no calls it can do without).
+            first = compare.values[0]
+            bound = first.amount if isinstance(first, Money) else _ordering_key(first)
+            if bound is None:
+                self.opaque = True
+                return
+            new = (bound, operator is _GE or operator is _LE)
+            if lower:
+                if self.low is None or _tighter(self.low, new, low=True):
+                    self.low = new
+            elif self.high is None or _tighter(self.high, new, low=False):
+                self.high = new
+            return
+        values = _value_keys(field, compare.values)
+        if operator is _IS:
             self.allowed = values if self.allowed is None else self.allowed & values
-        elif operator is Operator.IS_NOT:
+        elif operator is _IS_NOT:
             self.excluded |= values
-        elif operator is Operator.CONTAINS:
+        elif operator is _CONTAINS:
             self.contains.append(values)
-        elif operator is Operator.STARTS_WITH:
+        elif operator is _STARTS_WITH:
             self.starts.append(values)
-        elif operator is Operator.NOT_CONTAINS:
+        elif operator is _NOT_CONTAINS:
             self.lacks |= values
-        else:
-            self._bound(compare)
-
-    def _bound(self, compare: Compare) -> None:
-        operator = compare.operator
-        bound = _ordering_key(compare.values[0])
-        if bound is None:
-            self.opaque = True
-            return
-        inclusive = operator is Operator.GE or operator is Operator.LE
-        if operator is Operator.GT or operator is Operator.GE:
-            if self.low is None or _tighter(self.low, (bound, inclusive), low=True):
-                self.low = (bound, inclusive)
-        elif self.high is None or _tighter(self.high, (bound, inclusive), low=False):
-            self.high = (bound, inclusive)
 
     def possible(self) -> frozenset[object] | None:
         """The values ``IS`` leaves, less those excluded or out of bounds (``None``: any)."""
         if self.allowed is None:
             return None
-        return frozenset(v for v in self.allowed - self.excluded if self.within(v))
+        if self._possible is None:
+            self._possible = frozenset(v for v in self.allowed - self.excluded if self.within(v))
+        return self._possible
 
     def within(self, value: object) -> bool:
         """Whether ``value`` lies within the bounds."""
@@ -244,7 +292,7 @@ class _Facts:
 
     def satisfiable(self) -> bool:
         """Whether a value can meet every requirement (``IS``, ``IS NIET`` and bounds)."""
-        possible = self.possible()
+        possible = None if self.allowed is None else self.possible()
         if possible is not None:
             return bool(possible)
         if self.low is not None and self.high is not None:
@@ -252,40 +300,95 @@ class _Facts:
             return bool(lo < hi or (lo == hi and lo_in and hi_in))  # type: ignore[operator]
         return True
 
-    def implies(self, compare: Compare) -> bool:  # noqa: C901, PLR0911
-        """Whether every value meeting these requirements makes ``compare`` certainly true."""
-        field, operator = self.field, compare.operator
-        if field.type is FieldType.MONEY and not _one_currency(compare):
+    def implies(self, compare: Compare, read: _Read | None = None) -> bool:  # noqa: C901, PLR0911, PLR0912
+        """Whether every value meeting these requirements makes ``compare`` certainly true.
+
+        ``read``: ``compare`` as already read (see :class:`_Read`).
+        """
+        if read is None:
+            read = _Read(compare, -1)
+        field = self.field
+        if read.multi_currency and field.type is _MONEY:
             return False
-        values = frozenset(_value_key(field, v) for v in compare.values)
-        possible = self.possible()
+        possible = None if self.allowed is None else self.possible()
         if possible is not None and not possible:
             return False  # never true: that is the never-matches warning, not this one
-        if operator is Operator.IS:
+        if read.ordering:
+            new = read.bound
+            if new is None:
+                return False
+            if possible is not None:
+                probe = _Facts(field)
+                probe.add(compare)
+                return all(probe.within(v) for v in possible)
+            lower = read.lower
+            old = self.low if lower else self.high
+            if old is None:
+                return False
+            # ``not _tighter(old, new, low=lower)``, written out: the proofs' commonest step.
+            (a, a_in), (b, b_in) = old, new
+            if a == b:
+                return not a_in or b_in
+            return not (b > a if lower else b < a)  # type: ignore[operator]
+        operator = compare.operator
+        values = read.values(field)
+        if operator is _IS:
             return possible is not None and possible <= values
-        if operator is Operator.IS_NOT:
+        if operator is _IS_NOT:
             return (possible is not None and not possible & values) or values <= self.excluded
-        if operator is Operator.CONTAINS:
+        if operator is _CONTAINS:
             if possible is not None and all(_contains(v, values) for v in possible):
                 return True
             return any(alternatives <= values for alternatives in self.contains)
-        if operator is Operator.STARTS_WITH:
+        if operator is _STARTS_WITH:
             if possible is not None and all(_starts(v, values) for v in possible):
                 return True
             return any(all(_starts(a, values) for a in s) for s in self.starts)
-        if operator is Operator.NOT_CONTAINS:
-            return values <= self.lacks
-        bound = _ordering_key(compare.values[0])
-        if bound is None:
-            return False
-        if possible is not None:
-            probe = _Facts(field)
-            probe.add(compare)
-            return all(probe.within(v) for v in possible)
-        inclusive = operator is Operator.GE or operator is Operator.LE
-        if operator is Operator.GT or operator is Operator.GE:
-            return self.low is not None and not _tighter(self.low, (bound, inclusive), low=True)
-        return self.high is not None and not _tighter(self.high, (bound, inclusive), low=False)
+        return operator is _NOT_CONTAINS and values <= self.lacks
+
+
+class _Read:
+    """A comparison as :meth:`_Facts.implies` reads it, worked out once.
+
+    The override checks test one rule's comparisons against several earlier rules' cases.
+    """
+
+    __slots__ = (
+        "_values",
+        "bound",
+        "compare",
+        "group",
+        "lower",
+        "multi_currency",
+        "number",
+        "ordering",
+    )
+
+    def __init__(self, compare: Compare, number: int) -> None:
+        """Read ``compare``, the comparison numbered ``number`` (see :class:`_Interned`)."""
+        operator = compare.operator
+        self.compare = compare
+        self.number = number
+        self.group = _group_key(compare)
+        self.multi_currency = len(compare.values) > 1 and not _one_currency(compare)
+        #: ``>`` or ``>=``: a lower bound.
+        self.lower = lower = operator is _GT or operator is _GE
+        self.ordering = ordering = lower or operator is _LT or operator is _LE
+        #: For an ordering: the bound it sets, or ``None`` when its value does not order.
+        self.bound: _Bound | None = None
+        if ordering:
+            key = _ordering_key(compare.values[0])
+            if key is not None:
+                self.bound = (key, operator is _GE or operator is _LE)
+        self._values: frozenset[object] | None = None
+
+    def values(self, field: Field) -> frozenset[object]:
+        """The values as ``field`` compares them."""
+        if field is not self.compare.field:
+            return _value_keys(field, self.compare.values)
+        if self._values is None:
+            self._values = _value_keys(field, self.compare.values)
+        return self._values
 
 
 def _tighter(old: _Bound, new: _Bound, *, low: bool) -> bool:
@@ -330,7 +433,9 @@ def _conjuncts(condition: Condition) -> list[Compare]:
 def _facts(compares: Iterable[Compare]) -> dict[_GroupKey, _Facts]:
     found: dict[_GroupKey, _Facts] = {}
     for compare in compares:
-        key = _group_key(compare)
+        # _group_key(compare), written out: this runs for every comparison of the file.
+        first = compare.values[0] if compare.values else None
+        key = (compare.field.key, first.currency if isinstance(first, Money) else "")
         facts = found.get(key)
         if facts is None:
             facts = found[key] = _Facts(compare.field)
@@ -376,11 +481,12 @@ def never_matches(
     if isinstance(condition, Compare):
         return None  # one comparison always holds for some value
     if isinstance(condition, Or):
-        fields = [never_matches(p) for p in condition.parts]
-        return fields[0] if all(f is not None for f in fields) else None
+        return _no_part_matches(condition.parts)
     if isinstance(condition, Not):
         return None
     for part in condition.parts:
+        if isinstance(part, Compare):
+            continue  # as above, without a call for each comparison of a long EN
         field = never_matches(part)
         if field is not None:
             return field
@@ -388,6 +494,17 @@ def never_matches(
         if not found.satisfiable():
             return found.field
     return None
+
+
+def _no_part_matches(parts: Sequence[Condition]) -> Field | None:
+    """The first part's field when no part of an ``OF`` can be true (stops at one that can)."""
+    fields: list[Field] = []
+    for part in parts:
+        field = None if isinstance(part, Compare) else never_matches(part)
+        if field is None:
+            return None
+        fields.append(field)
+    return fields[0]
 
 
 class _Interned:
@@ -398,50 +515,85 @@ class _Interned:
     """
 
     def __init__(self, rules: Sequence[Rule]) -> None:
-        numbers: dict[Compare, int] = {}
-        self.by_object: dict[int, int] = {}
-        self.count: dict[int, int] = {}
-        self._keep: list[Condition] = []  # the objects whose id() is a key stay alive
-        for rule in rules:
+        # A comparison's own hash calls its field's, operator's and values' hashes (Python code
+        # each). It is numbered instead by its field (the first equal one seen, by identity),
+        # its operator (one object per member) and its values: equal numbers exactly for equal
+        # comparisons, with only the values hashed.
+        numbers: dict[tuple[int, int, tuple[object, ...]], int] = {}
+        fields: dict[Field, Field] = {}
+        same_field: dict[int, Field] = {}
+        by_object: dict[int, int] = {}
+        #: How many comparisons of the file have each number.
+        count: list[int] = []
+        self.by_object, self.count = by_object, count
+        # The rules hold every node whose id() is a key here (frozen trees): they stay alive.
+        self._keep = tuple(rules)
+        for rule in self._keep:
             stack: list[Condition] = [rule.condition]
             while stack:
                 node = stack.pop()
-                if isinstance(node, Compare):
-                    number = numbers.setdefault(node, len(numbers))
-                    self.by_object[id(node)] = number
-                    self.count[number] = self.count.get(number, 0) + 1
-                    self._keep.append(node)
-                elif isinstance(node, Not):
+                if isinstance(node, Not):
                     stack.append(node.part)
-                else:
-                    self._keep.append(node)
-                    stack.extend(node.parts)
+                    continue
+                # The comparisons among a node's parts are numbered on the spot (a long EN's
+                # are most of a file), the other parts wait on the stack.
+                for part in (node,) if isinstance(node, Compare) else node.parts:
+                    if not isinstance(part, Compare):
+                        stack.append(part)
+                        continue
+                    field = same_field.get(id(part.field))
+                    if field is None:
+                        field = same_field[id(part.field)] = fields.setdefault(
+                            part.field, part.field
+                        )
+                    number = numbers.setdefault(
+                        (id(field), id(part.operator), part.values), len(numbers)
+                    )
+                    if number == len(count):
+                        count.append(1)
+                    else:
+                        count[number] += 1
+                    by_object[id(part)] = number
 
-        self._ordered: dict[int, list[Condition]] = {}
+        #: Each EN's parts as :meth:`rarest_first` orders them, by ``id()``.
+        self.ordered: dict[int, list[Condition]] = {}
+        #: Each comparison as read by :meth:`read`, by ``id()``.
+        self.reads: dict[int, _Read] = {}
 
     def number(self, compare: Compare) -> int:
         """The comparison's number."""
         return self.by_object[id(compare)]
 
+    def read(self, compare: Compare) -> _Read:
+        """The comparison as :meth:`_Facts.implies` reads it (read once)."""
+        found = self.reads.get(id(compare))
+        if found is None:
+            found = self.reads[id(compare)] = _Read(compare, self.by_object[id(compare)])
+        return found
+
     def key(self, condition: Condition) -> object:
         """A condition as nested tuples of numbers: equal conditions, equal keys."""
+        by_object = self.by_object
         if isinstance(condition, Compare):
-            return self.number(condition)
+            return by_object[id(condition)]
         if isinstance(condition, Not):
             return ("not", self.key(condition.part))
-        kind = "and" if isinstance(condition, And) else "or"
-        return (kind, tuple(self.key(p) for p in condition.parts))
+        keys = [
+            by_object[id(p)] if isinstance(p, Compare) else self.key(p) for p in condition.parts
+        ]
+        return ("and" if isinstance(condition, And) else "or", tuple(keys))
 
     def rarest_first(self, condition: And) -> list[Condition]:
         """An AND's parts, the comparisons fewest rules share first (a proof fails there)."""
-        ordered = self._ordered.get(id(condition))
+        ordered = self.ordered.get(id(condition))
         if ordered is None:
-
-            def rarity(part: Condition) -> int:
-                return self.count[self.number(part)] if isinstance(part, Compare) else 0
-
-            ordered = sorted(condition.parts, key=rarity)
-            self._ordered[id(condition)] = ordered
+            count, by_object, parts = self.count, self.by_object, condition.parts
+            rarity = [count[by_object[id(p)]] if isinstance(p, Compare) else 0 for p in parts]
+            if len(parts) == 2:  # noqa: PLR2004 - the commonest EN, sorted (stably) by hand
+                ordered = [parts[1], parts[0]] if rarity[1] < rarity[0] else list(parts)
+            else:
+                ordered = [parts[i] for i in sorted(range(len(parts)), key=rarity.__getitem__)]
+            self.ordered[id(condition)] = ordered
         return ordered
 
 
@@ -454,18 +606,29 @@ class _Case:
 
     @classmethod
     def of(cls, condition: Condition, interned: _Interned) -> _Case:
-        compares = _conjuncts(condition)
-        return cls(frozenset(interned.number(c) for c in compares), _facts(compares))
+        return cls.of_compares(_conjuncts(condition), interned)
+
+    @classmethod
+    def of_compares(cls, compares: list[Compare], interned: _Interned) -> _Case:
+        """The case of a condition whose top-level comparisons are ``compares``."""
+        by_object = interned.by_object
+        return cls(frozenset(map(by_object.__getitem__, map(id, compares))), _facts(compares))
 
     def implies(self, condition: Condition, interned: _Interned) -> bool:
         """Whether this case makes ``condition`` certainly true (sound, not complete)."""
         if isinstance(condition, Compare):
-            if interned.number(condition) in self.numbers:
+            read = interned.reads.get(id(condition)) or interned.read(condition)
+            if read.number in self.numbers:
                 return True
-            facts = self.facts.get(_group_key(condition))
-            return facts is not None and not facts.opaque and facts.implies(condition)
+            facts = self.facts.get(read.group)
+            return facts is not None and not facts.opaque and facts.implies(condition, read)
         if isinstance(condition, And):
-            return all(self.implies(p, interned) for p in interned.rarest_first(condition))
+            parts = interned.ordered.get(id(condition)) or interned.rarest_first(condition)
+            # A loop, not all(…): no generator for each of the many proof steps.
+            for part in parts:  # noqa: SIM110
+                if not self.implies(part, interned):
+                    return False
+            return True
         if isinstance(condition, Or):
             return any(self.implies(p, interned) for p in condition.parts)
         return False
@@ -497,20 +660,33 @@ class _Summary:
     @classmethod
     def of(cls, rule: Rule, interned: _Interned) -> _Summary:
         condition = rule.condition
-        parts = condition.parts if isinstance(condition, Or) else (condition,)
-        cases = [_Case.of(p, interned) for p in parts] if len(parts) <= _CASES else []
-        provided = [frozenset(key for key, _ in case.facts) for case in cases]
+        groups = groups_of(rule)
+        if not isinstance(condition, Or):
+            compares = _conjuncts(condition)
+            case = _Case.of_compares(compares, interned)
+            if isinstance(condition, Compare) or (
+                isinstance(condition, And) and compares and len(compares) == len(condition.parts)
+            ):
+                # A comparison or an EN of comparisons, most rules: the fields they name are
+                # what the rule provides and what implying it needs; the first is its anchor.
+                keys = frozenset(map(_FIELD_OF_GROUP, case.facts))
+                anchors = frozenset((compares[0].field.key,))
+                return cls(groups, [case], anchors, condition, keys, keys)
+            cases = [case]
+        else:
+            parts = condition.parts
+            cases = [_Case.of(p, interned) for p in parts] if len(parts) <= _CASES else []
+        provided = [frozenset(map(_FIELD_OF_GROUP, case.facts)) for case in cases]
         provides = frozenset.intersection(*provided) if provided else frozenset()
-        compares = [condition] if isinstance(condition, Compare) else []
-        if isinstance(condition, And) and all(isinstance(p, Compare) for p in condition.parts):
-            compares = list(condition.parts)  # type: ignore[arg-type]
-        needs = frozenset(c.field.key for c in compares) if compares else None
         anchors = frozenset(_anchors(condition))
-        return cls(groups_of(rule), cases, anchors, condition, provides, needs)
+        return cls(groups, cases, anchors, condition, provides, None)
 
     def implies(self, condition: Condition, interned: _Interned) -> bool:
         """Whether this rule's condition makes ``condition`` certainly true."""
-        return bool(self.cases) and all(case.implies(condition, interned) for case in self.cases)
+        cases = self.cases
+        if len(cases) == 1:
+            return cases[0].implies(condition, interned)
+        return bool(cases) and all(case.implies(condition, interned) for case in cases)
 
 
 def _anchors(condition: Condition) -> set[str]:
@@ -519,7 +695,20 @@ def _anchors(condition: Condition) -> set[str]:
     if isinstance(condition, Not):
         return set()
     if isinstance(condition, And):
-        return min((_anchors(p) for p in condition.parts), key=len, default=set())
+        # The first smallest set of the parts' (a comparison's is one field; none is smaller
+        # than empty), without building a set for every comparison of a long EN.
+        best: set[str] | None = None
+        for part in condition.parts:
+            if isinstance(part, Compare):
+                if best is None or len(best) > 1:
+                    best = {part.field.key}
+                continue
+            theirs = _anchors(part)
+            if best is None or len(theirs) < len(best):
+                best = theirs
+            if not best:
+                break
+        return best if best is not None else set()
     found: set[str] = set()
     for part in condition.parts:
         found |= _anchors(part)
@@ -544,7 +733,11 @@ def _overridden(
     by_anchor: dict[str, list[int]] = {}
     for index, summary in enumerate(summaries):
         for anchor in summary.anchors:
-            by_anchor.setdefault(anchor, []).append(index)
+            listed = by_anchor.get(anchor)
+            if listed is None:
+                by_anchor[anchor] = [index]
+            else:
+                listed.append(index)
     tries = [TRIES] * len(rules)
     for index, summary in enumerate(summaries):
         if not summary.groups:
@@ -565,9 +758,13 @@ def _same_condition(
     result: list[int | None] = [None] * len(rules)
     for index in range(len(rules) - 1, -1, -1):
         summary = summaries[index]
-        seen = nearest.setdefault(interned.key(summary.condition), {})
-        covering = [k for groups, k in seen.items() if summary.groups <= groups]
-        result[index] = min(covering) if covering else None
+        key = interned.key(summary.condition)
+        seen = nearest.get(key)
+        if seen is None:
+            seen = nearest[key] = {}
+        if seen:
+            covering = [k for groups, k in seen.items() if summary.groups <= groups]
+            result[index] = min(covering) if covering else None
         seen[summary.groups] = index
     return result
 
@@ -580,20 +777,26 @@ def _later_implied(
     interned: _Interned,
 ) -> int | None:
     summary = summaries[index]
-    fields = {key for case in summary.cases for key, _ in case.facts}
+    # Most rules hold in one way: that case proves (or not) each candidate itself.
+    one = summary.cases[0] if len(summary.cases) == 1 else None
+    if one is not None:
+        fields: Iterable[str] = summary.provides  # the fields of its one case
+    else:
+        fields = {key for case in summary.cases for key, _ in case.facts}
     nearby: set[int] = set()
     for key in fields:
         listed = by_anchor.get(key, [])
         start = bisect.bisect_right(listed, index)
         nearby.update(listed[start : start + CANDIDATES])
+    groups, provides, prover = summary.groups, summary.provides, one or summary
     for other in sorted(nearby)[:CANDIDATES]:
         theirs = summaries[other]
-        if not summary.groups <= theirs.groups or tries[other] <= 0:
+        if not groups <= theirs.groups or tries[other] <= 0:
             continue
-        if theirs.needs is not None and not theirs.needs <= summary.provides:
+        if theirs.needs is not None and not theirs.needs <= provides:
             continue  # it names a field this rule says nothing about
         tries[other] -= 1
-        if summary.implies(theirs.condition, interned):
+        if prover.implies(theirs.condition, interned):
             return other
     return None
 
@@ -611,12 +814,12 @@ def _undoing(rules: Sequence[Rule], summaries: Sequence[_Summary]) -> list[tuple
     found: list[tuple[Rule, Rule]] = []
     refusers: list[int] = []
     for index, rule in enumerate(rules):
-        kinds = {a.kind for a in rule.actions if a.kind.group == "decision"}
-        if kinds & _NOT_RETURNABLE:
+        kinds = list(map(_KIND_OF_ACTION, rule.actions))
+        if _ITEM_REFUSAL in kinds or _ORDER_REFUSAL in kinds:
             refusers.append(index)
             continue
-        if not kinds:
-            continue
+        if not refusers or "decision" not in summaries[index].groups:
+            continue  # nothing to undo, or no decision to undo it with
         mine = summaries[index].cases
         for earlier in reversed(refusers[-REFUSERS:]):
             theirs = summaries[earlier].cases
