@@ -280,25 +280,27 @@ class _Parser:
 
     def condition(self) -> SynCondition:
         """Conjunctions joined by ``OF`` (a single one stands for itself)."""
-        start = self.index
-        first = self.conjunction()
-        if self._accept("OR") is None:
-            return first
-        parts = [first, self.conjunction()]
-        while self._accept("OR") is not None:
-            parts.append(self.conjunction())
-        return SynOr(tuple(parts), _pos(self.tokens[start]))
+        return self._joined("OR", self.conjunction, SynOr)
 
     def conjunction(self) -> SynCondition:
         """Negations joined by ``EN`` (a single one stands for itself)."""
+        return self._joined("AND", self.negation, SynAnd)
+
+    def _joined(
+        self,
+        joiner: str,
+        part: Callable[[], SynCondition],
+        junction: Callable[[tuple[SynCondition, ...], Position], SynCondition],
+    ) -> SynCondition:
+        """``part (joiner part)*``: the junction of two or more parts, else the one part."""
         start = self.index
-        first = self.negation()
-        if self._accept("AND") is None:
+        first = part()
+        if self._accept(joiner) is None:
             return first
-        parts = [first, self.negation()]
-        while self._accept("AND") is not None:
-            parts.append(self.negation())
-        return SynAnd(tuple(parts), _pos(self.tokens[start]))
+        parts = [first, part()]
+        while self._accept(joiner) is not None:
+            parts.append(part())
+        return junction(tuple(parts), _pos(self.tokens[start]))
 
     def negation(self) -> SynCondition:
         """``NIET`` negation, ``( condition )`` or a comparison."""
