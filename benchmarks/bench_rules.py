@@ -1318,8 +1318,12 @@ def many_rules(count: int, size: int) -> str:
         " EN Kanaal IS NIET api",
     )
     filler = "Bestelwaarde < €9000,00"
-    while len(filler) + len(extras[0]) <= room:
-        filler += extras[len(filler) % len(extras)]
+    for extra in extras * (room // min(map(len, extras)) + 1):
+        if len(filler) + len(extra) <= room:
+            filler += extra
+    short = " EN Aantal < 9"
+    while len(filler) + len(short) <= room:
+        filler += short
     return text.replace(": ALS ", f": ALS {filler} EN ")
 
 
