@@ -609,54 +609,54 @@ def repair(
     raw = list(chunk.raw)
     if not raw or len(raw) > _MAX_REPAIR_WORDS:
         return None
-    found = _one_fix(raw, problem, language, errors, start, date_field)
+    repairer = _Repairer(language, errors, start, date_field)
+    found = repairer.one_fix(raw, problem)
     if found is not None and found.errors == 0:
         return found
-    return _two_typos(raw, problem, language, errors, start, date_field) or found
+    return repairer.two_typos(raw, problem) or found
 
 
-def _one_fix(  # noqa: PLR0917 - repair's arguments
-    raw: list[Token],
-    problem: SyntaxProblem | None,
-    language: str,
-    errors: Callable[[tuple[SynRule | SynCondition, ...]], int],
-    start: str,
-    date_field: DateField | None,
-) -> Repair | None:
-    best: Repair | None = None
-    for fix, tokens, strong in _fixes(raw, problem, language, start):
-        parsed = _parse_all(tokens, language, start, date_field)
-        if not isinstance(parsed, tuple):
-            continue
-        count = errors(parsed)
-        if count == 0:
-            return Repair(fix, parsed, 0)
-        if strong and problem is not None and (best is None or count < best.errors):
-            best = Repair(fix, parsed, count)
-    return best
+@attrs.frozen
+class _Repairer:
+    """How a chunk's words are read and checked while fixes are tried on them."""
 
+    language: str
+    errors: Callable[[tuple[SynRule | SynCondition, ...]], int]
+    start: str
+    date_field: DateField | None
 
-def _two_typos(  # noqa: PLR0917 - repair's arguments
-    raw: list[Token],
-    problem: SyntaxProblem | None,
-    language: str,
-    errors: Callable[[tuple[SynRule | SynCondition, ...]], int],
-    start: str,
-    date_field: DateField | None,
-) -> Repair | None:
-    """Two keyword typos in one rule: a strong one put right, then another that makes it whole."""
-    firsts = [
-        (fix, tokens)
-        for fix, tokens, strong in _fixes(raw, problem, language, start)
-        if strong and fix.code == "keyword-typo"
-    ]
-    for fix, tokens in firsts[:_FIRST_TYPOS]:
-        after = _parse_all(tokens, language, start, date_field)
-        if after is None:
-            continue
-        left = after if isinstance(after, SyntaxProblem) else None
-        second = _one_fix(tokens, left, language, errors, start, date_field)
-        if second is not None and second.errors == 0 and second.fix.code == "keyword-typo":
-            first, then = sorted((fix, second.fix), key=lambda f: f.position)
-            return Repair(first, second.parsed, 0, more=(then,))
-    return None
+    def _parsed(
+        self, tokens: list[Token]
+    ) -> tuple[SynRule | SynCondition, ...] | SyntaxProblem | None:
+        return _parse_all(tokens, self.language, self.start, self.date_field)
+
+    def one_fix(self, raw: list[Token], problem: SyntaxProblem | None) -> Repair | None:
+        """The nearest single fix that makes ``raw`` whole, else the strongest that parses."""
+        best: Repair | None = None
+        for fix, tokens, strong in _fixes(raw, problem, self.language, self.start):
+            parsed = self._parsed(tokens)
+            if not isinstance(parsed, tuple):
+                continue
+            count = self.errors(parsed)
+            if count == 0:
+                return Repair(fix, parsed, 0)
+            if strong and problem is not None and (best is None or count < best.errors):
+                best = Repair(fix, parsed, count)
+        return best
+
+    def two_typos(self, raw: list[Token], problem: SyntaxProblem | None) -> Repair | None:
+        """Two keyword typos in one rule: a strong one put right, then one that makes it whole."""
+        firsts = [
+            (fix, tokens)
+            for fix, tokens, strong in _fixes(raw, problem, self.language, self.start)
+            if strong and fix.code == "keyword-typo"
+        ]
+        for fix, tokens in firsts[:_FIRST_TYPOS]:
+            after = self._parsed(tokens)
+            if after is None:
+                continue
+            second = self.one_fix(tokens, after if isinstance(after, SyntaxProblem) else None)
+            if second is not None and second.errors == 0 and second.fix.code == "keyword-typo":
+                first, then = sorted((fix, second.fix), key=lambda f: f.position)
+                return Repair(first, second.parsed, 0, more=(then,))
+        return None
